@@ -1,0 +1,1 @@
+"""TF-native augmentation: affine matrices and warps, box masks."""

@@ -1,0 +1,102 @@
+"""Box masks for CutMix and Cutout, drawn per sample with stateless random ops.
+
+Follows the authors' `BoxMaskGenerator` (SPEC 1.2-1.3) step by step, with one deliberate difference:
+boxes that cross the image edge (`within_bounds=False`) are clipped instead of silently dropped.
+
+Randomness comes from an explicit `seed` (a shape-[2] int tensor) so that each sample of each stream
+gets its own mask, however many tf.data workers run in parallel (the authors' masks repeated across
+their 4 DataLoader workers, SPEC 1.4).
+"""
+import dataclasses
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxMaskParams:
+    """How box masks are drawn.
+
+    Attributes:
+      prop_range: (low, high) of the area fraction (or, with `by_size`, of each side fraction).
+      n_boxes: boxes per mask, combined by xor; each gets `1 / n_boxes` of the drawn area.
+      random_aspect_ratio: draw the aspect ratio (`prop**u`) instead of using the image's.
+      by_size: draw side fractions directly instead of an area fraction.
+      within_bounds: boxes lie wholly inside the image; otherwise they are centred anywhere and clipped.
+      invert: start from zeros so the mask is 1 inside the boxes (the authors' default).
+    """
+    prop_range: tuple = (0.5, 0.5)
+    n_boxes: int = 1
+    random_aspect_ratio: bool = True
+    by_size: bool = False
+    within_bounds: bool = True
+    invert: bool = True
+
+
+def box_corners(seed, height, width, params):
+    """Draws the boxes of one mask.
+
+    Args:
+      seed: int32/int64 tensor of shape [2].
+      height, width: mask size (Python ints or scalar tensors).
+      params: a `BoxMaskParams`.
+
+    Returns:
+      int32 tensor [n_boxes, 4] of (y0, x0, y1, x1), half-open, already clipped to the image.
+    """
+    n = params.n_boxes
+    low, high = (float(v) for v in params.prop_range)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if not params.by_size:
+        prop = tf.random.stateless_uniform([n], seeds[0], low, high, dtype=tf.float64)
+        if params.random_aspect_ratio:
+            u = tf.random.stateless_uniform([n], seeds[1], dtype=tf.float64)
+            # prop**u; log(0) would give NaN, so props of zero get side 0 below.
+            safe_prop = tf.where(prop > 0, prop, tf.ones_like(prop))
+            y_prop = tf.exp(u * tf.math.log(safe_prop))
+            x_prop = safe_prop / y_prop
+        else:
+            y_prop = x_prop = tf.sqrt(prop)
+        zero = prop <= 0
+        y_prop = tf.where(zero, tf.zeros_like(y_prop), y_prop)
+        x_prop = tf.where(zero, tf.zeros_like(x_prop), x_prop)
+    else:
+        y_prop = tf.random.stateless_uniform([n], seeds[0], low, high, dtype=tf.float64)
+        if params.random_aspect_ratio:
+            x_prop = tf.random.stateless_uniform([n], seeds[1], low, high, dtype=tf.float64)
+        else:
+            x_prop = y_prop
+    scale = (1.0 / n) ** 0.5
+    extent = tf.cast(tf.stack([height, width]), tf.float64)                  # [2]
+    sizes = tf.round(tf.stack([y_prop, x_prop], axis=-1) * scale * extent)   # [n, 2], half to even
+    if params.within_bounds:
+        u = tf.random.stateless_uniform([n, 2], seeds[2], dtype=tf.float64)
+        start = tf.round((extent - sizes) * u)
+        end = start + sizes
+    else:
+        u = tf.random.stateless_uniform([n, 2], seeds[3], dtype=tf.float64)
+        centre = tf.round(extent * u)
+        start = centre - sizes / 2
+        end = centre + sizes / 2
+    # int() truncation toward zero, as the reference; then clip to the image (the reference drops them).
+    start = tf.clip_by_value(tf.cast(start, tf.int32), 0, tf.cast(extent, tf.int32))
+    end = tf.clip_by_value(tf.cast(end, tf.int32), 0, tf.cast(extent, tf.int32))
+    return tf.concat([start, end], axis=-1)
+
+
+def box_mask(seed, height, width, params):
+    """Draws one box mask.
+
+    Returns:
+      float32 tensor [height, width, 1]; with the default `invert` it is 1 inside an odd number of boxes.
+    """
+    corners = box_corners(seed, height, width, params)
+    rows = tf.range(height)[None, :, None]
+    cols = tf.range(width)[None, None, :]
+    inside = ((rows >= corners[:, 0, None, None]) & (rows < corners[:, 2, None, None])
+              & (cols >= corners[:, 1, None, None]) & (cols < corners[:, 3, None, None]))
+    # Each box flips the pixels under it, so overlapping boxes combine by xor.
+    flipped = tf.math.floormod(tf.reduce_sum(tf.cast(inside, tf.int32), axis=0), 2)
+    mask = tf.cast(flipped, tf.float32)
+    if not params.invert:
+        mask = 1.0 - mask
+    return mask[:, :, None]

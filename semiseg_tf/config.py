@@ -1,0 +1,195 @@
+"""Training flags, and their validation into one frozen `Config`.
+
+Every flag is defined here with its help text; `from_flags()` checks each value and returns a frozen
+dataclass whose fields are the flag names (parsed: `crop_size` is a tuple of ints, and so on). A wrong
+value raises `ConfigError` with a one-line message that names the flag.
+"""
+import dataclasses
+import os
+
+from absl import flags
+
+from semiseg_tf import models
+from semiseg_tf.semisup import losses, perturbations
+
+
+class ConfigError(ValueError):
+    """A flag has a wrong value; the message names the flag."""
+
+
+_NAMES = []
+# Flags that change only what is logged, not what is trained: a resumed run may change them.
+LOGGING_ONLY = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "eval_batch_size"}
+
+
+def _define(kind, name, default, *args):
+    """Defines an absl flag (`args`: enum values then help, or help) and records it as a Config field."""
+    _NAMES.append(name)
+    getattr(flags, f"DEFINE_{kind}")(name, default, *args)
+
+
+# --- the run ----------------------------------------------------------------------------------------
+_define("string", "workdir", None,
+        "Run folder: resolved flags, checkpoints, TensorBoard events, metrics.json. Running the same "
+        "command again resumes from its last checkpoint.")
+_define("integer", "seed", 0, "Seed of weight initialisation and of every random draw of the input "
+        "pipeline (order, augmentation, masks). Same seed, same run.")
+_define("enum", "strategy", "default", ["default", "mirrored"],
+        "tf.distribute strategy: 'default' (one device) or 'mirrored' (every local GPU, or the CPU "
+        "split by --cpu_devices).")
+_define("integer", "cpu_devices", 1, "Split the CPU into this many logical devices, so that "
+        "--strategy=mirrored can be tried without GPUs. Ignored when a GPU is present.")
+
+# --- data ---------------------------------------------------------------------------------------------
+_define("enum", "dataset", "synthetic", ["synthetic"], "Data source. 'synthetic' is the embedded "
+        "dataset, generated from --synthetic_seed with no files.")
+_define("integer", "n_sup", 20, "Number of labelled training images (-1: all). Every training image, "
+        "labelled or not, is also in the unlabelled set.")
+_define("integer", "split_seed", 12345, "Seed of the permutation that picks the labelled subset.")
+_define("integer", "synthetic_num_train", 1000, "Synthetic dataset: number of training images.")
+_define("integer", "synthetic_num_val", 200, "Synthetic dataset: number of validation images.")
+_define("integer", "synthetic_image_size", 64, "Synthetic dataset: side of the square images, px.")
+_define("integer", "synthetic_seed", 0, "Synthetic dataset: seed of the scenes (separate from --seed, "
+        "so runs with different seeds see the same data).")
+_define("string", "crop_size", "64,64", "Training crop 'H,W' in pixels; images smaller than the crop "
+        "are padded with the mean colour and the ignore label.")
+_define("boolean", "aug_hflip", False, "Random horizontal flips of training crops.")
+_define("boolean", "aug_vflip", False, "Random vertical flips of training crops.")
+_define("boolean", "aug_scale_hung", False, "Hung et al.'s random scale in {0.5, 0.6, ..., 1.5} "
+        "before cropping (the paper's Pascal VOC augmentation).")
+
+# --- model and method ---------------------------------------------------------------------------------
+_define("string", "arch", "small_unet", f"Network, by registered name: {', '.join(models.available())}.")
+_define("string", "perturbation", "cutmix",
+        f"Consistency perturbation: {', '.join(perturbations.available())}. Unused when "
+        "--cons_weight=0.")
+_define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
+        "baseline (through the same trainer, teacher still evaluated).")
+_define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the consistency loss is scaled "
+        "by the share of batch pixels whose teacher max-probability is at least this. 0 disables.")
+_define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
+        "Consistency loss: 'var' = squared difference of probabilities summed over classes.")
+_define("float", "teacher_alpha", 0.99, "EMA decay of the mean teacher, over all weights and "
+        "batch-norm moving statistics, applied after every step.")
+_define("string", "mask_prop_range", "0.5", "Box mask area fraction: one value 'p' or a range 'a:b' "
+        "drawn uniformly (CutMix: 0.5).")
+_define("integer", "boxmask_n_boxes", 1, "Boxes per mask, combined by xor, each of area 1/n of the "
+        "drawn fraction (3 for full-size Cityscapes crops, supplement D.3).")
+_define("boolean", "boxmask_fixed_aspect_ratio", False, "Boxes take the crop's aspect ratio instead "
+        "of a random one.")
+_define("boolean", "boxmask_by_size", False, "--mask_prop_range gives side fractions, not area.")
+_define("boolean", "boxmask_outside_bounds", False, "Box centres may lie anywhere; boxes crossing the "
+        "edge are clipped.")
+_define("boolean", "boxmask_no_invert", False, "Mask is 0 inside the boxes instead of 1.")
+
+# --- optimisation -------------------------------------------------------------------------------------
+_define("enum", "opt_type", "adam", ["adam", "sgd"], "Optimiser: Adam (PyTorch defaults, no weight "
+        "decay) or SGD with momentum.")
+_define("float", "learning_rate", 1e-3, "Base learning rate.")
+_define("float", "sgd_momentum", 0.9, "SGD momentum.")
+_define("boolean", "sgd_nesterov", False, "SGD with Nesterov momentum.")
+_define("float", "sgd_weight_decay", 5e-4, "SGD weight decay, added to every gradient as L2 "
+        "(PyTorch style, biases and batch norm included).")
+_define("enum", "lr_sched", "none", ["none", "poly", "cosine", "stepped"],
+        "Learning-rate schedule over --train_steps.")
+_define("list", "lr_step_boundaries", [], "Steps at which 'stepped' multiplies the rate by "
+        "--lr_step_gamma, e.g. 30000,60000.")
+_define("float", "lr_step_gamma", 0.1, "Factor of the 'stepped' schedule.")
+_define("float", "lr_poly_power", 0.9, "Power of the 'poly' schedule.")
+
+# --- the loop -----------------------------------------------------------------------------------------
+_define("integer", "train_steps", 2000, "Number of optimiser steps.")
+_define("integer", "batch_size", 8, "Global batch size of the labelled batch and of each unlabelled "
+        "batch (split across replicas).")
+_define("integer", "eval_every", 500, "Evaluate the teacher on the validation set every N steps "
+        "(and at the end).")
+_define("integer", "eval_batch_size", 16, "Validation batch size when all images share one size.")
+_define("integer", "log_every", 50, "Print a progress line and write TensorBoard scalars every N "
+        "steps.")
+_define("integer", "image_every", 500, "Write TensorBoard image panels every N steps (0: never).")
+_define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps (and at the end).")
+_define("integer", "keep_checkpoints", 2, "Number of most recent checkpoints kept.")
+
+
+def _parse_ints(name, text, count):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--{name}={text!r}: expected {count} comma-separated integers") from None
+    if len(values) != count or min(values) <= 0:
+        raise ConfigError(f"--{name}={text!r}: expected {count} positive comma-separated integers")
+    return values
+
+
+def _parse_prop_range(text):
+    try:
+        parts = tuple(float(v) for v in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--mask_prop_range={text!r}: expected 'p' or 'a:b' with numbers") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not 0 <= parts[0] <= parts[1] <= 1:
+        raise ConfigError(f"--mask_prop_range={text!r}: expected 0 <= a <= b <= 1")
+    return parts
+
+
+def _require(condition, name, value, message):
+    if not condition:
+        raise ConfigError(f"--{name}={value}: {message}")
+
+
+Config = dataclasses.make_dataclass("Config", _NAMES, frozen=True)
+Config.__doc__ = "All training flags, validated and parsed; fields are the flag names."
+
+
+def from_flags(flag_values=flags.FLAGS):
+    """Validates the parsed flags into a `Config`; raises `ConfigError` naming the first bad flag."""
+    values = {name: flag_values[name].value for name in _NAMES}
+    _require(values["workdir"], "workdir", values["workdir"], "a run folder is required")
+    values["workdir"] = os.path.abspath(os.path.expanduser(values["workdir"]))
+    _require(not os.path.isfile(values["workdir"]), "workdir", values["workdir"],
+             "is a file, not a folder")
+    for name in ("synthetic_num_train", "synthetic_num_val", "synthetic_image_size", "train_steps",
+                 "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
+                 "keep_checkpoints", "boxmask_n_boxes", "cpu_devices"):
+        _require(values[name] > 0, name, values[name], "must be positive")
+    _require(values["image_every"] >= 0, "image_every", values["image_every"], "must be >= 0")
+    _require(values["n_sup"] == -1 or values["n_sup"] > 0, "n_sup", values["n_sup"],
+             "must be positive, or -1 for all")
+    if values["dataset"] == "synthetic":
+        _require(values["n_sup"] <= values["synthetic_num_train"], "n_sup", values["n_sup"],
+                 f"more than the {values['synthetic_num_train']} training images "
+                 "(--synthetic_num_train)")
+    values["crop_size"] = _parse_ints("crop_size", values["crop_size"], 2)
+    values["mask_prop_range"] = _parse_prop_range(values["mask_prop_range"])
+    _require(values["arch"] in models.available(), "arch", values["arch"],
+             f"unknown network; choose one of {', '.join(models.available())}")
+    _require(values["perturbation"] in perturbations.available(), "perturbation",
+             values["perturbation"], f"choose one of {', '.join(perturbations.available())}")
+    _require(values["cons_weight"] >= 0, "cons_weight", values["cons_weight"], "must be >= 0")
+    _require(0 <= values["conf_thresh"] <= 1, "conf_thresh", values["conf_thresh"],
+             "must lie in [0, 1]")
+    _require(0 <= values["teacher_alpha"] <= 1, "teacher_alpha", values["teacher_alpha"],
+             "must lie in [0, 1]")
+    _require(values["learning_rate"] > 0, "learning_rate", values["learning_rate"], "must be positive")
+    for name in ("sgd_momentum", "sgd_weight_decay", "lr_step_gamma", "lr_poly_power"):
+        _require(values[name] >= 0, name, values[name], "must be >= 0")
+    try:
+        values["lr_step_boundaries"] = tuple(sorted(int(v) for v in values["lr_step_boundaries"]))
+    except ValueError:
+        raise ConfigError(f"--lr_step_boundaries={','.join(values['lr_step_boundaries'])}: expected "
+                          "comma-separated step numbers") from None
+    _require(values["lr_sched"] != "stepped" or values["lr_step_boundaries"], "lr_step_boundaries",
+             "", "--lr_sched=stepped needs at least one boundary step")
+    return Config(**values)
+
+
+def to_flagfile_text(flag_values=flags.FLAGS):
+    """The training flags as a flagfile, one `--name=value` per line, exactly as given."""
+    lines = []
+    for name in _NAMES:
+        flag = flag_values[name]
+        if flag.value is None:
+            continue
+        lines.append(flag.serialize())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""The interface every data source implements, and the labelled/unlabelled split."""
+import abc
+
+import numpy as np
+import tensorflow as tf
+
+IGNORE_LABEL = 255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DataSource(abc.ABC):
+    """A segmentation dataset: training images addressed by index, plus a validation set.
+
+    Subclasses (synthetic, Pascal VOC, Cityscapes, ISIC 2017, a user's folder) set the class attributes
+    and implement the three methods. Images are uint8 RGB [H, W, 3]; labels uint8 [H, W] with 255 for
+    pixels to ignore. Sizes may differ between images.
+    """
+    name: str
+    class_names: tuple
+    rgb_mean: tuple = IMAGENET_MEAN
+    rgb_std: tuple = IMAGENET_STD
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    @abc.abstractmethod
+    def num_train(self):
+        """Number of training images (labelled and unlabelled together)."""
+
+    @abc.abstractmethod
+    def read_train(self, index):
+        """Returns (image, label) of training image `index` (a scalar int tensor) as TF tensors.
+
+        Must be traceable: it runs inside `tf.data.Dataset.map`.
+        """
+
+    @abc.abstractmethod
+    def validation(self):
+        """A `tf.data.Dataset` of full-size (image, label) pairs, unbatched."""
+
+
+def labelled_split(num_train, n_sup, split_seed):
+    """Chooses the labelled subset as the authors do (SPEC 3.9).
+
+    The labelled images are the first `n_sup` of `RandomState(split_seed).permutation(num_train)`; every
+    training image, the labelled ones included, is in the unlabelled set.
+
+    Returns:
+      (labelled_indices, unlabelled_indices) as int64 numpy arrays.
+    """
+    order = np.random.RandomState(split_seed).permutation(num_train)
+    labelled = order if n_sup == -1 else order[:n_sup]
+    return labelled.astype(np.int64), np.arange(num_train, dtype=np.int64)
+
+
+def in_memory_reader(images, labels):
+    """A `read_train` for sources held in memory as equal-size numpy arrays."""
+    images = tf.constant(images)
+    labels = tf.constant(labels)
+
+    def read(index):
+        return tf.gather(images, index), tf.gather(labels, index)
+    return read

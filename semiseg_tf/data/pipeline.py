@@ -1,0 +1,122 @@
+"""tf.data input streams: one labelled stream and the unlabelled streams a perturbation asks for.
+
+Every sample is a pure function of (seed, stream, position in the stream): the position picks the image
+through a fresh random permutation per pass over the data (the authors' `RepeatSampler`), and seeds its
+augmentation and its box mask. So two runs with the same seed see the same batches, a resumed run
+continues the exact sequence from its step, and parallel map workers can never share random state.
+"""
+import dataclasses
+
+import tensorflow as tf
+
+from semiseg_tf.augment import geometric
+
+# Fixed stream identities, folded into the run seed.
+LABELLED_STREAM = 0
+UNLABELLED_STREAM_BASE = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineParams:
+    batch_size: int
+    geometric: geometric.GeometricParams
+    seed: int
+
+
+def _fold(seed, value):
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
+
+
+def stream_index(indices, position, stream_seed):
+    """The dataset index at `position` of an endless sequence of random permutations of `indices`."""
+    count = tf.shape(indices, out_type=tf.int64)[0]
+    order = tf.argsort(tf.random.stateless_uniform([count], _fold(stream_seed, position // count)))
+    return tf.gather(indices, tf.gather(order, position % count))
+
+
+def normalise(image, mean, std):
+    """uint8 RGB to float32 standardised per channel; 0 is then the mean colour (used as padding)."""
+    image = tf.cast(image, tf.float32) / 255.0
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def augment(image, label, seed, params):
+    """Applies one random geometric augmentation to a normalised image and its label.
+
+    Returns:
+      dict with `image` [h, w, 3] float32, `label` [h, w] int32 (255 outside the source), `valid`
+      [h, w, 1] float32 (1 where the pixel comes from inside the source image).
+    """
+    shape = tf.shape(image)
+    matrix = geometric.random_geometric_matrix(seed, shape[0], shape[1], params)
+    crop = params.crop_size
+    valid = tf.ones_like(image[..., :1])
+    return {
+        "image": geometric.warp(image, matrix, crop, "BILINEAR", 0.0),
+        "label": geometric.warp(tf.cast(label, tf.int32)[..., None], matrix, crop, "NEAREST", 255.0)[..., 0],
+        "valid": geometric.warp(valid, matrix, crop, "BILINEAR", 0.0),
+    }
+
+
+class InputPipeline:
+    """Builds the training streams of one run.
+
+    Args:
+      source: a `DataSource`.
+      labelled_indices, unlabelled_indices: int64 arrays of training indices.
+      params: a `PipelineParams`.
+      perturbation: decides how many unlabelled streams there are and what each sample carries
+        besides its image (e.g. a CutMix box mask); `None` for no unlabelled data at all.
+    """
+
+    def __init__(self, source, labelled_indices, unlabelled_indices, params, perturbation=None):
+        self.source = source
+        self.labelled_indices = tf.constant(labelled_indices, tf.int64)
+        self.unlabelled_indices = tf.constant(unlabelled_indices, tf.int64)
+        self.params = params
+        self.perturbation = perturbation
+        self._seed = tf.constant([params.seed, 0x5E6], tf.int64)
+
+    def _stream(self, stream_id, indices, start_step, with_label, extras_fn):
+        stream_seed = _fold(self._seed, stream_id)
+        order_seed = _fold(stream_seed, 0)
+        sample_seed_base = _fold(stream_seed, 1)
+        batch = self.params.batch_size
+
+        def make_sample(position):
+            seeds = tf.random.experimental.stateless_split(_fold(sample_seed_base, position), 2)
+            image, label = self.source.read_train(stream_index(indices, position, order_seed))
+            image = normalise(image, self.source.rgb_mean, self.source.rgb_std)
+            sample = augment(image, label, seeds[0], self.params.geometric)
+            if not with_label:
+                del sample["label"]
+            if extras_fn is not None:
+                sample.update(extras_fn(seeds[1], self.params.geometric.crop_size))
+            return sample
+
+        positions = tf.data.Dataset.range(start_step * batch, tf.int64.max)
+        return (positions.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(batch, drop_remainder=True))
+
+    def train_dataset(self, start_step=0):
+        """Endless batches from `start_step` on: {'labelled': {...}, 'unlabelled': (stream, ...)}."""
+        streams = {"labelled": self._stream(LABELLED_STREAM, self.labelled_indices, start_step,
+                                            True, None)}
+        if self.perturbation is not None and self.perturbation.num_unlabelled_streams > 0:
+            streams["unlabelled"] = tuple(
+                self._stream(UNLABELLED_STREAM_BASE + k, self.unlabelled_indices, start_step, False,
+                             self.perturbation.sample_extras if k == 0 else None)
+                for k in range(self.perturbation.num_unlabelled_streams))
+        options = tf.data.Options()
+        options.deterministic = True
+        return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def validation_dataset(source, batch_size):
+    """Full validation images, normalised: {'image', 'label'} batches (batch 1 if sizes differ)."""
+    def prepare(image, label):
+        return {"image": normalise(image, source.rgb_mean, source.rgb_std),
+                "label": tf.cast(label, tf.int32)}
+    fixed = getattr(source, "image_size", None) is not None
+    return (source.validation().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size if fixed else 1).prefetch(tf.data.AUTOTUNE))

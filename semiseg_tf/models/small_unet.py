@@ -1,0 +1,54 @@
+"""A small U-Net that trains on a 2-core CPU in minutes: for the demo and the tests."""
+import keras
+
+from semiseg_tf.models.registry import register
+
+
+def _conv_bn_relu(x, channels, name):
+    x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    # synchronized=True: under MirroredStrategy the batch statistics are those of the global batch,
+    # so replicas keep identical moving statistics and match single-device training.
+    x = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
+    """U-Net on a stride-2 stem, with `depth` more 2x down-samplings; logits upsampled 2x at the end.
+
+    Two conv-BN-ReLU per level, channels doubling per level. The stem halves the resolution first
+    because full-resolution convolutions cost most of a CPU step (output stride 2, like DeepLab's 8).
+    Input sizes must be multiples of 2**(depth + 1).
+    """
+    inputs = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Conv2D(base_channels, 3, strides=2, padding="same", use_bias=False,
+                            name="stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(synchronized=True, name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    skips = []
+    for level in range(depth):
+        channels = base_channels * 2 ** level
+        x = _conv_bn_relu(x, channels, f"down{level}a")
+        x = _conv_bn_relu(x, channels, f"down{level}b")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_a")
+    x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_b")
+    for level in reversed(range(depth)):
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}a")
+        x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}b")
+    logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+    logits = keras.layers.UpSampling2D(2, interpolation="bilinear", name="upsample_logits")(logits)
+    return keras.Model(inputs, logits, name=name)
+
+
+@register("small_unet")
+def build_small_unet(num_classes, **kwargs):
+    return small_unet(num_classes, **kwargs)
+
+
+@register("tiny_unet")
+def build_tiny_unet(num_classes, **kwargs):
+    """A still smaller net for unit tests (seconds per run); inputs multiples of 4."""
+    return small_unet(num_classes, base_channels=4, depth=1, name="tiny_unet", **kwargs)

@@ -1,0 +1,57 @@
+"""Optimisers and learning-rate schedules as the authors configure them (SPEC 2.1, 2.8)."""
+import math
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class AuthorsSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`none`, `poly`, `cosine` or `stepped`, as a function of the 0-based step before the update.
+
+    - poly: base * (1 - min(step / total, 1)) ** power
+    - cosine: base * (1 + cos(pi * step / total)) / 2
+    - stepped: base * gamma ** (number of boundaries <= step); boundaries are in steps (the authors'
+      epoch milestones times their iterations per epoch).
+    """
+
+    def __init__(self, kind, base_lr, total_steps, poly_power=0.9, step_boundaries=(), step_gamma=0.1):
+        self.kind = kind
+        self.base_lr = float(base_lr)
+        self.total_steps = int(total_steps)
+        self.poly_power = float(poly_power)
+        self.step_boundaries = tuple(int(b) for b in step_boundaries)
+        self.step_gamma = float(step_gamma)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        base = tf.constant(self.base_lr, tf.float32)
+        if self.kind == "poly":
+            progress = tf.minimum(step / self.total_steps, 1.0)
+            return base * tf.pow(1.0 - progress, self.poly_power)
+        if self.kind == "cosine":
+            return base * (1.0 + tf.cos(math.pi * step / self.total_steps)) / 2.0
+        if self.kind == "stepped":
+            passed = tf.reduce_sum(tf.cast(
+                tf.constant(self.step_boundaries, tf.float32) <= step, tf.float32))
+            return base * tf.pow(self.step_gamma, passed)
+        return base
+
+    def get_config(self):
+        return {"kind": self.kind, "base_lr": self.base_lr, "total_steps": self.total_steps,
+                "poly_power": self.poly_power, "step_boundaries": list(self.step_boundaries),
+                "step_gamma": self.step_gamma}
+
+
+def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
+    """Adam with PyTorch's defaults (no weight decay) or SGD with momentum.
+
+    SGD weight decay is not set here: the trainer adds it to the gradient as L2, like PyTorch's
+    `weight_decay`, instead of Keras's decoupled decay.
+    """
+    if kind == "adam":
+        return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if kind == "sgd":
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=sgd_momentum,
+                                    nesterov=sgd_nesterov)
+    raise ValueError(f"unknown optimiser {kind!r}")

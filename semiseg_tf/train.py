@@ -1,0 +1,30 @@
+"""Train a segmentation model, semi-supervised with a mean teacher, or supervised (--cons_weight=0).
+
+  python -m semiseg_tf.train --flagfile=flags/demo/cutmix.flags --workdir=runs/cutmix
+
+Running the same command again resumes the run from its last checkpoint. `--helpfull` lists every flag.
+"""
+import sys
+
+from absl import app, flags, logging
+
+from semiseg_tf import config, training
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TF's INFO lines would bury the progress output
+    try:
+        cfg = config.from_flags()
+        result = training.Trainer(cfg, config.to_flagfile_text()).run()
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
+    return 0
+
+
+if __name__ == "__main__":
+    flags.FLAGS.set_default("alsologtostderr", False)
+    app.run(main)

@@ -1,0 +1,301 @@
+"""The training run: builds everything from a `Config`, trains, evaluates, checkpoints, resumes.
+
+A run lives in its workdir:
+  flags.txt          the training flags, as a flagfile (`--flagfile=WORKDIR/flags.txt` reruns it)
+  checkpoints/       tf.train.CheckpointManager: student, teacher, optimiser, step
+  tensorboard/       train/ and eval/ event files
+  panels/latest.png  the most recent consistency panel
+  metrics.json       final mIoU, per-class IoU and the evaluation history
+The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step is
+the whole input state: running the same command again continues exactly where the run stopped.
+"""
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from semiseg_tf import config as config_lib
+from semiseg_tf import metrics as metrics_lib
+from semiseg_tf import models, visualise
+from semiseg_tf.augment import boxmask, geometric
+from semiseg_tf.data import base, pipeline, synthetic
+from semiseg_tf.semisup import mean_teacher, optim, perturbations
+
+FLAGS_FILE = "flags.txt"
+METRICS_FILE = "metrics.json"
+
+
+def atomic_write_bytes(path, data):
+    """Writes via a temporary file and a rename, so readers never see a half-written file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def configure_cpu_devices(count):
+    """Splits the CPU into `count` logical devices (must run before TF touches any device)."""
+    if count <= 1 or tf.config.list_physical_devices("GPU"):
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        current = len(tf.config.list_logical_devices("CPU"))
+        if current != count:
+            raise config_lib.ConfigError(
+                f"--cpu_devices={count}: TensorFlow is already running with {current} CPU device(s)")
+
+
+def make_strategy(cfg):
+    if cfg.strategy == "mirrored":
+        configure_cpu_devices(cfg.cpu_devices)
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def build_source(cfg):
+    if cfg.dataset == "synthetic":
+        return synthetic.SyntheticSource(cfg.synthetic_num_train, cfg.synthetic_num_val,
+                                         cfg.synthetic_image_size, cfg.synthetic_seed)
+    raise config_lib.ConfigError(f"--dataset={cfg.dataset}: unknown dataset")
+
+
+def build_perturbation(cfg):
+    mask_params = boxmask.BoxMaskParams(
+        prop_range=cfg.mask_prop_range, n_boxes=cfg.boxmask_n_boxes,
+        random_aspect_ratio=not cfg.boxmask_fixed_aspect_ratio, by_size=cfg.boxmask_by_size,
+        within_bounds=not cfg.boxmask_outside_bounds, invert=not cfg.boxmask_no_invert)
+    return perturbations.build(cfg.perturbation, mask_params=mask_params)
+
+
+def build_model(cfg, num_classes):
+    """The MeanTeacher model, compiled and initialised. Call inside the strategy's scope."""
+    schedule = optim.AuthorsSchedule(cfg.lr_sched, cfg.learning_rate, cfg.train_steps,
+                                     cfg.lr_poly_power, cfg.lr_step_boundaries, cfg.lr_step_gamma)
+    optimizer = optim.build_optimizer(cfg.opt_type, schedule, cfg.sgd_momentum, cfg.sgd_nesterov)
+    model = mean_teacher.MeanTeacher(
+        student=models.build(cfg.arch, num_classes),
+        teacher=models.build(cfg.arch, num_classes),
+        perturbation=build_perturbation(cfg) if cfg.cons_weight > 0 else None,
+        cons_weight=cfg.cons_weight, conf_thresh=cfg.conf_thresh, teacher_alpha=cfg.teacher_alpha,
+        cons_loss_fn=cfg.cons_loss_fn,
+        weight_decay=cfg.sgd_weight_decay if cfg.opt_type == "sgd" else 0.0)
+    model.compile(optimizer=optimizer)
+    model.initialise(tuple(cfg.crop_size) + (3,))
+    return model
+
+
+def _flag_lines(text):
+    """{name: line} of a flagfile's text, without flags that do not change training."""
+    lines = {}
+    for line in text.splitlines():
+        name = line.lstrip("-").split("=", 1)[0]
+        if name.startswith("no"):
+            name = name[2:] if name[2:] in config_lib.Config.__dataclass_fields__ else name
+        if name and name != "workdir" and name not in config_lib.LOGGING_ONLY:
+            lines[name] = line
+    return lines
+
+
+def check_workdir_flags(workdir, flagfile_text):
+    """Refuses to resume a run folder with different training flags (one clear line)."""
+    path = os.path.join(workdir, FLAGS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = _flag_lines(f.read())
+    current = _flag_lines(flagfile_text)
+    changed = sorted(name for name in set(saved) | set(current) if saved.get(name) != current.get(name))
+    if changed:
+        detail = "; ".join(f"{saved.get(n, 'unset')} -> {current.get(n, 'unset')}" for n in changed[:3])
+        raise config_lib.ConfigError(
+            f"--workdir={workdir} holds a run with other flags ({detail}); resume it with "
+            f"--flagfile={path} or choose a new --workdir")
+
+
+class Evaluator:
+    """Full-image evaluation of a network on the validation set (SPEC 5)."""
+
+    def __init__(self, source, batch_size):
+        self.source = source
+        self.dataset = pipeline.validation_dataset(source, batch_size)
+
+    def __call__(self, network):
+        @tf.function(reduce_retracing=True)
+        def predict(images):
+            return tf.argmax(network(images, training=False), axis=-1, output_type=tf.int32)
+
+        confusion = np.zeros((self.source.num_classes,) * 2, np.int64)
+        for batch in self.dataset:
+            confusion += metrics_lib.confusion_matrix(
+                batch["label"], predict(batch["image"]), self.source.num_classes).numpy()
+        per_class, mean_iou = metrics_lib.iou_from_confusion(confusion)
+        return {"miou": mean_iou,
+                "per_class_iou": dict(zip(self.source.class_names, map(float, per_class)))}
+
+
+def _format_duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Trainer:
+    """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.train_steps` and returns metrics."""
+
+    def __init__(self, cfg, flagfile_text, out=sys.stdout):
+        self.cfg = cfg
+        self.out = out
+        os.makedirs(cfg.workdir, exist_ok=True)
+        check_workdir_flags(cfg.workdir, flagfile_text)
+        atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
+
+        self.strategy = make_strategy(cfg)
+        keras.utils.set_random_seed(cfg.seed)
+        self.source = build_source(cfg)
+        labelled, unlabelled = base.labelled_split(self.source.num_train, cfg.n_sup, cfg.split_seed)
+        with self.strategy.scope():
+            self.model = build_model(cfg, self.source.num_classes)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.pipeline = pipeline.InputPipeline(
+            self.source, labelled, unlabelled,
+            pipeline.PipelineParams(
+                batch_size=cfg.batch_size, seed=cfg.seed,
+                geometric=geometric.GeometricParams(crop_size=cfg.crop_size,
+                                                    scale_hung=cfg.aug_scale_hung,
+                                                    hflip=cfg.aug_hflip, vflip=cfg.aug_vflip)),
+            perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
+        self.checkpoint = tf.train.Checkpoint(student=self.model.student, teacher=self.model.teacher,
+                                              optimizer=self.model.optimizer, step=self.step)
+        # The manager writes each checkpoint completely, then names it in its state file by an
+        # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(cfg.workdir, "checkpoints"), max_to_keep=cfg.keep_checkpoints)
+        self.evaluator = Evaluator(self.source, cfg.eval_batch_size)
+        tb_dir = os.path.join(cfg.workdir, "tensorboard")
+        self.train_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "train"))
+        self.eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
+
+    def _print(self, text):
+        print(text, file=self.out, flush=True)
+
+    def restore(self):
+        """Restores the latest checkpoint if there is one; returns the step to start from."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self._print(f"resuming from {latest} (step {int(self.step.numpy())})")
+        return int(self.step.numpy())
+
+    def _make_step_fn(self):
+        model, strategy = self.model, self.strategy
+
+        @tf.function
+        def step_fn(iterator):
+            per_replica = strategy.run(model.train_step, args=(next(iterator),))
+            # Every replica returns the global values, so the mean is that value.
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in per_replica.items()}
+        return step_fn
+
+    def evaluate(self, step):
+        result = self.evaluator(self.model.teacher)
+        with self.eval_writer.as_default(step=step):
+            tf.summary.scalar("miou", result["miou"])
+            for name, iou in result["per_class_iou"].items():
+                tf.summary.scalar(f"iou/{name}", iou)
+        classes = "  ".join(f"{n} {100 * v:.1f}" for n, v in result["per_class_iou"].items())
+        self._print(f"eval @ step {step}: mIoU {100 * result['miou']:.2f}%  ({classes})")
+        return result
+
+    def write_panels(self, step, count=4):
+        """TensorBoard images (and panels/latest.png) of the consistency inputs and outputs."""
+        if not self.model.uses_unlabelled:
+            return
+        batch = next(iter(self.pipeline.train_dataset(step).take(1)))
+        terms = self.model.perturbation.consistency(self.model.student, self.model.teacher,
+                                                    batch["unlabelled"], training=False)
+        mean, std = self.source.rgb_mean, self.source.rgb_std
+        columns = {}
+        for name, images in terms.panels.items():
+            images = images[:count].numpy()
+            columns[name] = (visualise.to_uint8_rgb(images, mean, std) if images.shape[-1] == 3
+                             else visualise.grey_to_rgb(images))
+        columns["teacher_target"] = visualise.colourise(
+            np.argmax(terms.teacher_probs[:count].numpy(), axis=-1))
+        columns["student_prediction"] = visualise.colourise(
+            np.argmax(terms.student_logits[:count].numpy(), axis=-1))
+        with self.train_writer.as_default(step=step):
+            for name, images in columns.items():
+                tf.summary.image(f"consistency/{name}", images, max_outputs=count)
+        rows = [[columns[name][i] for name in columns] for i in range(len(columns["teacher_target"]))]
+        picture = visualise.panel(rows)
+        os.makedirs(os.path.join(self.cfg.workdir, "panels"), exist_ok=True)
+        path = os.path.join(self.cfg.workdir, "panels", "latest.png")
+        tmp = f"{path}.tmp-{os.getpid()}.png"
+        Image.fromarray(picture).save(tmp)
+        os.replace(tmp, path)
+
+    def run(self):
+        cfg = self.cfg
+        start = self.restore()
+        history = []
+        if start < cfg.train_steps:
+            self._print(f"training {cfg.arch} with {cfg.perturbation if self.model.uses_unlabelled else 'no'}"
+                        f" consistency (weight {cfg.cons_weight}) for {cfg.train_steps} steps on "
+                        f"{self.strategy.num_replicas_in_sync} replica(s), workdir {cfg.workdir}")
+        history = self._train(start) if start < cfg.train_steps else []
+        final = self.evaluate(cfg.train_steps) if not history or history[-1]["step"] != cfg.train_steps \
+            else history[-1]
+        result = {"step": cfg.train_steps, "miou": final["miou"],
+                  "per_class_iou": final["per_class_iou"], "eval_history": history,
+                  "workdir": cfg.workdir}
+        atomic_write_bytes(os.path.join(cfg.workdir, METRICS_FILE),
+                           json.dumps(result, indent=2).encode())
+        return result
+
+    def _train(self, start):
+        cfg = self.cfg
+        step_fn = self._make_step_fn()
+        iterator = iter(self.strategy.experimental_distribute_dataset(
+            self.pipeline.train_dataset(start)))
+        history = []
+        window_start, window_steps = time.perf_counter(), 0
+        run_start = time.perf_counter()
+        for step in range(start + 1, cfg.train_steps + 1):
+            logs = step_fn(iterator)
+            self.step.assign(step)
+            window_steps += 1
+            if step % cfg.log_every == 0 or step == cfg.train_steps:
+                logs = {k: float(v) for k, v in logs.items()}
+                now = time.perf_counter()
+                rate = window_steps / (now - window_start)
+                window_start, window_steps = now, 0
+                eta = (cfg.train_steps - step) / rate
+                self._print(f"step {step}/{cfg.train_steps}  sup {logs['sup_loss']:.4f}  "
+                            f"cons {logs['cons_loss']:.5f}  conf {logs['conf_share']:.3f}  "
+                            f"lr {logs['learning_rate']:.2e}  {rate:.1f} steps/s  "
+                            f"ETA {_format_duration(eta)}")
+                with self.train_writer.as_default(step=step):
+                    for name, value in logs.items():
+                        tf.summary.scalar(name, value)
+                    tf.summary.scalar("steps_per_second", rate)
+            if cfg.image_every and step % cfg.image_every == 0:
+                self.write_panels(step)
+            if step % cfg.eval_every == 0 or step == cfg.train_steps:
+                history.append({"step": step, **self.evaluate(step)})
+            if step % cfg.checkpoint_every == 0 or step == cfg.train_steps:
+                self.manager.save(checkpoint_number=step)
+        self.train_writer.flush()
+        self.eval_writer.flush()
+        self._print(f"trained {cfg.train_steps - start} steps in "
+                    f"{_format_duration(time.perf_counter() - run_start)}")
+        return history

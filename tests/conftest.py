@@ -1,0 +1,33 @@
+"""Shared helpers: tiny configurations that train in seconds on a CPU."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+from semiseg_tf import config  # noqa: E402
+
+TINY_RUN = {
+    "dataset": "synthetic", "synthetic_num_train": 24, "synthetic_num_val": 6,
+    "synthetic_image_size": 16, "crop_size": "16,16", "n_sup": 4, "arch": "tiny_unet",
+    "batch_size": 2, "train_steps": 4, "eval_every": 2, "log_every": 1, "image_every": 2,
+    "checkpoint_every": 2, "eval_batch_size": 3, "aug_hflip": "true", "aug_scale_hung": "true",
+    "conf_thresh": 0.5,
+}
+
+
+def parse_flags(**values):
+    """Parses `--name=value` for each keyword (everything else at its default); returns (Config, text)."""
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["test"] + [f"--{name}={value}" for name, value in values.items()])
+    return config.from_flags(), config.to_flagfile_text()
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A function: overrides -> (Config, flagfile text) of a tiny run in a fresh workdir."""
+    def make(**overrides):
+        values = {**TINY_RUN, "workdir": str(tmp_path / "run"), **overrides}
+        return parse_flags(**values)
+    return make

@@ -1,0 +1,91 @@
+"""Box masks against the formulas of SPEC 1.2 and a numpy xor oracle."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from semiseg_tf.augment import boxmask
+
+
+def draw(params, count, size=(40, 60), seed=7):
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 1], tf.int64), count)
+    corners = np.stack([boxmask.box_corners(s, *size, params).numpy() for s in seeds])
+    masks = np.stack([boxmask.box_mask(s, *size, params).numpy()[..., 0] for s in seeds])
+    return corners, masks
+
+
+def numpy_xor_mask(corners, size, invert=True):
+    mask = np.zeros(size) if invert else np.ones(size)
+    for y0, x0, y1, x1 in corners:
+        mask[y0:y1, x0:x1] = 1 - mask[y0:y1, x0:x1]
+    return mask
+
+
+def test_cutmix_box_has_half_the_area_and_bounded_sides():
+    height, width = 40, 60
+    corners, masks = draw(boxmask.BoxMaskParams(prop_range=(0.5, 0.5)), 300, (height, width))
+    box_h = corners[:, 0, 2] - corners[:, 0, 0]
+    box_w = corners[:, 0, 3] - corners[:, 0, 1]
+    # Sides are rounded from fractions y, x with y * x = 0.5, each in [0.5, 1].
+    assert np.all(box_h >= round(0.5 * height)) and np.all(box_h <= height)
+    assert np.all(box_w >= round(0.5 * width)) and np.all(box_w <= width)
+    area = box_h * box_w
+    rounding = 0.5 * (box_h + box_w) + 0.25
+    assert np.all(np.abs(area - 0.5 * height * width) <= rounding)
+    # The mask is that box: ones inside, zeros outside, and wholly inside the image.
+    assert np.all(corners[:, 0, :2] >= 0)
+    assert np.all(corners[:, 0, 2] <= height) and np.all(corners[:, 0, 3] <= width)
+    np.testing.assert_array_equal(masks.sum(axis=(1, 2)), area)
+    # log(y_prop) / log(prop) is the uniform u of the random aspect ratio: mean 1/2, spread 1/sqrt(12).
+    u = np.log(box_h / height) / np.log(0.5)
+    assert abs(u.mean() - 0.5) < 0.06 and abs(u.std() - 12 ** -0.5) < 0.05
+    # Positions are uniform over the free range: the box centres cover the image.
+    centres = (corners[:, 0, 1] + corners[:, 0, 3]) / 2
+    assert centres.min() < width * 0.4 and centres.max() > width * 0.6
+
+
+def test_three_boxes_xor_each_a_sixth():
+    size = (48, 48)
+    corners, masks = draw(boxmask.BoxMaskParams(prop_range=(0.5, 0.5), n_boxes=3), 100, size)
+    for box_corners, mask in zip(corners, masks):
+        np.testing.assert_array_equal(mask, numpy_xor_mask(box_corners, size))
+    areas = (corners[..., 2] - corners[..., 0]) * (corners[..., 3] - corners[..., 1])
+    sides = (corners[..., 2] - corners[..., 0]) + (corners[..., 3] - corners[..., 1])
+    assert np.all(np.abs(areas - 48 * 48 / 6) <= 0.5 * sides + 0.25)
+    # Overlaps happen and flip back: some masks cover less than the sum of their boxes.
+    assert np.any(masks.sum(axis=(1, 2)) < areas.sum(axis=1))
+
+
+def test_area_range_fixed_aspect_and_no_invert():
+    params = boxmask.BoxMaskParams(prop_range=(0.0, 1.0), random_aspect_ratio=False, invert=False)
+    corners, masks = draw(params, 200, (50, 50))
+    box_h = corners[:, 0, 2] - corners[:, 0, 0]
+    box_w = corners[:, 0, 3] - corners[:, 0, 1]
+    np.testing.assert_array_equal(box_h, box_w)  # the crop's aspect ratio (square here)
+    fractions = box_h * box_w / 2500
+    assert fractions.min() < 0.1 and fractions.max() > 0.9
+    assert abs(fractions.mean() - 0.5) < 0.06   # area ~ U(0, 1)
+    for box_corners, mask in zip(corners, masks):  # no invert: zeros inside, ones outside
+        np.testing.assert_array_equal(mask, numpy_xor_mask(box_corners, (50, 50), invert=False))
+
+
+def test_outside_bounds_boxes_are_clipped_not_dropped():
+    params = boxmask.BoxMaskParams(prop_range=(0.3, 0.3), within_bounds=False)
+    corners, masks = draw(params, 300, (32, 32))
+    assert np.all(corners >= 0) and np.all(corners <= 32)
+    # Some boxes crossed the top or left edge; they keep their visible part.
+    touching = (corners[:, 0, 0] == 0) | (corners[:, 0, 1] == 0)
+    assert touching.sum() > 10
+    assert np.all(masks[touching].sum(axis=(1, 2)) > 0)
+
+
+def test_zero_area_gives_empty_mask():
+    _, masks = draw(boxmask.BoxMaskParams(prop_range=(0.0, 0.0)), 5)
+    assert masks.sum() == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_same_seed_same_mask(seed):
+    params = boxmask.BoxMaskParams()
+    a = boxmask.box_mask(tf.constant([seed, 3], tf.int64), 20, 20, params)
+    b = boxmask.box_mask(tf.constant([seed, 3], tf.int64), 20, 20, params)
+    np.testing.assert_array_equal(a, b)

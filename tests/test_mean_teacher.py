@@ -1,0 +1,77 @@
+"""The training step: EMA teacher in closed form, L2 weight decay, learning-rate schedules."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from semiseg_tf import models
+from semiseg_tf.semisup import mean_teacher, optim
+
+
+def random_labelled_batch(rng, size=8, classes=6):
+    return {"labelled": {"image": tf.constant(rng.normal(size=(2, size, size, 3)), tf.float32),
+                         "label": tf.constant(rng.randint(0, classes, (2, size, size)), tf.int32)}}
+
+
+def test_teacher_is_ema_of_student_in_closed_form():
+    keras.utils.set_random_seed(0)
+    alpha, steps = 0.9, 3
+    model = mean_teacher.MeanTeacher(models.build("tiny_unet", 6), models.build("tiny_unet", 6),
+                                     cons_weight=0.0, teacher_alpha=alpha)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.initialise((8, 8, 3))
+    student_history = [[w.numpy() for w in model.student.weights]]
+    rng = np.random.RandomState(0)
+    for _ in range(steps):
+        model.train_step(random_labelled_batch(rng))
+        student_history.append([w.numpy() for w in model.student.weights])
+    # t_k = alpha^k s_0 + sum_i (1 - alpha) alpha^(k - i) s_i   (the teacher starts as a copy of s_0)
+    names = [w.path for w in model.student.weights]
+    assert any("moving_mean" in n for n in names) and any("moving_variance" in n for n in names)
+    for index, teacher_weight in enumerate(model.teacher.weights):
+        expected = alpha ** steps * student_history[0][index]
+        for i in range(1, steps + 1):
+            expected = expected + (1 - alpha) * alpha ** (steps - i) * student_history[i][index]
+        np.testing.assert_allclose(teacher_weight.numpy(), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=names[index])
+    # ...and the students really moved, batch-norm statistics included.
+    moving = [i for i, n in enumerate(names) if "moving_mean" in n]
+    assert not np.allclose(student_history[0][moving[0]], student_history[-1][moving[0]])
+
+
+def test_sgd_weight_decay_is_l2_on_the_gradient():
+    rng = np.random.RandomState(1)
+    student = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(6, 1)])
+    teacher = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(6, 1)])
+    lr, decay = 0.1, 0.01
+    model = mean_teacher.MeanTeacher(student, teacher, cons_weight=0.0, weight_decay=decay)
+    model.compile(optimizer=optim.build_optimizer("sgd", lr, sgd_momentum=0.0))
+    model.initialise((4, 4, 3))
+    batch = random_labelled_batch(rng, size=4)
+    before = [w.numpy() for w in student.trainable_weights]
+    with tf.GradientTape() as tape:
+        logits = student(batch["labelled"]["image"], training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            batch["labelled"]["label"], logits))
+    grads = [g.numpy() for g in tape.gradient(loss, student.trainable_weights)]
+    model.train_step(batch)
+    for w0, g, w1 in zip(before, grads, student.trainable_weights):
+        np.testing.assert_allclose(w1.numpy(), w0 - lr * (g + decay * w0), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind, step, expected", [
+    ("none", 70, 1.0),
+    ("poly", 0, 1.0),
+    ("poly", 50, 0.5 ** 0.9),
+    ("poly", 100, 0.0),
+    ("cosine", 0, 1.0),
+    ("cosine", 50, 0.5),
+    ("cosine", 25, (1 + np.cos(np.pi / 4)) / 2),
+    ("stepped", 19, 1.0),
+    ("stepped", 20, 0.1),
+    ("stepped", 60, 0.01),
+])
+def test_schedules(kind, step, expected):
+    schedule = optim.AuthorsSchedule(kind, 1.0, 100, poly_power=0.9, step_boundaries=(20, 60),
+                                     step_gamma=0.1)
+    np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6, atol=1e-7)

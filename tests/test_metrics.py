@@ -1,0 +1,31 @@
+"""IoU from a confusion matrix, against a hand-worked example."""
+import numpy as np
+
+from semiseg_tf import metrics
+
+
+def test_confusion_and_iou_hand_worked():
+    # 3 classes; truth and prediction over 10 pixels, 2 of them ignored (255).
+    truth = np.array([0, 0, 0, 1, 1, 1, 2, 2, 255, 255])
+    pred = np.array([0, 0, 1, 1, 1, 0, 2, 1, 2, 0])
+    confusion = metrics.confusion_matrix(truth, pred, 3).numpy()
+    np.testing.assert_array_equal(confusion, [[2, 1, 0], [1, 2, 0], [0, 1, 1]])
+    per_class, mean_iou = metrics.iou_from_confusion(confusion)
+    # class 0: I=2, U=3+3-2=4; class 1: I=2, U=3+4-2=5; class 2: I=1, U=2+1-1=2
+    np.testing.assert_allclose(per_class, [2 / 4, 2 / 5, 1 / 2])
+    np.testing.assert_allclose(mean_iou, (0.5 + 0.4 + 0.5) / 3)
+
+
+def test_absent_class_counts_as_zero_in_the_mean():
+    confusion = np.array([[5, 0], [0, 0]])
+    per_class, mean_iou = metrics.iou_from_confusion(confusion)
+    np.testing.assert_allclose(per_class, [1.0, 0.0])
+    assert mean_iou == 0.5
+
+
+def test_dataset_level_not_per_image_average():
+    # Image 1: class 1 perfectly found on 1 pixel; image 2: class 1 missed on 9 pixels.
+    first = metrics.confusion_matrix(np.array([1, 0]), np.array([1, 0]), 2).numpy()
+    second = metrics.confusion_matrix(np.full(9, 1), np.zeros(9, int), 2).numpy()
+    per_class, _ = metrics.iou_from_confusion(first + second)
+    np.testing.assert_allclose(per_class[1], 1 / 10)   # per-image average would be (1 + 0) / 2
