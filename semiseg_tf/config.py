@@ -18,8 +18,10 @@ class ConfigError(ValueError):
 
 
 _NAMES = []
-# Flags that change only what is logged, not what is trained: a resumed run may change them.
-LOGGING_ONLY = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "eval_batch_size"}
+# Flags that change what is logged or when the run pauses, not what is trained: a resumed run may
+# give them other values.
+RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints",
+                     "eval_batch_size", "stop_at_step"}
 
 
 def _define(kind, name, default, *args):
@@ -109,6 +111,9 @@ _define("integer", "log_every", 50, "Print a progress line and write TensorBoard
 _define("integer", "image_every", 500, "Write TensorBoard image panels every N steps (0: never).")
 _define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps (and at the end).")
 _define("integer", "keep_checkpoints", 2, "Number of most recent checkpoints kept.")
+_define("integer", "stop_at_step", 0, "Pause the run after this step (checkpointed) instead of "
+        "finishing; the same command with a later or no --stop_at_step continues it. For job "
+        "systems with time limits. 0: run to --train_steps.")
 
 
 def _parse_ints(name, text, count):
@@ -154,6 +159,7 @@ def from_flags(flag_values=flags.FLAGS):
                  "keep_checkpoints", "boxmask_n_boxes", "cpu_devices"):
         _require(values[name] > 0, name, values[name], "must be positive")
     _require(values["image_every"] >= 0, "image_every", values["image_every"], "must be >= 0")
+    _require(values["stop_at_step"] >= 0, "stop_at_step", values["stop_at_step"], "must be >= 0")
     _require(values["n_sup"] == -1 or values["n_sup"] > 0, "n_sup", values["n_sup"],
              "must be positive, or -1 for all")
     if values["dataset"] == "synthetic":

@@ -2,13 +2,16 @@
 
   python -m semiseg_tf.train --flagfile=flags/demo/cutmix.flags --workdir=runs/cutmix
 
-Running the same command again resumes the run from its last checkpoint. `--helpfull` lists every flag.
+Running the same command again resumes the run from its last checkpoint. `--help` explains every flag.
 """
 import sys
 
 from absl import app, flags, logging
 
 from semiseg_tf import config, training
+
+# The flags live in config.py; adopting them makes `--help` list and explain every one.
+flags.adopt_module_key_flags(config)
 
 
 def main(argv):

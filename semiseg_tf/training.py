@@ -5,7 +5,8 @@ A run lives in its workdir:
   checkpoints/       tf.train.CheckpointManager: student, teacher, optimiser, step
   tensorboard/       train/ and eval/ event files
   panels/latest.png  the most recent consistency panel
-  metrics.json       final mIoU, per-class IoU and the evaluation history
+  eval_history.json  every evaluation so far (kept across resumes)
+  metrics.json       final mIoU, per-class IoU and the evaluation history, written at the end
 The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step is
 the whole input state: running the same command again continues exactly where the run stopped.
 """
@@ -28,6 +29,7 @@ from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "eval_history.json"
 
 
 def atomic_write_bytes(path, data):
@@ -101,7 +103,7 @@ def _flag_lines(text):
         name = line.lstrip("-").split("=", 1)[0]
         if name.startswith("no"):
             name = name[2:] if name[2:] in config_lib.Config.__dataclass_fields__ else name
-        if name and name != "workdir" and name not in config_lib.LOGGING_ONLY:
+        if name and name != "workdir" and name not in config_lib.RESUMABLE_CHANGES:
             lines[name] = line
     return lines
 
@@ -244,42 +246,62 @@ class Trainer:
         Image.fromarray(picture).save(tmp)
         os.replace(tmp, path)
 
+    def _load_history(self, start):
+        """Evaluations of the steps up to `start` (later ones belong to work the checkpoint lost)."""
+        path = os.path.join(self.cfg.workdir, HISTORY_FILE)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [entry for entry in json.load(f) if entry["step"] <= start]
+
+    def _save_history(self, history):
+        atomic_write_bytes(os.path.join(self.cfg.workdir, HISTORY_FILE),
+                           json.dumps(history, indent=2).encode())
+
     def run(self):
+        """Trains to --train_steps (or --stop_at_step); returns the metrics dict."""
         cfg = self.cfg
         start = self.restore()
-        history = []
-        if start < cfg.train_steps:
-            self._print(f"training {cfg.arch} with {cfg.perturbation if self.model.uses_unlabelled else 'no'}"
-                        f" consistency (weight {cfg.cons_weight}) for {cfg.train_steps} steps on "
-                        f"{self.strategy.num_replicas_in_sync} replica(s), workdir {cfg.workdir}")
-        history = self._train(start) if start < cfg.train_steps else []
-        final = self.evaluate(cfg.train_steps) if not history or history[-1]["step"] != cfg.train_steps \
-            else history[-1]
-        result = {"step": cfg.train_steps, "miou": final["miou"],
-                  "per_class_iou": final["per_class_iou"], "eval_history": history,
+        end = min(cfg.train_steps, cfg.stop_at_step or cfg.train_steps)
+        history = self._load_history(start)
+        if start < end:
+            self._print(f"training {cfg.arch} with "
+                        f"{cfg.perturbation if self.model.uses_unlabelled else 'no'} consistency "
+                        f"(weight {cfg.cons_weight}), steps {start + 1}-{end} of {cfg.train_steps}, on "
+                        f"{self.strategy.num_replicas_in_sync} replica(s); workdir {cfg.workdir}")
+            self._train(start, end, history)
+        if end < cfg.train_steps:
+            self._print(f"paused at step {end} of {cfg.train_steps}; run the same command without "
+                        "--stop_at_step to continue")
+            return {"step": end, "eval_history": history, "workdir": cfg.workdir}
+        if not history or history[-1]["step"] != cfg.train_steps:
+            history.append({"step": cfg.train_steps, **self.evaluate(cfg.train_steps)})
+            self._save_history(history)
+        result = {"step": cfg.train_steps, "miou": history[-1]["miou"],
+                  "per_class_iou": history[-1]["per_class_iou"], "eval_history": history,
                   "workdir": cfg.workdir}
         atomic_write_bytes(os.path.join(cfg.workdir, METRICS_FILE),
                            json.dumps(result, indent=2).encode())
         return result
 
-    def _train(self, start):
+    def _train(self, start, end, history):
+        """Steps start+1..end; appends evaluations to `history`."""
         cfg = self.cfg
         step_fn = self._make_step_fn()
         iterator = iter(self.strategy.experimental_distribute_dataset(
             self.pipeline.train_dataset(start)))
-        history = []
         window_start, window_steps = time.perf_counter(), 0
         run_start = time.perf_counter()
-        for step in range(start + 1, cfg.train_steps + 1):
+        for step in range(start + 1, end + 1):
             logs = step_fn(iterator)
             self.step.assign(step)
             window_steps += 1
-            if step % cfg.log_every == 0 or step == cfg.train_steps:
+            if step % cfg.log_every == 0 or step == end:
                 logs = {k: float(v) for k, v in logs.items()}
                 now = time.perf_counter()
                 rate = window_steps / (now - window_start)
                 window_start, window_steps = now, 0
-                eta = (cfg.train_steps - step) / rate
+                eta = (end - step) / rate
                 self._print(f"step {step}/{cfg.train_steps}  sup {logs['sup_loss']:.4f}  "
                             f"cons {logs['cons_loss']:.5f}  conf {logs['conf_share']:.3f}  "
                             f"lr {logs['learning_rate']:.2e}  {rate:.1f} steps/s  "
@@ -292,10 +314,10 @@ class Trainer:
                 self.write_panels(step)
             if step % cfg.eval_every == 0 or step == cfg.train_steps:
                 history.append({"step": step, **self.evaluate(step)})
-            if step % cfg.checkpoint_every == 0 or step == cfg.train_steps:
+                self._save_history(history)
+            if step % cfg.checkpoint_every == 0 or step == end:
                 self.manager.save(checkpoint_number=step)
         self.train_writer.flush()
         self.eval_writer.flush()
-        self._print(f"trained {cfg.train_steps - start} steps in "
+        self._print(f"trained {end - start} steps in "
                     f"{_format_duration(time.perf_counter() - run_start)}")
-        return history

@@ -75,3 +75,19 @@ def test_schedules(kind, step, expected):
     schedule = optim.AuthorsSchedule(kind, 1.0, 100, poly_power=0.9, step_boundaries=(20, 60),
                                      step_gamma=0.1)
     np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_teacher_forward_uses_batch_statistics_like_the_authors():
+    keras.utils.set_random_seed(1)
+    model = mean_teacher.MeanTeacher(models.build("tiny_unet", 6), models.build("tiny_unet", 6))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.initialise((8, 8, 3))
+    images = tf.random.normal((2, 8, 8, 3), mean=3.0)
+    moving_mean = [w for w in model.teacher.weights if "moving_mean" in w.path][0]
+    before = moving_mean.numpy()
+    batch_stats = model.teacher(images, training=True)
+    # Batch statistics differ from the (fresh) moving statistics, and the forward updates the latter.
+    assert not np.allclose(batch_stats, model.teacher(images, training=False))
+    assert not np.allclose(moving_mean.numpy(), before)
+    assert all(v.trainable for v in model.teacher.trainable_variables)
+    assert not set(map(id, model.teacher.weights)) & set(map(id, model.optimizer.variables))

@@ -20,6 +20,8 @@ class DataSource(abc.ABC):
     class_names: tuple
     rgb_mean: tuple = IMAGENET_MEAN
     rgb_std: tuple = IMAGENET_STD
+    # (height, width) when every image has that size, so validation images can be batched.
+    fixed_image_size = None
 
     @property
     def num_classes(self):

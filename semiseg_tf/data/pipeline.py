@@ -117,6 +117,5 @@ def validation_dataset(source, batch_size):
     def prepare(image, label):
         return {"image": normalise(image, source.rgb_mean, source.rgb_std),
                 "label": tf.cast(label, tf.int32)}
-    fixed = getattr(source, "image_size", None) is not None
     return (source.validation().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size if fixed else 1).prefetch(tf.data.AUTOTUNE))
+            .batch(batch_size if source.fixed_image_size else 1).prefetch(tf.data.AUTOTUNE))

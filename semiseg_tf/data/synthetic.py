@@ -1,21 +1,28 @@
-"""The embedded synthetic dataset: textured shapes on textured backgrounds, made from a seed.
+"""The embedded synthetic dataset: textured shapes on tinted grey backgrounds, made from a seed.
 
-It is built to have the two properties the paper finds in real segmentation data (supplement B):
-- high intra-class variance: an object's colours are drawn from the same distribution for every class,
-  its size, orientation and texture scale vary, and one time in three it wears another class's texture,
-  so no single local cue names the class; the shape and the usual texture together do;
-- no low-density gap at class boundaries: edges are anti-aliased, blurred and noisy, so the pixels on
-  either side of a boundary blend smoothly into each other.
-Objects overlap (later ones occlude earlier ones). Everything is numpy, deterministic from the seed.
+Six classes: background, disk, square, triangle, ring, cross. Each object class has three cues, none
+reliable alone, so a network must combine them, and 20 labelled images cover their variety sparsely:
+- shape, at random size (13-28% of the image side), position and rotation, often partly occluded;
+- texture (stripes, checker, dots, grid, rings), at random scale (4-9 px period) and orientation;
+- colour: the hue is drawn around the class's hue with a spread (0.07) that makes neighbouring
+  classes' bands overlap (their centres are 0.2 apart), at random saturation and brightness.
+It has the two properties the paper finds in real segmentation data (supplement B): high intra-class
+variance, as above, and no low-density gap at class boundaries: edges are anti-aliased (boundary
+pixels blend both sides) and pixel noise is added everywhere, so pixel content changes smoothly
+across a boundary. Everything is numpy, deterministic from the seed.
 """
+import colorsys
+
 import numpy as np
 import tensorflow as tf
 
 from semiseg_tf.data import base
 
 CLASS_NAMES = ("background", "disk", "square", "triangle", "ring", "cross")
-_TEXTURES = ("stripes", "checker", "dots", "gradient", "rings")  # the usual texture of classes 1..5
-_TEXTURE_SWAP_PROB = 1 / 3
+_TEXTURES = ("stripes", "checker", "dots", "grid", "rings")  # the texture of classes 1..5
+_HUE_STD = 0.07            # spread of an object's hue around its class's; class hues are 0.2 apart
+_BACKGROUND_TINT = 0.3     # at most +-30% per channel around a grey
+_BACKGROUND_TEXTURE = 0.1  # contrast of the background's faint texture
 
 
 def _smooth_noise(rng, size, cells):
@@ -29,21 +36,33 @@ def _smooth_noise(rng, size, cells):
 
 
 def _texture(rng, kind, ys, xs, cy, cx):
-    """A [size, size] pattern in [0, 1]."""
+    """A [size, size] pattern in [0, 1], with random orientation and scale."""
     angle = rng.uniform(0, np.pi)
-    period = rng.uniform(3.0, 7.0)
+    period = rng.uniform(4.0, 9.0)
     u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
     v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
     if kind == "stripes":
         return 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
     if kind == "checker":
         return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float64)
-    if kind == "dots":
-        return (rng.random(xs.shape) < 0.3).astype(np.float64)
-    if kind == "gradient":
-        return np.clip(0.5 + u / (4 * period), 0, 1)
+    if kind == "dots":      # a lattice of round spots
+        du = (u / period) % 1 - 0.5
+        dv = (v / period) % 1 - 0.5
+        return (np.hypot(du, dv) < 0.3).astype(np.float64)
+    if kind == "grid":      # thin lines both ways
+        du = np.abs((u / period) % 1 - 0.5)
+        dv = np.abs((v / period) % 1 - 0.5)
+        return (np.maximum(du, dv) > 0.35).astype(np.float64)
     # concentric rings around the object centre
     return 0.5 + 0.5 * np.cos(2 * np.pi * np.hypot(u, v) / period)
+
+
+def _object_colours(rng, kind):
+    """Two colours of one object: hue from a broad band per class that overlaps its neighbours'."""
+    hue = (kind / 5 + rng.normal(0, _HUE_STD)) % 1.0
+    saturation, value = rng.uniform(0.45, 1.0), rng.uniform(0.5, 1.0)
+    light = np.array(colorsys.hsv_to_rgb(hue, saturation, value))
+    return light, light * rng.uniform(0.25, 0.7)
 
 
 def _signed_distance(kind, ys, xs, cy, cx, radius, angle):
@@ -73,24 +92,24 @@ def make_scene(rng, size):
       (image uint8 [size, size, 3], label uint8 [size, size]).
     """
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    colour_a, colour_b = rng.random(3), rng.random(3)
+    # Background: desaturated colours (greys with a tint), so objects stand out by colour and texture.
+    grey_a, grey_b = rng.uniform(0.15, 0.85, 2)
+    colour_a = grey_a * (1 + rng.uniform(-_BACKGROUND_TINT, _BACKGROUND_TINT, 3))
+    colour_b = grey_b * (1 + rng.uniform(-_BACKGROUND_TINT, _BACKGROUND_TINT, 3))
     blend = _smooth_noise(rng, size, 3)[..., None]
     detail = _texture(rng, _TEXTURES[rng.integers(len(_TEXTURES))], ys, xs, size / 2, size / 2)
     image = colour_a * blend + colour_b * (1 - blend)
-    image = image * (0.75 + 0.25 * detail[..., None])
+    image = image * (1 - _BACKGROUND_TEXTURE + _BACKGROUND_TEXTURE * detail[..., None])
     label = np.zeros((size, size), np.uint8)
     for _ in range(rng.integers(2, 5)):
         kind = int(rng.integers(1, len(CLASS_NAMES)))
-        radius = rng.uniform(0.09, 0.22) * size
+        radius = rng.uniform(0.13, 0.28) * size
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         distance = _signed_distance(kind, ys, xs, cy, cx, radius, rng.uniform(0, 2 * np.pi))
         # Anti-aliased coverage: boundary pixels mix both sides, so there is no gap between classes.
         coverage = np.clip(0.5 - distance / 1.5, 0, 1)[..., None]
-        texture = _TEXTURES[kind - 1]
-        if rng.random() < _TEXTURE_SWAP_PROB:
-            texture = _TEXTURES[rng.integers(len(_TEXTURES))]
-        pattern = _texture(rng, texture, ys, xs, cy, cx)[..., None]
-        fg_a, fg_b = rng.random(3), rng.random(3)
+        pattern = _texture(rng, _TEXTURES[kind - 1], ys, xs, cy, cx)[..., None]
+        fg_a, fg_b = _object_colours(rng, kind)
         fill = fg_a * pattern + fg_b * (1 - pattern)
         image = image * (1 - coverage) + fill * coverage
         label[coverage[..., 0] >= 0.5] = kind
@@ -114,18 +133,18 @@ class SyntheticSource(base.DataSource):
     class_names = CLASS_NAMES
 
     def __init__(self, num_train=1000, num_val=200, image_size=64, seed=0):
-        self.image_size = image_size
+        self.fixed_image_size = (image_size, image_size)
         # Separate streams: changing the training set size does not change the validation scenes.
         self.train_images, self.train_labels = make_scenes([seed, 0], num_train, image_size)
         self.val_images, self.val_labels = make_scenes([seed, 1], num_val, image_size)
-        self.read_train = base.in_memory_reader(self.train_images, self.train_labels)
+        self._read = base.in_memory_reader(self.train_images, self.train_labels)
 
     @property
     def num_train(self):
         return len(self.train_images)
 
-    def read_train(self, index):  # replaced per instance in __init__
-        raise NotImplementedError
+    def read_train(self, index):
+        return self._read(index)
 
     def validation(self):
         return tf.data.Dataset.from_tensor_slices((self.val_images, self.val_labels))

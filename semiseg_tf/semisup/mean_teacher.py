@@ -36,7 +36,9 @@ class MeanTeacher(keras.Model):
         self.teacher_alpha = float(teacher_alpha)
         self.cons_loss = losses.CONSISTENCY_LOSSES[cons_loss_fn]
         self.weight_decay = float(weight_decay)
-        self.teacher.trainable = False
+        # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
+        # training=True and uses its moving statistics, but the authors' teacher runs with batch
+        # statistics. It never gets gradients: the tape and the optimiser see student variables only.
 
     @property
     def uses_unlabelled(self):
