@@ -45,7 +45,7 @@ _define("integer", "cpu_devices", 1, "Split the CPU into this many logical devic
 # --- data ---------------------------------------------------------------------------------------------
 _define("enum", "dataset", "synthetic", ["synthetic"], "Data source. 'synthetic' is the embedded "
         "dataset, generated from --synthetic_seed with no files.")
-_define("integer", "n_sup", 20, "Number of labelled training images (-1: all). Every training image, "
+_define("integer", "n_sup", 10, "Number of labelled training images (-1: all). Every training image, "
         "labelled or not, is also in the unlabelled set.")
 _define("integer", "split_seed", 12345, "Seed of the permutation that picks the labelled subset.")
 _define("integer", "synthetic_num_train", 1000, "Synthetic dataset: number of training images.")

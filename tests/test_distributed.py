@@ -8,8 +8,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_two_replicas_match_one_device(tmp_path):
+    # A fresh process: logical devices can only be configured before TensorFlow starts.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mirrored_equivalence.py"),
-                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2

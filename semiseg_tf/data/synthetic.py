@@ -1,7 +1,7 @@
 """The embedded synthetic dataset: textured shapes on tinted grey backgrounds, made from a seed.
 
 Six classes: background, disk, square, triangle, ring, cross. Each object class has three cues, none
-reliable alone, so a network must combine them, and 20 labelled images cover their variety sparsely:
+reliable alone, so a network must combine them, and a few labelled images cover their variety sparsely:
 - shape, at random size (13-28% of the image side), position and rotation, often partly occluded;
 - texture (stripes, checker, dots, grid, rings), at random scale (4-9 px period) and orientation;
 - colour: the hue is drawn around the class's hue with a spread (0.07) that makes neighbouring

@@ -47,7 +47,9 @@ def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
     """Adam with PyTorch's defaults (no weight decay) or SGD with momentum.
 
     SGD weight decay is not set here: the trainer adds it to the gradient as L2, like PyTorch's
-    `weight_decay`, instead of Keras's decoupled decay.
+    `weight_decay`, instead of Keras's decoupled decay. Keras keeps `lr * gradient` in its momentum
+    buffer where PyTorch keeps the gradient and multiplies by the current rate: the same steps at a
+    constant rate, slightly different ones while a schedule changes the rate.
     """
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
