@@ -170,6 +170,14 @@ def from_flags(flag_values=flags.FLAGS):
     values["mask_prop_range"] = _parse_prop_range(values["mask_prop_range"])
     _require(values["arch"] in models.available(), "arch", values["arch"],
              f"unknown network; choose one of {', '.join(models.available())}")
+    multiple = models.input_multiple(values["arch"])
+    _require(all(v % multiple == 0 for v in values["crop_size"]), "crop_size",
+             ",".join(map(str, values["crop_size"])),
+             f"--arch={values['arch']} needs sizes that are multiples of {multiple}")
+    if values["dataset"] == "synthetic":
+        _require(values["synthetic_image_size"] % multiple == 0, "synthetic_image_size",
+                 values["synthetic_image_size"],
+                 f"--arch={values['arch']} evaluates full images: needs a multiple of {multiple}")
     _require(values["perturbation"] in perturbations.available(), "perturbation",
              values["perturbation"], f"choose one of {', '.join(perturbations.available())}")
     _require(values["cons_weight"] >= 0, "cons_weight", values["cons_weight"], "must be >= 0")

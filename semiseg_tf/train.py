@@ -24,6 +24,10 @@ def main(argv):
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
     print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
     return 0
 

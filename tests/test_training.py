@@ -83,6 +83,8 @@ def test_resume_with_other_flags_is_refused(tiny_run):
     ("--arch=resnet9000", "--arch=resnet9000: unknown network"),
     ("--lr_sched=stepped", "--lr_step_boundaries=: --lr_sched=stepped needs at least one boundary"),
     ("--batch_size=0", "--batch_size=0: must be positive"),
+    ("--crop_size=30,30", "--crop_size=30,30: --arch=tiny_unet needs sizes that are multiples of 4"),
+    ("--synthetic_image_size=18", "--synthetic_image_size=18: --arch=tiny_unet evaluates full"),
 ])
 def test_bad_flags_give_one_line_errors(tiny_run, flag, message):
     name, value = flag[2:].split("=", 1)

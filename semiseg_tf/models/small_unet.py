@@ -48,12 +48,12 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
     return keras.Model(inputs, logits, name=name)
 
 
-@register("small_unet")
+@register("small_unet", input_multiple=16)
 def build_small_unet(num_classes, **kwargs):
     return small_unet(num_classes, **kwargs)
 
 
-@register("tiny_unet")
+@register("tiny_unet", input_multiple=4)
 def build_tiny_unet(num_classes, **kwargs):
     """A still smaller net for unit tests (seconds per run); inputs multiples of 4."""
     return small_unet(num_classes, base_channels=4, depth=1, name="tiny_unet", **kwargs)
