@@ -130,12 +130,18 @@ class Evaluator:
     def __init__(self, source, batch_size):
         self.source = source
         self.dataset = pipeline.validation_dataset(source, batch_size)
+        self._predictors = {}   # id(network) -> (network, traced predict function), traced once
+
+    def _predictor(self, network):
+        if id(network) not in self._predictors:
+            @tf.function(reduce_retracing=True)
+            def predict(images):
+                return tf.argmax(network(images, training=False), axis=-1, output_type=tf.int32)
+            self._predictors[id(network)] = (network, predict)
+        return self._predictors[id(network)][1]
 
     def __call__(self, network):
-        @tf.function(reduce_retracing=True)
-        def predict(images):
-            return tf.argmax(network(images, training=False), axis=-1, output_type=tf.int32)
-
+        predict = self._predictor(network)
         confusion = np.zeros((self.source.num_classes,) * 2, np.int64)
         for batch in self.dataset:
             confusion += metrics_lib.confusion_matrix(

@@ -75,6 +75,8 @@ class InputPipeline:
         self.unlabelled_indices = tf.constant(unlabelled_indices, tf.int64)
         self.params = params
         self.perturbation = perturbation
+        # Stateless ops take a 2-word seed; the constant word keeps these streams apart from any
+        # other use of the same run seed (e.g. weight initialisation).
         self._seed = tf.constant([params.seed, 0x5E6], tf.int64)
 
     def _stream(self, stream_id, indices, start_step, with_label, extras_fn):
