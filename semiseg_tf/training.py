@@ -10,6 +10,7 @@ A run lives in its workdir:
 The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step is
 the whole input state: running the same command again continues exactly where the run stopped.
 """
+import io
 import json
 import os
 import sys
@@ -247,12 +248,11 @@ class Trainer:
         rows = [[columns[name][i] for name in columns] for i in range(len(columns["teacher_target"]))]
         picture = visualise.panel(rows)
         os.makedirs(os.path.join(self.cfg.workdir, "panels"), exist_ok=True)
-        path = os.path.join(self.cfg.workdir, "panels", "latest.png")
-        tmp = f"{path}.tmp-{os.getpid()}.png"
         # Crops are small (64 px in the demo): enlarge the file 3x, without blurring the labels.
+        png = io.BytesIO()
         Image.fromarray(picture).resize((picture.shape[1] * 3, picture.shape[0] * 3),
-                                        Image.NEAREST).save(tmp)
-        os.replace(tmp, path)
+                                        Image.NEAREST).save(png, format="PNG")
+        atomic_write_bytes(os.path.join(self.cfg.workdir, "panels", "latest.png"), png.getvalue())
 
     def _load_history(self, start):
         """Evaluations of the steps up to `start` (later ones belong to work the checkpoint lost)."""

@@ -48,12 +48,20 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
     return keras.Model(inputs, logits, name=name)
 
 
-@register("small_unet", input_multiple=16)
+def _input_multiple(depth):
+    """The stem and each level halve the resolution: sizes must divide by 2**(depth + 1)."""
+    return 2 ** (depth + 1)
+
+
+_SMALL_DEPTH, _TINY_DEPTH = 3, 1
+
+
+@register("small_unet", input_multiple=_input_multiple(_SMALL_DEPTH))
 def build_small_unet(num_classes, **kwargs):
-    return small_unet(num_classes, **kwargs)
+    return small_unet(num_classes, depth=_SMALL_DEPTH, **kwargs)
 
 
-@register("tiny_unet", input_multiple=4)
+@register("tiny_unet", input_multiple=_input_multiple(_TINY_DEPTH))
 def build_tiny_unet(num_classes, **kwargs):
-    """A still smaller net for unit tests (seconds per run); inputs multiples of 4."""
-    return small_unet(num_classes, base_channels=4, depth=1, name="tiny_unet", **kwargs)
+    """A still smaller net for unit tests (seconds per run)."""
+    return small_unet(num_classes, base_channels=4, depth=_TINY_DEPTH, name="tiny_unet", **kwargs)
