@@ -59,18 +59,58 @@ _define("boolean", "aug_hflip", False, "Random horizontal flips of training crop
 _define("boolean", "aug_vflip", False, "Random vertical flips of training crops.")
 _define("boolean", "aug_scale_hung", False, "Hung et al.'s random scale in {0.5, 0.6, ..., 1.5} "
         "before cropping (the paper's Pascal VOC augmentation).")
+_define("boolean", "aug_hvflip", False, "Random diagonal flips (transpose) of training crops; "
+        "needs a square crop.")
+_define("float", "aug_max_scale", 1.0, "Rotate/scale/crop augmentation: scale drawn log-uniformly "
+        "from [1/s, s] (ISIC: 1.1). Used when --aug_scale_hung is off and this or --aug_rot_mag is "
+        "set; borders are mirrored (OpenCV BORDER_REFLECT_101).")
+_define("boolean", "aug_scale_non_uniform", False, "Rotate/scale/crop: independent x and y scales.")
+_define("float", "aug_rot_mag", 0.0, "Rotate/scale/crop: rotation drawn from U(-m, m) degrees "
+        "(ISIC: 45).")
+_define("float", "aug_offset_range", 16.0, "Standard-augmentation consistency (--perturbation="
+        "augment): the student's crop is offset from the teacher's by up to this many pixels per axis.")
+_define("boolean", "aug_free_scale_rot", False, "--perturbation=augment: the student's view gets "
+        "its own scale and rotation (otherwise the views differ by offset, flips and Hung scale).")
+_define("boolean", "aug_strong_colour", False, "Colour-augment the student's view of unlabelled "
+        "images (not the teacher's): torchvision ColorJitter with the --aug_colour_* strengths, then "
+        "greyscale (the authors' last commit, SPEC 3.8). Works with every perturbation.")
+_define("float", "aug_colour_brightness", 0.4, "Colour augmentation: brightness factor drawn from "
+        "U(1-b, 1+b).")
+_define("float", "aug_colour_contrast", 0.4, "Colour augmentation: contrast factor from U(1-c, 1+c).")
+_define("float", "aug_colour_saturation", 0.4, "Colour augmentation: saturation factor from "
+        "U(1-s, 1+s).")
+_define("float", "aug_colour_hue", 0.1, "Colour augmentation: hue shift from U(-h, h), in turns "
+        "(at most 0.5).")
+_define("float", "aug_colour_prob", 0.8, "Colour augmentation: probability of applying the jitter.")
+_define("float", "aug_colour_greyscale_prob", 0.2, "Colour augmentation: probability of making "
+        "the student's view grey (after the jitter).")
 
 # --- model and method ---------------------------------------------------------------------------------
 _define("string", "arch", "small_unet", f"Network, by registered name: {', '.join(models.available())}.")
+_define("enum", "model", "mean_teacher", ["mean_teacher", "pi"], "'mean_teacher': targets from an "
+        "EMA teacher, which is what gets evaluated; 'pi': the student is its own teacher (targets "
+        "without gradient), and the student is evaluated.")
 _define("string", "perturbation", "cutmix",
-        f"Consistency perturbation: {', '.join(perturbations.available())}. Unused when "
+        "Consistency perturbation: cutmix (two images mixed by box masks), cutout (student sees a "
+        "box-masked image), augment (teacher and student see differently augmented crops), ict "
+        "(mixup of two images by a Beta factor), vat (virtual adversarial). Unused when "
         "--cons_weight=0.")
 _define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
         "baseline (through the same trainer, teacher still evaluated).")
 _define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the consistency loss is scaled "
         "by the share of batch pixels whose teacher max-probability is at least this. 0 disables.")
 _define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
-        "Consistency loss: 'var' = squared difference of probabilities summed over classes.")
+        "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
+        "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
+        "logits_var = squared difference of logits / sqrt(classes); logits_smoothl1 = Huber of the "
+        "logit difference / sqrt(classes). VAT also uses it as the distance that finds its direction.")
+_define("boolean", "conf_per_pixel", False, "Confidence weighting per pixel: the loss counts only "
+        "where the teacher is confident, instead of being scaled by the batch's confident share.")
+_define("integer", "rampup", 0, "Sigmoid ramp-up of the consistency weight, exp(-5 (1 - t)^2), over "
+        "this many steps (the authors count epochs; 0: no ramp-up, the paper's default since the "
+        "confident share grows by itself).")
+_define("integer", "unsup_batch_ratio", 1, "Consistency losses per step, each on its own "
+        "--batch_size unlabelled batch(es), summed (the authors' repeated backward passes).")
 _define("float", "teacher_alpha", 0.99, "EMA decay of the mean teacher, over all weights and "
         "batch-norm moving statistics, applied after every step.")
 _define("string", "mask_prop_range", "0.5", "Box mask area fraction: one value 'p' or a range 'a:b' "
@@ -82,7 +122,23 @@ _define("boolean", "boxmask_fixed_aspect_ratio", False, "Boxes take the crop's a
 _define("boolean", "boxmask_by_size", False, "--mask_prop_range gives side fractions, not area.")
 _define("boolean", "boxmask_outside_bounds", False, "Box centres may lie anywhere; boxes crossing the "
         "edge are clipped.")
-_define("boolean", "boxmask_no_invert", False, "Mask is 0 inside the boxes instead of 1.")
+_define("boolean", "boxmask_authors_outside_bounds", False, "With --boxmask_outside_bounds, "
+        "reproduce the authors' bug: boxes crossing the top or left edge vanish (a negative slice "
+        "start) instead of being clipped.")
+_define("boolean", "boxmask_no_invert", False, "Mask is 0 inside the boxes instead of 1 (Cutout "
+        "then erases the box instead of keeping only the box).")
+_define("float", "ict_alpha", 0.1, "ICT: the Beta(alpha, alpha) distribution of the mixing factor, "
+        "one per sample.")
+_define("float", "vat_radius", 0.5, "VAT: radius of the adversarial perturbation, times "
+        "sqrt(C H W) (fixed) or times the image's own variation (--adaptive_vat_radius).")
+_define("boolean", "adaptive_vat_radius", False, "VAT: radius scaled per image by half the L2 norm "
+        "of its central differences (SPEC 2.7; the paper recommends it with radius 1).")
+_define("boolean", "vat_dir_from_student", False, "VAT: find the adversarial direction with the "
+        "student instead of the teacher.")
+_define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug (SPEC 2.7): "
+        "the direction network is left in inference mode, so the teacher's targets (or, with "
+        "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
+        "The supervised pass keeps batch statistics here.")
 
 # --- optimisation -------------------------------------------------------------------------------------
 _define("enum", "opt_type", "adam", ["adam", "sgd"], "Optimiser: Adam (PyTorch defaults, no weight "
@@ -156,7 +212,7 @@ def from_flags(flag_values=flags.FLAGS):
              "is a file, not a folder")
     for name in ("synthetic_num_train", "synthetic_num_val", "synthetic_image_size", "train_steps",
                  "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
-                 "keep_checkpoints", "boxmask_n_boxes", "cpu_devices"):
+                 "keep_checkpoints", "boxmask_n_boxes", "cpu_devices", "unsup_batch_ratio"):
         _require(values[name] > 0, name, values[name], "must be positive")
     _require(values["image_every"] >= 0, "image_every", values["image_every"], "must be >= 0")
     _require(values["stop_at_step"] >= 0, "stop_at_step", values["stop_at_step"], "must be >= 0")
@@ -185,6 +241,22 @@ def from_flags(flag_values=flags.FLAGS):
              "must lie in [0, 1]")
     _require(0 <= values["teacher_alpha"] <= 1, "teacher_alpha", values["teacher_alpha"],
              "must lie in [0, 1]")
+    _require(values["aug_max_scale"] >= 1, "aug_max_scale", values["aug_max_scale"],
+             "must be >= 1 (scales are drawn from [1/s, s])")
+    _require(values["aug_rot_mag"] >= 0, "aug_rot_mag", values["aug_rot_mag"], "must be >= 0")
+    _require(values["aug_offset_range"] >= 0, "aug_offset_range", values["aug_offset_range"],
+             "must be >= 0")
+    _require(not values["aug_hvflip"] or values["crop_size"][0] == values["crop_size"][1],
+             "aug_hvflip", "true", "diagonal flips need a square --crop_size")
+    _require(values["rampup"] >= 0, "rampup", values["rampup"], "must be >= 0")
+    _require(values["ict_alpha"] > 0, "ict_alpha", values["ict_alpha"], "must be positive")
+    _require(values["vat_radius"] >= 0, "vat_radius", values["vat_radius"], "must be >= 0")
+    for name in ("aug_colour_brightness", "aug_colour_contrast", "aug_colour_saturation"):
+        _require(values[name] >= 0, name, values[name], "must be >= 0")
+    _require(0 <= values["aug_colour_hue"] <= 0.5, "aug_colour_hue", values["aug_colour_hue"],
+             "must lie in [0, 0.5]")
+    for name in ("aug_colour_prob", "aug_colour_greyscale_prob"):
+        _require(0 <= values[name] <= 1, name, values[name], "must lie in [0, 1]")
     _require(values["learning_rate"] > 0, "learning_rate", values["learning_rate"], "must be positive")
     for name in ("sgd_momentum", "sgd_weight_decay", "lr_step_gamma", "lr_poly_power"):
         _require(values[name] >= 0, name, values[name], "must be >= 0")

@@ -24,7 +24,7 @@ from PIL import Image
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
-from semiseg_tf.augment import boxmask, geometric
+from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
@@ -76,8 +76,34 @@ def build_perturbation(cfg):
     mask_params = boxmask.BoxMaskParams(
         prop_range=cfg.mask_prop_range, n_boxes=cfg.boxmask_n_boxes,
         random_aspect_ratio=not cfg.boxmask_fixed_aspect_ratio, by_size=cfg.boxmask_by_size,
-        within_bounds=not cfg.boxmask_outside_bounds, invert=not cfg.boxmask_no_invert)
-    return perturbations.build(cfg.perturbation, mask_params=mask_params)
+        within_bounds=not cfg.boxmask_outside_bounds, invert=not cfg.boxmask_no_invert,
+        authors_outside_bounds=cfg.boxmask_authors_outside_bounds)
+    options = {
+        "cutmix": dict(mask_params=mask_params),
+        "cutout": dict(mask_params=mask_params),
+        "ict": dict(alpha=cfg.ict_alpha),
+        "vat": dict(radius=cfg.vat_radius, adaptive_radius=cfg.adaptive_vat_radius,
+                    dir_from_student=cfg.vat_dir_from_student, loss_fn=cfg.cons_loss_fn,
+                    authors_eval_mode=cfg.vat_authors_eval_mode),
+    }
+    return perturbations.build(cfg.perturbation, **options.get(cfg.perturbation, {}))
+
+
+def geometric_params(cfg):
+    return geometric.GeometricParams(
+        crop_size=cfg.crop_size, scale_hung=cfg.aug_scale_hung, max_scale=cfg.aug_max_scale,
+        scale_non_uniform=cfg.aug_scale_non_uniform, rot_mag=cfg.aug_rot_mag, hflip=cfg.aug_hflip,
+        vflip=cfg.aug_vflip, hvflip=cfg.aug_hvflip, crop_offset=cfg.aug_offset_range,
+        free_scale_rot=cfg.aug_free_scale_rot)
+
+
+def student_colour_params(cfg):
+    if not cfg.aug_strong_colour:
+        return None
+    return colour.ColourParams(
+        brightness=cfg.aug_colour_brightness, contrast=cfg.aug_colour_contrast,
+        saturation=cfg.aug_colour_saturation, hue=cfg.aug_colour_hue, prob=cfg.aug_colour_prob,
+        greyscale_prob=cfg.aug_colour_greyscale_prob)
 
 
 def build_model(cfg, num_classes):
@@ -85,13 +111,16 @@ def build_model(cfg, num_classes):
     schedule = optim.AuthorsSchedule(cfg.lr_sched, cfg.learning_rate, cfg.train_steps,
                                      cfg.lr_poly_power, cfg.lr_step_boundaries, cfg.lr_step_gamma)
     optimizer = optim.build_optimizer(cfg.opt_type, schedule, cfg.sgd_momentum, cfg.sgd_nesterov)
+    student = models.build(cfg.arch, num_classes)
     model = mean_teacher.MeanTeacher(
-        student=models.build(cfg.arch, num_classes),
-        teacher=models.build(cfg.arch, num_classes),
+        student=student,
+        teacher=student if cfg.model == "pi" else models.build(cfg.arch, num_classes),
         perturbation=build_perturbation(cfg) if cfg.cons_weight > 0 else None,
         cons_weight=cfg.cons_weight, conf_thresh=cfg.conf_thresh, teacher_alpha=cfg.teacher_alpha,
         cons_loss_fn=cfg.cons_loss_fn,
-        weight_decay=cfg.sgd_weight_decay if cfg.opt_type == "sgd" else 0.0)
+        weight_decay=cfg.sgd_weight_decay if cfg.opt_type == "sgd" else 0.0,
+        conf_per_pixel=cfg.conf_per_pixel, rampup_steps=cfg.rampup,
+        unsup_batch_ratio=cfg.unsup_batch_ratio)
     model.compile(optimizer=optimizer)
     model.initialise(tuple(cfg.crop_size) + (3,))
     return model
@@ -178,9 +207,9 @@ class Trainer:
             self.source, labelled, unlabelled,
             pipeline.PipelineParams(
                 batch_size=cfg.batch_size, seed=cfg.seed,
-                geometric=geometric.GeometricParams(crop_size=cfg.crop_size,
-                                                    scale_hung=cfg.aug_scale_hung,
-                                                    hflip=cfg.aug_hflip, vflip=cfg.aug_vflip)),
+                geometric=geometric_params(cfg),
+                student_colour=student_colour_params(cfg),
+                unlabelled_batch_ratio=cfg.unsup_batch_ratio),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
         self.checkpoint = tf.train.Checkpoint(student=self.model.student, teacher=self.model.teacher,
                                               optimizer=self.model.optimizer, step=self.step)

@@ -1,6 +1,7 @@
 """Run by test_distributed.py in its own process (logical devices must be set before TF starts).
 
-Trains the same tiny CutMix run twice through the real Trainer, on one device and on two logical CPU
+Trains the same tiny run (CutMix, or the perturbation given as `--name=value` arguments after the
+output folder) twice through the real Trainer, on one device and on two logical CPU
 devices under MirroredStrategy, and prints the largest weight difference as JSON.
 """
 import json
@@ -29,8 +30,9 @@ def run(workdir, **overrides):
 
 def main():
     out = sys.argv[1]
-    mirrored, mirrored_result = run(f"{out}/mirrored", strategy="mirrored", cpu_devices=2)
-    single, single_result = run(f"{out}/single")
+    overrides = dict(arg[2:].split("=", 1) for arg in sys.argv[2:])
+    mirrored, mirrored_result = run(f"{out}/mirrored", strategy="mirrored", cpu_devices=2, **overrides)
+    single, single_result = run(f"{out}/single", **overrides)
     diffs = {}
     for part in ("student", "teacher"):
         a = getattr(single.model, part).weights

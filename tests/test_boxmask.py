@@ -78,6 +78,27 @@ def test_outside_bounds_boxes_are_clipped_not_dropped():
     assert np.all(masks[touching].sum(axis=(1, 2)) > 0)
 
 
+def test_authors_outside_bounds_bug_is_reproduced_on_request():
+    """Against the authors' numpy code: `mask[int(c - s/2):int(c + s/2)]`, Python slicing included."""
+    params = boxmask.BoxMaskParams(prop_range=(0.25, 0.25), random_aspect_ratio=False,
+                                   within_bounds=False, authors_outside_bounds=True)
+    size, side = 32, 16          # a quarter of the area, the crop's aspect ratio: 16 x 16
+    seeds = tf.random.experimental.stateless_split(tf.constant([5, 1], tf.int64), 200)
+    crossing = 0
+    for seed in seeds:
+        # The same uniform draw as box_corners' centre (its fourth seed); the oracle is the slicing.
+        u = tf.random.stateless_uniform([1, 2], tf.random.experimental.stateless_split(seed, 4)[3],
+                                        dtype=tf.float64).numpy()[0]
+        centre = np.round(size * u)
+        start, end = centre - side / 2, centre + side / 2
+        expected = np.zeros((size, size))
+        expected[int(start[0]):int(end[0]), int(start[1]):int(end[1])] = 1
+        crossing += int(np.any(start < 0))
+        got = boxmask.box_mask(seed, size, size, params).numpy()[..., 0]
+        np.testing.assert_array_equal(got, expected)
+    assert crossing > 20
+
+
 def test_zero_area_gives_empty_mask():
     _, masks = draw(boxmask.BoxMaskParams(prop_range=(0.0, 0.0)), 5)
     assert masks.sum() == 0

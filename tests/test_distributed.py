@@ -4,14 +4,21 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_two_replicas_match_one_device(tmp_path):
+@pytest.mark.parametrize("flags", [
+    [],                                                            # CutMix
+    ["--perturbation=augment", "--aug_strong_colour=true", "--aug_offset_range=4"],
+    ["--perturbation=vat", "--adaptive_vat_radius=true", "--cons_loss_fn=kld"],
+], ids=["cutmix", "augment_colour", "vat"])
+def test_two_replicas_match_one_device(tmp_path, flags):
     # A fresh process: logical devices can only be configured before TensorFlow starts.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mirrored_equivalence.py"),
-                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                           str(tmp_path), *flags], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

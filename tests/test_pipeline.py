@@ -1,10 +1,12 @@
 """The input pipeline: warps against OpenCV, determinism, resumption, per-sample masks, the split."""
+import colorsys
+
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from semiseg_tf.augment import geometric
+from semiseg_tf.augment import colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.semisup import perturbations
 
@@ -30,17 +32,42 @@ def assert_batches_equal(first, second):
     tf.nest.map_structure(np.testing.assert_array_equal, first, second)
 
 
+GEOMETRIC_OPS = {
+    "hung_scale_flips": geometric.GeometricParams(crop_size=(24, 20), scale_hung=True, hflip=True,
+                                                  vflip=True),
+    "random_crop_padded": geometric.GeometricParams(crop_size=(36, 44), hflip=True),
+    "rotate_scale_reflect": geometric.GeometricParams(crop_size=(24, 24), rot_mag=45.0, max_scale=1.5,
+                                                      scale_non_uniform=True, hvflip=True,
+                                                      hflip=True),
+}
+CV2_BORDERS = {"CONSTANT": cv2.BORDER_CONSTANT, "REFLECT_101": cv2.BORDER_REFLECT_101}
+
+
+def assert_warp_matches_cv2(image, labels, matrix, params, warped, warped_labels):
+    crop_h, crop_w = params.crop_size
+    affine = np.asarray(matrix)[:2]
+    expected = cv2.warpAffine(image, affine, (crop_w, crop_h), flags=cv2.INTER_LINEAR,
+                              borderMode=CV2_BORDERS[params.image_border], borderValue=0)
+    expected_labels = cv2.warpAffine(labels[..., 0].astype(np.uint8), affine, (crop_w, crop_h),
+                                     flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                     borderValue=255)
+    assert np.abs(np.asarray(warped) - expected).max() < 0.01
+    np.testing.assert_array_equal(np.asarray(warped_labels)[..., 0], expected_labels)
+
+
 @pytest.mark.parametrize("in_tf_data", [False, True])
-def test_geometric_warp_matches_cv2(in_tf_data):
+@pytest.mark.parametrize("op", sorted(GEOMETRIC_OPS))
+def test_geometric_warp_matches_cv2(op, in_tf_data):
     rng = np.random.RandomState(0)
     image = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
     labels = rng.randint(0, 6, (30, 40, 1)).astype(np.int32)
-    params = geometric.GeometricParams(crop_size=(24, 20), scale_hung=True, hflip=True, vflip=True)
+    params = GEOMETRIC_OPS[op]
 
     def augment(seed):
         matrix = geometric.random_geometric_matrix(seed, 30, 40, params)
-        return (matrix, geometric.warp(image, matrix, (24, 20), "BILINEAR", 0.0),
-                geometric.warp(labels, matrix, (24, 20), "NEAREST", 255.0))
+        return (matrix, geometric.warp(image, matrix, params.crop_size, "BILINEAR", 0.0,
+                                       params.image_border),
+                geometric.warp(labels, matrix, params.crop_size, "NEAREST", 255.0))
 
     seeds = [tf.constant([i, 9], tf.int64) for i in range(12)]
     if in_tf_data:
@@ -48,14 +75,52 @@ def test_geometric_warp_matches_cv2(in_tf_data):
     else:
         results = [augment(s) for s in seeds]
     for matrix, warped, warped_labels in results:
-        affine = matrix.numpy()[:2]
-        expected = cv2.warpAffine(image, affine, (20, 24), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        expected_labels = cv2.warpAffine(labels[..., 0].astype(np.uint8), affine, (20, 24),
-                                         flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                         borderValue=255)
-        assert np.abs(warped.numpy() - expected).max() < 0.01
-        np.testing.assert_array_equal(warped_labels.numpy()[..., 0], expected_labels)
+        assert_warp_matches_cv2(image, labels, matrix.numpy(), params, warped.numpy(),
+                                warped_labels.numpy())
+
+
+PAIR_OPS = {
+    "hung_scale_offset_flips": geometric.GeometricParams(crop_size=(16, 16), scale_hung=True,
+                                                         hflip=True, vflip=True, crop_offset=5.0),
+    "crop_offset": geometric.GeometricParams(crop_size=(16, 12), hflip=True, crop_offset=6.0),
+    "free_rotate_scale": geometric.GeometricParams(crop_size=(16, 16), rot_mag=30.0, max_scale=1.3,
+                                                   hvflip=True, crop_offset=4.0,
+                                                   free_scale_rot=True),
+}
+
+
+@pytest.mark.parametrize("op", sorted(PAIR_OPS))
+def test_paired_views_match_cv2_and_the_composed_matrix_maps_one_onto_the_other(op):
+    params = PAIR_OPS[op]
+    # A smooth image, so that resampling twice (rotations) stays close to resampling once.
+    ys, xs = np.mgrid[0:28, 0:28]
+    image = np.stack([np.sin(0.3 * xs + c) + np.cos(0.25 * ys - c) for c in range(3)],
+                     axis=-1).astype(np.float32)
+    offsets, compared = [], 0
+    for i in range(10):
+        seed = tf.constant([i, 4], tf.int64)
+        pair = pipeline.augment_pair(tf.constant(image), seed, params)
+        first, second = geometric.random_geometric_pair(seed, 28, 28, params)
+        zeros = np.zeros(image.shape[:2] + (1,), np.int32)
+        for matrix, view in ((first, pair["image"]), (second, pair["student_image"])):
+            assert_warp_matches_cv2(image, zeros, matrix.numpy(), params, view.numpy(),
+                                    geometric.warp(zeros, matrix, params.crop_size, "NEAREST", 255))
+        # Warping the teacher's view by the composed matrix gives the student's view wherever every
+        # source pixel it needs lies inside the teacher's view (warped valid mask 1). With Hung scale
+        # or crops the teacher's view holds source pixels exactly, so this is exact; with rotations
+        # it is a resampling of a resampling, close but not equal.
+        size = params.crop_size
+        mapped = geometric.warp(pair["image"], pair["teacher_to_student"], size).numpy()
+        inside = (geometric.warp(pair["valid"], pair["teacher_to_student"], size).numpy()[..., 0]
+                  > 0.999) & (pair["student_valid"].numpy()[..., 0] > 0.999)
+        compared += inside.sum()
+        difference = np.abs(mapped - pair["student_image"].numpy())[inside]
+        tolerance = 0.05 if params.rotate_scale else 1e-4
+        if inside.any():
+            assert np.median(difference) < tolerance / 5 and difference.max() < tolerance
+        offsets.append(np.abs(pair["teacher_to_student"].numpy()[:2, 2]).max())
+    assert compared > 200
+    assert max(offsets) > 0
 
 
 def test_hflip_matrix_is_the_authors():
@@ -132,3 +197,69 @@ def test_synthetic_scenes_are_deterministic_and_varied():
     assert len(np.unique(labels)) >= 4
     # Boundary pixels blend both sides: no gap, the colours change smoothly across an edge.
     assert not np.array_equal(images, synthetic.make_scenes([5, 0], 6, 32)[0])
+
+
+def numpy_grey(rgb):
+    return (rgb * np.array([0.299, 0.587, 0.114])).sum(-1, keepdims=True)
+
+
+def test_colour_operations_match_their_formulas():
+    rgb = np.random.RandomState(7).uniform(0, 1, (5, 6, 3)).astype(np.float32)
+    x = rgb.astype(np.float64)
+    np.testing.assert_allclose(colour.adjust_brightness(rgb, 1.3).numpy(), np.clip(x * 1.3, 0, 1),
+                               atol=1e-6)
+    mean = numpy_grey(x).mean()
+    np.testing.assert_allclose(colour.adjust_contrast(rgb, 0.7).numpy(),
+                               np.clip((x - mean) * 0.7 + mean, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(colour.adjust_saturation(rgb, 1.4).numpy(),
+                               np.clip((x - numpy_grey(x)) * 1.4 + numpy_grey(x), 0, 1), atol=1e-6)
+    shifted = np.array([colorsys.hsv_to_rgb((h + 0.08) % 1.0, s, v) for h, s, v in
+                        (colorsys.rgb_to_hsv(*p) for p in x.reshape(-1, 3))]).reshape(x.shape)
+    np.testing.assert_allclose(colour.adjust_hue(rgb, 0.08).numpy(), shifted, atol=1e-5)
+
+
+def test_colour_jitter_draws_torchvision_ranges_and_random_orders():
+    params = colour.ColourParams()
+    values, orders = zip(*[colour.jitter_factors(tf.constant([i, 3], tf.int64), params)
+                           for i in range(300)])
+    values = np.array([v.numpy() for v in values])
+    assert np.all((values[:, :3] >= 0.6) & (values[:, :3] <= 1.4))
+    assert np.all(np.abs(values[:, 3]) <= 0.1)
+    assert values[:, 0].min() < 0.65 and values[:, 0].max() > 1.35
+    orders = {tuple(o.numpy()) for o in orders}
+    assert all(sorted(o) == [0, 1, 2, 3] for o in orders) and len(orders) > 12
+
+
+def test_student_view_is_colour_augmented_and_teacher_view_is_not(source):
+    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
+    geometric_params = geometric.GeometricParams(crop_size=(16, 16), scale_hung=True, hflip=True)
+    plain = pipeline.InputPipeline(source, labelled, unlabelled, pipeline.PipelineParams(
+        batch_size=4, seed=0, geometric=geometric_params), perturbations.build("cutmix"))
+    coloured = pipeline.InputPipeline(source, labelled, unlabelled, pipeline.PipelineParams(
+        batch_size=4, seed=0, geometric=geometric_params,
+        student_colour=colour.ColourParams(prob=1.0, greyscale_prob=1.0)),
+        perturbations.build("cutmix"))
+    first_plain, = take(plain.train_dataset(), 1)
+    first_coloured, = take(coloured.train_dataset(), 1)
+    for plain_stream, coloured_stream in zip(first_plain["unlabelled"], first_coloured["unlabelled"]):
+        # The teacher's view, the valid mask and the box mask are untouched by colour augmentation.
+        np.testing.assert_array_equal(plain_stream["image"], coloured_stream["image"])
+        np.testing.assert_array_equal(plain_stream["valid"], coloured_stream["valid"])
+        assert "student_image" not in plain_stream
+        student = pipeline.denormalise(coloured_stream["student_image"], source.rgb_mean,
+                                       source.rgb_std).numpy()
+        # Greyscale with probability 1: the three channels are equal.
+        np.testing.assert_allclose(student[..., 0], student[..., 1], atol=1e-5)
+        np.testing.assert_allclose(student[..., 0], student[..., 2], atol=1e-5)
+    assert "student_image" not in first_coloured["labelled"]
+    np.testing.assert_array_equal(first_plain["labelled"]["image"], first_coloured["labelled"]["image"])
+
+
+def test_unlabelled_batches_grow_with_the_batch_ratio(source):
+    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
+    params = pipeline.PipelineParams(batch_size=3, seed=0, unlabelled_batch_ratio=2,
+                                     geometric=geometric.GeometricParams(crop_size=(16, 16)))
+    batch, = take(pipeline.InputPipeline(source, labelled, unlabelled, params,
+                                         perturbations.build("cutmix")).train_dataset(), 1)
+    assert batch["labelled"]["image"].shape[0] == 3
+    assert [s["image"].shape[0] for s in batch["unlabelled"]] == [6, 6]

@@ -85,11 +85,17 @@ def test_resume_with_other_flags_is_refused(tiny_run):
     ("--batch_size=0", "--batch_size=0: must be positive"),
     ("--crop_size=30,30", "--crop_size=30,30: --arch=tiny_unet needs sizes that are multiples of 4"),
     ("--synthetic_image_size=18", "--synthetic_image_size=18: --arch=tiny_unet evaluates full"),
+    ("--aug_max_scale=0.5", "--aug_max_scale=0.5: must be >= 1"),
+    ("--aug_colour_hue=0.7", "--aug_colour_hue=0.7: must lie in [0, 0.5]"),
+    ("--unsup_batch_ratio=0", "--unsup_batch_ratio=0: must be positive"),
+    ("--ict_alpha=0", "--ict_alpha=0.0: must be positive"),
+    ("--crop_size=16,12", "--aug_hvflip=true: diagonal flips need a square --crop_size"),
 ])
 def test_bad_flags_give_one_line_errors(tiny_run, flag, message):
     name, value = flag[2:].split("=", 1)
+    extra = {"aug_hvflip": "true"} if "hvflip" in message else {}
     with pytest.raises(config.ConfigError) as error:
-        tiny_run(**{"synthetic_num_train": 1000, name: value})
+        tiny_run(**{"synthetic_num_train": 1000, name: value, **extra})
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
 

@@ -23,6 +23,9 @@ class BoxMaskParams:
       by_size: draw side fractions directly instead of an area fraction.
       within_bounds: boxes lie wholly inside the image; otherwise they are centred anywhere and clipped.
       invert: start from zeros so the mask is 1 inside the boxes (the authors' default).
+      authors_outside_bounds: with `within_bounds=False`, reproduce the authors' bug (SPEC 1.2): a
+        negative start is used as a Python slice start, so a box crossing the top or left edge
+        becomes empty (or a sliver at the far edge) instead of clipped.
     """
     prop_range: tuple = (0.5, 0.5)
     n_boxes: int = 1
@@ -30,6 +33,7 @@ class BoxMaskParams:
     by_size: bool = False
     within_bounds: bool = True
     invert: bool = True
+    authors_outside_bounds: bool = False
 
 
 def box_corners(seed, height, width, params):
@@ -78,8 +82,13 @@ def box_corners(seed, height, width, params):
         start = centre - sizes / 2
         end = centre + sizes / 2
     # int() truncation toward zero, as the reference; then clip to the image (the reference drops them).
-    start = tf.clip_by_value(tf.cast(start, tf.int32), 0, tf.cast(extent, tf.int32))
-    end = tf.clip_by_value(tf.cast(end, tf.int32), 0, tf.cast(extent, tf.int32))
+    start, end = tf.cast(start, tf.int32), tf.cast(end, tf.int32)
+    limit = tf.cast(extent, tf.int32)
+    if params.authors_outside_bounds and not params.within_bounds:
+        # Python slicing: a negative index counts from the far end.
+        start = tf.where(start < 0, start + limit, start)
+    start = tf.clip_by_value(start, 0, limit)
+    end = tf.clip_by_value(end, 0, limit)
     return tf.concat([start, end], axis=-1)
 
 

@@ -9,7 +9,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from semiseg_tf.augment import geometric
+from semiseg_tf.augment import colour, geometric
 
 # Fixed stream identities, folded into the run seed.
 LABELLED_STREAM = 0
@@ -21,6 +21,11 @@ class PipelineParams:
     batch_size: int
     geometric: geometric.GeometricParams
     seed: int
+    # Colour augmentation of the student's copy of each unlabelled sample (`student_image`); the
+    # teacher's `image` is left alone. None: the student sees the teacher's image.
+    student_colour: colour.ColourParams = None
+    # Unlabelled batches hold this many times `batch_size` samples (--unsup_batch_ratio).
+    unlabelled_batch_ratio: int = 1
 
 
 def _fold(seed, value):
@@ -35,27 +40,61 @@ def stream_index(indices, position, stream_seed):
 
 
 def normalise(image, mean, std):
-    """uint8 RGB to float32 standardised per channel; 0 is then the mean colour (used as padding)."""
-    image = tf.cast(image, tf.float32) / 255.0
+    """RGB (uint8, or float in [0, 1]) to float32 standardised per channel; 0 is then the mean colour
+    (used as padding)."""
+    image = tf.cast(image, tf.float32) / 255.0 if image.dtype == tf.uint8 else image
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def augment(image, label, seed, params):
-    """Applies one random geometric augmentation to a normalised image and its label.
+def denormalise(image, mean, std):
+    """Inverse of `normalise`, to float RGB in [0, 1] (padding becomes the mean colour)."""
+    return tf.clip_by_value(image * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32),
+                            0.0, 1.0)
+
+
+def warp_sample(image, label, matrix, params):
+    """Warps a normalised image (and its label, if any) by one source-to-crop matrix.
 
     Returns:
-      dict with `image` [h, w, 3] float32, `label` [h, w] int32 (255 outside the source), `valid`
-      [h, w, 1] float32 (1 where the pixel comes from inside the source image).
+      dict with `image` [h, w, 3] float32, `label` [h, w] int32 (255 outside the source; only if
+      `label` is not None), `valid` [h, w, 1] float32 (1 where the pixel comes from inside the source).
+    """
+    crop = params.crop_size
+    sample = {
+        "image": geometric.warp(image, matrix, crop, "BILINEAR", 0.0, params.image_border),
+        "valid": geometric.warp(tf.ones_like(image[..., :1]), matrix, crop, "BILINEAR", 0.0),
+    }
+    if label is not None:
+        sample["label"] = geometric.warp(tf.cast(label, tf.int32)[..., None], matrix, crop, "NEAREST",
+                                         255.0)[..., 0]
+    return sample
+
+
+def augment(image, label, seed, params):
+    """Applies one random geometric augmentation to a normalised image and its label (see
+    `warp_sample`)."""
+    shape = tf.shape(image)
+    return warp_sample(image, label, geometric.random_geometric_matrix(seed, shape[0], shape[1], params),
+                       params)
+
+
+def augment_pair(image, seed, params):
+    """Two views of one unlabelled image for standard-augmentation consistency (SPEC 2.5).
+
+    Returns:
+      dict with the teacher's view (`image`, `valid`), the student's (`student_image`,
+      `student_valid`), and `teacher_to_student` [3, 3]: the matrix from the teacher's crop pixels to
+      the student's, `M_student . inverse(M_teacher)`.
     """
     shape = tf.shape(image)
-    matrix = geometric.random_geometric_matrix(seed, shape[0], shape[1], params)
-    crop = params.crop_size
-    valid = tf.ones_like(image[..., :1])
-    return {
-        "image": geometric.warp(image, matrix, crop, "BILINEAR", 0.0),
-        "label": geometric.warp(tf.cast(label, tf.int32)[..., None], matrix, crop, "NEAREST", 255.0)[..., 0],
-        "valid": geometric.warp(valid, matrix, crop, "BILINEAR", 0.0),
-    }
+    teacher_matrix, student_matrix = geometric.random_geometric_pair(seed, shape[0], shape[1], params)
+    teacher = warp_sample(image, None, teacher_matrix, params)
+    student = warp_sample(image, None, student_matrix, params)
+    between = tf.matmul(tf.cast(student_matrix, tf.float64),
+                        tf.linalg.inv(tf.cast(teacher_matrix, tf.float64)))
+    return {"image": teacher["image"], "valid": teacher["valid"],
+            "student_image": student["image"], "student_valid": student["valid"],
+            "teacher_to_student": tf.cast(between, tf.float32)}
 
 
 class InputPipeline:
@@ -83,15 +122,26 @@ class InputPipeline:
         stream_seed = _fold(self._seed, stream_id)
         order_seed = _fold(stream_seed, 0)
         sample_seed_base = _fold(stream_seed, 1)
-        batch = self.params.batch_size
+        colour_seed_base = _fold(stream_seed, 2)
+        batch = self.params.batch_size * (1 if with_label else self.params.unlabelled_batch_ratio)
+        mean, std = self.source.rgb_mean, self.source.rgb_std
+        student_colour = None if with_label else self.params.student_colour
+        paired = not with_label and self.perturbation is not None and self.perturbation.paired_views
 
         def make_sample(position):
             seeds = tf.random.experimental.stateless_split(_fold(sample_seed_base, position), 2)
             image, label = self.source.read_train(stream_index(indices, position, order_seed))
-            image = normalise(image, self.source.rgb_mean, self.source.rgb_std)
-            sample = augment(image, label, seeds[0], self.params.geometric)
-            if not with_label:
-                del sample["label"]
+            image = normalise(image, mean, std)
+            if paired:
+                sample = augment_pair(image, seeds[0], self.params.geometric)
+            else:
+                sample = augment(image, label if with_label else None, seeds[0],
+                                 self.params.geometric)
+            if student_colour is not None:
+                view = sample.get("student_image", sample["image"])
+                rgb = colour.random_colour(_fold(colour_seed_base, position),
+                                           denormalise(view, mean, std), student_colour)
+                sample["student_image"] = normalise(rgb, mean, std)
             if extras_fn is not None:
                 sample.update(extras_fn(seeds[1], self.params.geometric.crop_size))
             return sample

@@ -41,17 +41,70 @@ def cross_entropy(logits, labels):
     return local_sum / tf.maximum(tf.stop_gradient(count), 1.0)
 
 
-def squared_probability_difference(student_logits, teacher_probs):
-    """The authors' default `var` loss per pixel: sum over classes of (p_student - p_teacher)^2.
+# Consistency losses per pixel (SPEC 2.3). Each takes the student's logits and the teacher's target
+# logits and probabilities ([N, H, W, C], in the student's frame) and returns [N, H, W, 1].
 
-    Returns:
-      [N, H, W, 1].
-    """
-    student_probs = tf.nn.softmax(tf.cast(student_logits, tf.float32), axis=-1)
-    return tf.reduce_sum(tf.square(student_probs - teacher_probs), axis=-1, keepdims=True)
+def _student_probs(student_logits):
+    return tf.nn.softmax(tf.cast(student_logits, tf.float32), axis=-1)
 
 
-CONSISTENCY_LOSSES = {"var": squared_probability_difference}
+def squared_probability_difference(student_logits, teacher_logits, teacher_probs):
+    """'var', the default: sum over classes of (p_student - p_teacher)^2."""
+    del teacher_logits
+    diff = _student_probs(student_logits) - teacher_probs
+    return tf.reduce_sum(tf.square(diff), axis=-1, keepdims=True)
+
+
+def binary_cross_entropy(student_logits, teacher_logits, teacher_probs):
+    """'bce': sum over classes of -(pt log(ps + 1e-6) + (1 - pt) log(1 - ps + 1e-6))."""
+    del teacher_logits
+    ps = _student_probs(student_logits)
+    per_class = teacher_probs * tf.math.log(ps + 1e-6) + (1 - teacher_probs) * tf.math.log(1 - ps + 1e-6)
+    return -tf.reduce_sum(per_class, axis=-1, keepdims=True)
+
+
+def kl_divergence(student_logits, teacher_logits, teacher_probs):
+    """'kld': KL(teacher || student) = sum over classes of pt (log pt - log ps); pt = 0 terms are 0."""
+    del teacher_logits
+    log_ps = tf.nn.log_softmax(tf.cast(student_logits, tf.float32), axis=-1)
+    per_class = tf.math.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps
+    return tf.reduce_sum(per_class, axis=-1, keepdims=True)
+
+
+def _sqrt_classes(logits):
+    return tf.sqrt(tf.cast(tf.shape(logits)[-1], tf.float32))
+
+
+def squared_logit_difference(student_logits, teacher_logits, teacher_probs):
+    """'logits_var': sum over classes of (l_student - l_teacher)^2, divided by sqrt(classes)."""
+    del teacher_probs
+    diff = tf.cast(student_logits, tf.float32) - teacher_logits
+    return tf.reduce_sum(tf.square(diff), axis=-1, keepdims=True) / _sqrt_classes(teacher_logits)
+
+
+def smooth_l1_logit_difference(student_logits, teacher_logits, teacher_probs):
+    """'logits_smoothl1': sum over classes of Huber(l_student - l_teacher, beta=1) / sqrt(classes)."""
+    del teacher_probs
+    diff = tf.abs(tf.cast(student_logits, tf.float32) - teacher_logits)
+    huber = tf.where(diff < 1.0, 0.5 * tf.square(diff), diff - 0.5)
+    return tf.reduce_sum(huber, axis=-1, keepdims=True) / _sqrt_classes(teacher_logits)
+
+
+CONSISTENCY_LOSSES = {
+    "var": squared_probability_difference,
+    "bce": binary_cross_entropy,
+    "kld": kl_divergence,
+    "logits_var": squared_logit_difference,
+    "logits_smoothl1": smooth_l1_logit_difference,
+}
+
+
+def sigmoid_rampup(step, length):
+    """exp(-5 (1 - t)^2) with t = clip(step / length, 0, 1) (SPEC 2.1); 1 when `length` <= 0."""
+    if length <= 0:
+        return tf.constant(1.0)
+    t = tf.clip_by_value(tf.cast(step, tf.float32) / float(length), 0.0, 1.0)
+    return tf.exp(-5.0 * tf.square(1.0 - t))
 
 
 def confident_share(teacher_confidence, threshold):

@@ -1,10 +1,11 @@
 """The one trainer: a Keras model holding student and EMA teacher, with a custom `train_step`.
 
 One step (SPEC 0, 2.2): cross-entropy on the labelled batch; if `cons_weight > 0`, the perturbation's
-consistency loss on the unlabelled batches, weighted by the share of confident teacher pixels; one
-optimiser update of the student; then teacher <- alpha * teacher + (1 - alpha) * student over every
-float weight, batch-norm moving statistics included. A `cons_weight` of 0 is the supervised baseline
-through the same code. Correct under `tf.distribute`: see `losses.py` for how losses are scaled.
+consistency loss on the unlabelled batches, weighted by the share of confident teacher pixels (or masked
+per pixel) and by the ramp-up; one optimiser update of the student; then teacher <- alpha * teacher +
+(1 - alpha) * student over every float weight, batch-norm moving statistics included. A `cons_weight` of
+0 is the supervised baseline through the same code. The Pi-model is the same step with the student as
+its own teacher (no EMA). Correct under `tf.distribute`: see `losses.py` for how losses are scaled.
 """
 import keras
 import tensorflow as tf
@@ -23,10 +24,18 @@ class MeanTeacher(keras.Model):
       teacher_alpha: EMA decay of the teacher.
       cons_loss_fn: name in `losses.CONSISTENCY_LOSSES`.
       weight_decay: L2 coefficient added to the gradient (the authors' SGD `weight_decay`).
+      conf_per_pixel: mask the loss per pixel by teacher confidence instead of scaling it by the
+        confident share of the batch.
+      rampup_steps: sigmoid ramp-up of the consistency weight over this many steps (0: none).
+      unsup_batch_ratio: consistency losses per step, each on its own slice of the unlabelled batches
+        (the authors' repeated backward passes, summed).
+    Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
+    and there is no EMA.
     """
 
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
-                 teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, **kwargs):
+                 teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
+                 rampup_steps=0, unsup_batch_ratio=1, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -36,9 +45,16 @@ class MeanTeacher(keras.Model):
         self.teacher_alpha = float(teacher_alpha)
         self.cons_loss = losses.CONSISTENCY_LOSSES[cons_loss_fn]
         self.weight_decay = float(weight_decay)
+        self.conf_per_pixel = bool(conf_per_pixel)
+        self.rampup_steps = int(rampup_steps)
+        self.unsup_batch_ratio = int(unsup_batch_ratio)
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
+
+    @property
+    def is_pi_model(self):
+        return self.teacher is self.student
 
     @property
     def uses_unlabelled(self):
@@ -58,8 +74,9 @@ class MeanTeacher(keras.Model):
         self.teacher(dummy)
         if [w.shape for w in self.teacher.weights] != [w.shape for w in self.student.weights]:
             raise ValueError("student and teacher must be the same architecture")
-        for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
-            teacher_var.assign(student_var)
+        if not self.is_pi_model:
+            for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
+                teacher_var.assign(student_var)
         self.optimizer.build(self.student.trainable_variables)
         self.built = True
 
@@ -68,21 +85,38 @@ class MeanTeacher(keras.Model):
                 if keras.backend.is_float_dtype(t.dtype)]
 
     def update_teacher(self):
+        if self.is_pi_model:
+            return
         alpha = self.teacher_alpha
         for teacher_var, student_var in self._ema_pairs():
             teacher_var.assign(alpha * teacher_var + (1.0 - alpha) * student_var)
 
     def consistency(self, unlabelled):
-        """Weighted consistency loss (this replica's share), the confident share and the terms."""
+        """Consistency loss of one unlabelled slice (this replica's share), confident share, terms.
+
+        SPEC 2.3: the per-pixel loss times the loss mask, averaged over every pixel; then either times
+        the share of confident pixels of the whole batch (default), or with the loss mask also zero
+        where the teacher is not confident (`conf_per_pixel`).
+        """
         terms = self.perturbation.consistency(self.student, self.teacher, unlabelled)
-        per_pixel = self.cons_loss(terms.student_logits, terms.teacher_probs)
-        loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask)
-        if self.conf_thresh > 0:
-            share = losses.confident_share(terms.teacher_confidence, self.conf_thresh)
-            loss = loss * tf.stop_gradient(share)
+        per_pixel = self.cons_loss(terms.student_logits, terms.teacher_logits, terms.teacher_probs)
+        if self.conf_thresh <= 0:
+            return losses.masked_pixel_mean(per_pixel, terms.loss_mask), tf.constant(1.0), terms
+        share = tf.stop_gradient(losses.confident_share(terms.teacher_confidence, self.conf_thresh))
+        if self.conf_per_pixel:
+            confident = tf.cast(terms.teacher_confidence >= self.conf_thresh, tf.float32)
+            loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask * confident)
         else:
-            share = tf.constant(1.0)
+            loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask) * share
         return loss, share, terms
+
+    def _unlabelled_slices(self, unlabelled):
+        """Splits each unlabelled batch into `unsup_batch_ratio` equal slices (along the batch axis)."""
+        if self.unsup_batch_ratio == 1:
+            return [unlabelled]
+        return [tf.nest.map_structure(
+            lambda t, k=k: tf.split(t, self.unsup_batch_ratio, axis=0)[k], unlabelled)
+            for k in range(self.unsup_batch_ratio)]
 
     def train_step(self, data):
         labelled = data["labelled"]
@@ -92,7 +126,13 @@ class MeanTeacher(keras.Model):
             sup_loss = losses.cross_entropy(logits, labelled["label"])
             total = sup_loss
             if self.uses_unlabelled:
-                cons_loss, conf_share, _ = self.consistency(data["unlabelled"])
+                cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
+                for unlabelled in self._unlabelled_slices(data["unlabelled"]):
+                    loss, share, _ = self.consistency(unlabelled)
+                    cons_loss += loss
+                    conf_share += share / self.unsup_batch_ratio
+                # The ramp uses the 0-based index of this step (the optimiser's count before it).
+                cons_loss *= losses.sigmoid_rampup(self.optimizer.iterations, self.rampup_steps)
                 total = total + self.cons_weight * cons_loss
             else:
                 cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)

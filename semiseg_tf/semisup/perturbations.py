@@ -9,7 +9,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from semiseg_tf.augment import boxmask
+from semiseg_tf.augment import boxmask, geometric
+from semiseg_tf.semisup import losses
 
 _REGISTRY = {}
 
@@ -52,8 +53,14 @@ class ConsistencyTerms:
 
 
 class Perturbation:
-    """Base class. `num_unlabelled_streams` batches arrive as a tuple of dicts with 'image', 'valid'."""
+    """Base class.
+
+    `num_unlabelled_streams` batches arrive as a tuple of dicts with 'image' (the teacher's view),
+    'valid' and, with colour augmentation, 'student_image' (the same crop, colour-jittered; SPEC 3.8).
+    """
     num_unlabelled_streams = 0
+    # True: each unlabelled sample is two geometric views of one image (`pipeline.augment_pair`).
+    paired_views = False
 
     def sample_extras(self, seed, crop_size):
         """Per-sample tensors drawn in tf.data for the first unlabelled stream (a dict)."""
@@ -64,17 +71,32 @@ class Perturbation:
         raise NotImplementedError
 
 
-def _teacher_logits(teacher, images, training):
-    # The authors run the teacher in training mode (batch-statistics BN), without gradient.
+def student_view(batch):
+    """The student's input: the colour-augmented copy if there is one, else the teacher's image."""
+    return batch.get("student_image", batch["image"])
+
+
+def teacher_logits(teacher, images, training):
+    """The teacher's logits without gradient. The authors run it in training mode (batch-statistics
+    batch norm); `training=False` is for pictures only."""
     return tf.stop_gradient(tf.cast(teacher(images, training=training), tf.float32))
+
+
+def _terms_from_logits(student_logits, target_logits, loss_mask, panels):
+    probs = tf.nn.softmax(target_logits, axis=-1)
+    return ConsistencyTerms(
+        student_logits=student_logits, teacher_logits=target_logits, teacher_probs=probs,
+        teacher_confidence=tf.reduce_max(probs, axis=-1, keepdims=True), loss_mask=loss_mask,
+        panels=panels)
 
 
 @register("cutmix")
 class CutMix(Perturbation):
     """Mixes two unlabelled batches with box masks; the target is the teacher's logits mixed alike.
 
-    SPEC 2.4: teacher logits on each batch separately, then `la * (1 - M) + lb * M`; student on
-    `xa * (1 - M) + xb * M`; loss counts where the mixed valid mask is 1.
+    SPEC 2.4 (mix mode): teacher logits on each batch separately, then `la * (1 - M) + lb * M`; student
+    on `xa * (1 - M) + xb * M`; the loss counts where the mixed valid mask is 1. Mixing logits or
+    probabilities is the same here, as M is 0 or 1.
     """
     num_unlabelled_streams = 2
 
@@ -87,17 +109,209 @@ class CutMix(Perturbation):
     def consistency(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
         mix = batch_a["mix_mask"]
-        logits_a = _teacher_logits(teacher, batch_a["image"], training)
-        logits_b = _teacher_logits(teacher, batch_b["image"], training)
-        mixed_image = batch_a["image"] * (1 - mix) + batch_b["image"] * mix
-        student_logits = student(mixed_image, training=training)
-        teacher_logits = logits_a * (1 - mix) + logits_b * mix
-        teacher_probs = tf.nn.softmax(teacher_logits, axis=-1)
-        return ConsistencyTerms(
-            student_logits=student_logits,
-            teacher_logits=teacher_logits,
-            teacher_probs=teacher_probs,
-            teacher_confidence=tf.reduce_max(teacher_probs, axis=-1, keepdims=True),
-            loss_mask=batch_a["valid"] * (1 - mix) + batch_b["valid"] * mix,
+        logits_a = teacher_logits(teacher, batch_a["image"], training)
+        logits_b = teacher_logits(teacher, batch_b["image"], training)
+        mixed_image = student_view(batch_a) * (1 - mix) + student_view(batch_b) * mix
+        return _terms_from_logits(
+            student(mixed_image, training=training), logits_a * (1 - mix) + logits_b * mix,
+            batch_a["valid"] * (1 - mix) + batch_b["valid"] * mix,
             panels={"image_a": batch_a["image"], "image_b": batch_b["image"], "mix_mask": mix,
                     "mixed_input": mixed_image})
+
+
+@register("cutout")
+class Cutout(Perturbation):
+    """Erases part of the student's input (SPEC 2.4, zero mode): student on `x * M`, teacher on `x`.
+
+    With the default (inverted) mask, M is 1 inside the box: the box is kept, everything outside it
+    becomes 0, which after normalisation is the dataset's mean colour, and the loss counts only inside
+    the box. `--boxmask_no_invert` makes M 0 inside the box, which erases the box instead.
+    """
+    num_unlabelled_streams = 1
+
+    def __init__(self, mask_params=boxmask.BoxMaskParams(prop_range=(0.0, 1.0))):
+        self.mask_params = mask_params
+
+    def sample_extras(self, seed, crop_size):
+        return {"mix_mask": boxmask.box_mask(seed, crop_size[0], crop_size[1], self.mask_params)}
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        (batch,) = unlabelled
+        mask = batch["mix_mask"]
+        cut_image = student_view(batch) * mask
+        return _terms_from_logits(
+            student(cut_image, training=training), teacher_logits(teacher, batch["image"], training),
+            batch["valid"] * mask,
+            panels={"image": batch["image"], "mask": mask, "cut_input": cut_image})
+
+
+@register("augment")
+class StandardAugmentation(Perturbation):
+    """Standard-augmentation consistency (SPEC 2.5): teacher and student see two geometric views of one
+    image; the teacher's probabilities (softmax first, then the warp), logits and valid mask are warped
+    into the student's frame by the exact teacher-to-student matrix, bilinear with zero outside. The
+    loss counts where both views' valid masks are 1 (the warped one is fractional at its edges).
+    """
+    num_unlabelled_streams = 1
+    paired_views = True
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        (batch,) = unlabelled
+        matrix = batch["teacher_to_student"]
+        size = tuple(batch["student_image"].shape[1:3])
+        logits = teacher_logits(teacher, batch["image"], training)
+        probs = geometric.warp(tf.nn.softmax(logits, axis=-1), matrix, size, "BILINEAR", 0.0)
+        warped_valid = geometric.warp(batch["valid"], matrix, size, "BILINEAR", 0.0)
+        return ConsistencyTerms(
+            student_logits=student(batch["student_image"], training=training),
+            teacher_logits=geometric.warp(logits, matrix, size, "BILINEAR", 0.0),
+            teacher_probs=probs,
+            teacher_confidence=tf.reduce_max(probs, axis=-1, keepdims=True),
+            loss_mask=warped_valid * batch["student_valid"],
+            panels={"teacher_view": batch["image"], "student_view": batch["student_image"],
+                    "teacher_valid_in_student_frame": warped_valid})
+
+
+def stateless_beta(seed, alpha, shape=()):
+    """Beta(alpha, alpha) from two stateless gamma draws: g1 / (g1 + g2)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    g1 = tf.random.stateless_gamma(shape, seeds[0], alpha)
+    g2 = tf.random.stateless_gamma(shape, seeds[1], alpha)
+    # Tiny alphas can underflow both gammas to 0; the Beta is then a fair coin between 0 and 1.
+    total = g1 + g2
+    return tf.where(total > 0, g1 / tf.maximum(total, 1e-30),
+                    tf.cast(tf.random.stateless_uniform(shape, seeds[0]) < 0.5, tf.float32))
+
+
+@register("ict")
+class ICT(Perturbation):
+    """Interpolation consistency (SPEC 2.6): one Beta(alpha, alpha) factor per sample mixes two batches.
+
+    Student on `(1 - lam) xa + lam xb`; target probabilities `(1 - lam) pa + lam pb` (logit losses use
+    the mixed logits); the confidence is the mixed confidences `(1 - lam) max pa + lam max pb`, not the
+    confidence of the mixed target; the loss mask is the mixed valid masks.
+    """
+    num_unlabelled_streams = 2
+
+    def __init__(self, alpha=0.1):
+        self.alpha = float(alpha)
+
+    def sample_extras(self, seed, crop_size):
+        return {"ict_lambda": tf.reshape(stateless_beta(seed, self.alpha), [1, 1, 1])}
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        batch_a, batch_b = unlabelled
+        lam = batch_a["ict_lambda"]
+        logits_a = teacher_logits(teacher, batch_a["image"], training)
+        logits_b = teacher_logits(teacher, batch_b["image"], training)
+        probs_a = tf.nn.softmax(logits_a, axis=-1)
+        probs_b = tf.nn.softmax(logits_b, axis=-1)
+        mixed_image = (1 - lam) * student_view(batch_a) + lam * student_view(batch_b)
+        confidence = ((1 - lam) * tf.reduce_max(probs_a, axis=-1, keepdims=True)
+                      + lam * tf.reduce_max(probs_b, axis=-1, keepdims=True))
+        lam_map = tf.broadcast_to(lam, tf.shape(batch_a["valid"]))
+        return ConsistencyTerms(
+            student_logits=student(mixed_image, training=training),
+            teacher_logits=(1 - lam) * logits_a + lam * logits_b,
+            teacher_probs=(1 - lam) * probs_a + lam * probs_b,
+            teacher_confidence=confidence,
+            loss_mask=(1 - lam) * batch_a["valid"] + lam * batch_b["valid"],
+            panels={"image_a": batch_a["image"], "image_b": batch_b["image"], "lambda": lam_map,
+                    "mixed_input": mixed_image})
+
+
+def _normalise_per_sample(vectors):
+    """Unit L2 norm per sample, scale-invariantly: dividing by the max first keeps tiny gradients from
+    underflowing when squared (ENVIRONMENT.md)."""
+    vectors = tf.convert_to_tensor(vectors, tf.float32)
+    axes = list(range(1, vectors.shape.rank))
+    vectors = vectors / (tf.reduce_max(tf.abs(vectors), axis=axes, keepdims=True) + 1e-30)
+    return vectors / (tf.sqrt(tf.reduce_sum(tf.square(vectors), axis=axes, keepdims=True)) + 1e-12)
+
+
+def _magnitude_picture(perturbation):
+    """|perturbation| summed over channels, scaled to [0, 1] per sample, for the panels."""
+    magnitude = tf.reduce_sum(tf.abs(perturbation), axis=-1, keepdims=True)
+    return magnitude / (tf.reduce_max(magnitude, axis=[1, 2, 3], keepdims=True) + 1e-12)
+
+
+def adaptive_radius(images):
+    """Half the L2 norm of the image's central differences (step 2) along y and x, per sample
+    (SPEC 2.7): a radius that follows the image's own variation. [N, 1, 1, 1]."""
+    dy = images[:, 2:, :, :] - images[:, :-2, :, :]
+    dx = images[:, :, 2:, :] - images[:, :, :-2, :]
+    total = tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
+    return tf.reshape(0.5 * tf.sqrt(total), [-1, 1, 1, 1])
+
+
+@register("vat")
+class VAT(Perturbation):
+    """Virtual adversarial training, mean-teacher variant (SPEC 2.7).
+
+    The adversarial direction is the authors' one power iteration: the gradient, at a probe `d = xi r`
+    (r a random unit direction per sample, xi = 1e-6 H W / 1000), of the distance D between the
+    direction network's outputs on `x_teacher` and on `x_student + d`. In float32 that finite
+    difference is noise (ENVIRONMENT.md: a probe of norm 1e-6 gives a gradient of norm 1e-16), so we
+    compute its first-order expansion exactly instead: grad D(0) + xi H r, with H r the Hessian-vector
+    product from nested `tf.GradientTape`s at d = 0. When the student sees the teacher's image (no
+    colour augmentation) grad D(0) is exactly 0 in theory but float32 rounding noise in practice, so
+    it is left out and the direction is H r, the limit the authors' probe approximates. The direction
+    network runs in inference mode (batch norm neither uses batch statistics nor updates its moving
+    ones), so the student's statistics are updated once per step, by its pass on the adversarial input.
+    """
+    num_unlabelled_streams = 1
+
+    def __init__(self, radius=0.5, adaptive_radius=False, dir_from_student=False, loss_fn="kld",
+                 authors_eval_mode=False):
+        self.authors_eval_mode = bool(authors_eval_mode)
+        self.radius = float(radius)
+        self.adaptive_radius = bool(adaptive_radius)
+        self.dir_from_student = bool(dir_from_student)
+        self.distance = losses.CONSISTENCY_LOSSES[loss_fn]
+
+    def sample_extras(self, seed, crop_size):
+        return {"vat_noise": tf.random.stateless_normal(tuple(crop_size) + (3,), seed)}
+
+    def direction(self, network, teacher_image, noise, student_image=None):
+        """Unit adversarial direction per sample, [N, H, W, 3]; `student_image` None: the student sees
+        `teacher_image`."""
+        target_logits = tf.stop_gradient(tf.cast(network(teacher_image, training=False), tf.float32))
+        target_probs = tf.nn.softmax(target_logits, axis=-1)
+        probe = _normalise_per_sample(noise)
+        same_input = student_image is None
+        student_image = teacher_image if same_input else student_image
+        offset = tf.zeros_like(student_image)
+        with tf.GradientTape() as outer:
+            outer.watch(offset)
+            with tf.GradientTape() as inner:
+                inner.watch(offset)
+                logits = tf.cast(network(student_image + offset, training=False), tf.float32)
+                distance = tf.reduce_sum(self.distance(logits, target_logits, target_probs))
+            gradient = inner.gradient(distance, offset)
+            along_probe = tf.reduce_sum(gradient * probe)
+        hessian_probe = outer.gradient(along_probe, offset)
+        if same_input:
+            return tf.stop_gradient(_normalise_per_sample(hessian_probe))
+        xi = 1e-6 * student_image.shape[1] * student_image.shape[2] / 1000
+        return tf.stop_gradient(_normalise_per_sample(gradient + xi * hessian_probe))
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        (batch,) = unlabelled
+        teacher_image, student_image = batch["image"], student_view(batch)
+        network = student if self.dir_from_student else teacher
+        direction = self.direction(network, teacher_image, batch["vat_noise"],
+                                   batch.get("student_image"))
+        if self.adaptive_radius:
+            radius = self.radius * adaptive_radius(student_image)
+        else:
+            radius = self.radius * tf.sqrt(tf.cast(tf.reduce_prod(tf.shape(student_image)[1:]),
+                                                   tf.float32))
+        adversarial = student_image + radius * direction
+        # The authors' bug: the direction network stays in inference mode after the probe.
+        student_training = training and not (self.authors_eval_mode and self.dir_from_student)
+        teacher_training = training and not (self.authors_eval_mode and not self.dir_from_student)
+        return _terms_from_logits(
+            student(adversarial, training=student_training),
+            teacher_logits(teacher, teacher_image, teacher_training), batch["valid"],
+            panels={"image": batch["image"], "adversarial_input": adversarial,
+                    "perturbation": _magnitude_picture(radius * direction)})

@@ -1,0 +1,303 @@
+"""Every perturbation and consistency loss against numpy: Cutout, CutMix with a colour view, ICT, VAT,
+the five loss functions, per-pixel confidence, the ramp-up, the batch ratio and the Pi-model."""
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from semiseg_tf.augment import boxmask
+from semiseg_tf.semisup import losses, mean_teacher, perturbations
+from tests.test_losses import FixedTerms, linear_network, softmax
+
+
+def random_logits(seed, shape=(2, 5, 6, 4), scale=1.0):
+    return (scale * np.random.RandomState(seed).normal(size=shape)).astype(np.float32)
+
+
+def numpy_consistency_loss(name, student_logits, teacher_logits):
+    ls, lt = student_logits.astype(np.float64), teacher_logits.astype(np.float64)
+    ps, pt = softmax(ls), softmax(lt)
+    classes = ls.shape[-1]
+    if name == "var":
+        per_class = (ps - pt) ** 2
+    elif name == "bce":
+        per_class = -(pt * np.log(ps + 1e-6) + (1 - pt) * np.log(1 - ps + 1e-6))
+    elif name == "kld":
+        log_ps = ls - ls.max(-1, keepdims=True)
+        log_ps = log_ps - np.log(np.exp(log_ps).sum(-1, keepdims=True))
+        per_class = np.where(pt > 0, pt * np.log(np.where(pt > 0, pt, 1)), 0) - pt * log_ps
+    elif name == "logits_var":
+        per_class = (ls - lt) ** 2 / math.sqrt(classes)
+    else:
+        d = np.abs(ls - lt)
+        per_class = np.where(d < 1, 0.5 * d ** 2, d - 0.5) / math.sqrt(classes)
+    return per_class.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["var", "bce", "kld", "logits_var", "logits_smoothl1"])
+def test_consistency_loss_functions_match_numpy(name):
+    student_logits = random_logits(0, scale=2.0)
+    teacher_logits = random_logits(1, scale=2.0)
+    teacher_logits[0, 0, 0] = [30.0, -30.0, -30.0, -30.0]   # a target probability of ~0 for KL
+    teacher_probs = tf.nn.softmax(teacher_logits, axis=-1)
+    got = losses.CONSISTENCY_LOSSES[name](tf.constant(student_logits), tf.constant(teacher_logits),
+                                          teacher_probs).numpy()
+    expected = numpy_consistency_loss(name, student_logits, teacher_logits)
+    assert got.shape == (2, 5, 6, 1)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-5)
+
+
+def make_terms(seed=3, threshold_spread=4.0):
+    rng = np.random.RandomState(seed)
+    student_logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
+    teacher_logits = threshold_spread * rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
+    teacher_probs = softmax(teacher_logits.astype(np.float64))
+    loss_mask = (rng.uniform(size=(2, 5, 6, 1)) > 0.3).astype(np.float32)
+    terms = perturbations.ConsistencyTerms(
+        student_logits=tf.constant(student_logits), teacher_logits=tf.constant(teacher_logits),
+        teacher_probs=tf.constant(teacher_probs, tf.float32),
+        teacher_confidence=tf.constant(teacher_probs.max(-1, keepdims=True), tf.float32),
+        loss_mask=tf.constant(loss_mask), panels={})
+    per_pixel = ((softmax(student_logits.astype(np.float64)) - teacher_probs) ** 2).sum(-1)
+    return terms, per_pixel, teacher_probs.max(-1), loss_mask[..., 0]
+
+
+def test_per_pixel_confidence_masks_the_loss():
+    terms, per_pixel, confidence, loss_mask = make_terms()
+    model = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), FixedTerms(terms),
+                                     conf_thresh=0.9, conf_per_pixel=True)
+    loss, share, _ = model.consistency(None)
+    confident = confidence >= 0.9
+    assert 0 < confident.mean() < 1
+    np.testing.assert_allclose(loss.numpy(), (per_pixel * loss_mask * confident).mean(), rtol=1e-5)
+    np.testing.assert_allclose(share.numpy(), confident.mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("step, length, expected", [
+    (0, 10, math.exp(-5.0)), (5, 10, math.exp(-5 * 0.25)), (10, 10, 1.0), (25, 10, 1.0), (3, 0, 1.0)])
+def test_sigmoid_rampup(step, length, expected):
+    assert losses.sigmoid_rampup(step, length).numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def linear_pair(seed=2, channels=3, classes=4):
+    rng = np.random.RandomState(seed)
+    w_student, w_teacher = rng.normal(size=(2, channels, classes)).astype(np.float32)
+    bias = rng.normal(size=classes).astype(np.float32)
+    return (linear_network(w_student, bias), linear_network(w_teacher, bias),
+            w_student, w_teacher, bias)
+
+
+@pytest.mark.parametrize("invert", [True, False])
+def test_cutout_keeps_the_box_and_counts_the_loss_inside_it(invert):
+    student, teacher, w_student, w_teacher, bias = linear_pair()
+    rng = np.random.RandomState(4)
+    image = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    valid = np.ones((2, 8, 8, 1), np.float32)
+    valid[:, -2:] = 0
+    params = boxmask.BoxMaskParams(prop_range=(0.3, 0.3), invert=invert)
+    cutout = perturbations.Cutout(params)
+    mask = np.stack([cutout.sample_extras(tf.constant([i, 1], tf.int64), (8, 8))["mix_mask"].numpy()
+                     for i in range(2)])
+    y0, x0, y1, x1 = [int(v) for v in boxmask.box_corners(tf.constant([0, 1], tf.int64), 8, 8,
+                                                          params)[0].numpy()]
+    box = np.zeros((8, 8), bool)
+    box[y0:y1, x0:x1] = True
+    # The mask is 1 inside the box by default (the box is kept) and 0 inside it with no_invert.
+    np.testing.assert_array_equal(mask[0, ..., 0], box if invert else ~box)
+    terms = cutout.consistency(student, teacher, ({"image": image, "valid": valid,
+                                                   "mix_mask": mask},))
+    np.testing.assert_allclose(terms.student_logits.numpy(), (image * mask) @ w_student + bias,
+                               atol=1e-5)
+    np.testing.assert_allclose(terms.teacher_logits.numpy(), image @ w_teacher + bias, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(terms.loss_mask), valid * mask)
+
+
+def test_cutmix_mixes_the_students_colour_view_and_the_teachers_plain_view():
+    student, teacher, w_student, w_teacher, bias = linear_pair()
+    rng = np.random.RandomState(5)
+    images, jittered = rng.normal(size=(2, 2, 2, 8, 8, 3)).astype(np.float32)
+    mix = np.stack([boxmask.box_mask(tf.constant([i, 0], tf.int64), 8, 8, boxmask.BoxMaskParams())
+                    .numpy() for i in range(2)])
+    valid = np.ones((2, 8, 8, 1), np.float32)
+    batch_a = {"image": images[0], "student_image": jittered[0], "valid": valid, "mix_mask": mix}
+    batch_b = {"image": images[1], "student_image": jittered[1], "valid": valid}
+    terms = perturbations.CutMix().consistency(student, teacher, (batch_a, batch_b))
+    mixed_student = jittered[0] * (1 - mix) + jittered[1] * mix
+    mixed_target = (images[0] @ w_teacher + bias) * (1 - mix) + (images[1] @ w_teacher + bias) * mix
+    np.testing.assert_allclose(terms.student_logits.numpy(), mixed_student @ w_student + bias,
+                               atol=1e-5)
+    np.testing.assert_allclose(terms.teacher_logits.numpy(), mixed_target, atol=1e-5)
+
+
+def test_ict_mixes_images_targets_confidences_and_masks_like_numpy():
+    student, teacher, w_student, w_teacher, bias = linear_pair()
+    rng = np.random.RandomState(6)
+    image_a, image_b = rng.normal(size=(2, 3, 6, 6, 3)).astype(np.float32)
+    valid_a = np.ones((3, 6, 6, 1), np.float32)
+    valid_b = np.ones((3, 6, 6, 1), np.float32)
+    valid_b[:, :3] = 0
+    ict = perturbations.ICT(alpha=0.5)
+    lam = np.stack([ict.sample_extras(tf.constant([i, 2], tf.int64), (6, 6))["ict_lambda"].numpy()
+                    for i in range(3)])
+    assert lam.shape == (3, 1, 1, 1) and np.all((lam >= 0) & (lam <= 1))
+    terms = ict.consistency(student, teacher, ({"image": image_a, "valid": valid_a,
+                                                "ict_lambda": lam},
+                                               {"image": image_b, "valid": valid_b}))
+    logits_a, logits_b = image_a @ w_teacher + bias, image_b @ w_teacher + bias
+    probs_a, probs_b = softmax(logits_a.astype(np.float64)), softmax(logits_b.astype(np.float64))
+    mixed = (1 - lam) * image_a + lam * image_b
+    np.testing.assert_allclose(terms.student_logits.numpy(), mixed @ w_student + bias, atol=1e-5)
+    np.testing.assert_allclose(terms.teacher_probs.numpy(), (1 - lam) * probs_a + lam * probs_b,
+                               atol=1e-6)
+    np.testing.assert_allclose(terms.teacher_logits.numpy(), (1 - lam) * logits_a + lam * logits_b,
+                               atol=1e-5)
+    # The confidence is the mix of the two confidences, not the confidence of the mixed target.
+    np.testing.assert_allclose(
+        terms.teacher_confidence.numpy(),
+        (1 - lam) * probs_a.max(-1, keepdims=True) + lam * probs_b.max(-1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(terms.loss_mask), (1 - lam) * valid_a + lam * valid_b,
+                               atol=1e-6)
+
+
+def test_ict_factor_follows_the_beta_distribution():
+    alpha = 0.1
+    ict = perturbations.ICT(alpha=alpha)
+    draws = np.array([ict.sample_extras(tf.constant([i, 7], tf.int64), (1, 1))["ict_lambda"]
+                      .numpy().item() for i in range(4000)])
+    # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1)); with a = 0.1 most mass is near 0 and 1.
+    assert abs(draws.mean() - 0.5) < 0.03
+    assert abs(draws.var() - 1 / (4 * (2 * alpha + 1))) < 0.015
+    assert ((draws < 0.1) | (draws > 0.9)).mean() > 0.6
+
+
+def small_conv_network(seed=0, classes=4):
+    keras.utils.set_random_seed(seed)
+    net = keras.Sequential([keras.Input((None, None, 3)),
+                            keras.layers.Conv2D(8, 3, padding="same", activation="tanh"),
+                            keras.layers.Conv2D(classes, 3, padding="same")])
+    return net
+
+
+def kl_divergence_batch(network, clean, perturbed):
+    pt = tf.nn.softmax(network(clean), axis=-1)
+    ls = network(perturbed)
+    return tf.reduce_sum(losses.kl_divergence(ls, None, pt), axis=[1, 2, 3]).numpy()
+
+
+def test_vat_direction_raises_the_divergence_more_than_random_directions():
+    network = small_conv_network()
+    images = np.random.RandomState(8).normal(size=(2, 10, 10, 3)).astype(np.float32)
+    vat = perturbations.VAT(loss_fn="kld")
+    noise = tf.random.stateless_normal(images.shape, [1, 2])
+    direction = vat.direction(network, images, noise).numpy()
+    np.testing.assert_allclose(np.sqrt((direction ** 2).sum(axis=(1, 2, 3))), 1.0, rtol=1e-5)
+    step = 0.5
+    adversarial = kl_divergence_batch(network, images, images + step * direction)
+    random_dirs = np.random.RandomState(9).normal(size=(20,) + images.shape).astype(np.float32)
+    random_dirs /= np.sqrt((random_dirs ** 2).sum(axis=(2, 3, 4), keepdims=True))
+    random = np.stack([kl_divergence_batch(network, images, images + step * d) for d in random_dirs])
+    assert np.all(adversarial > random.max(axis=0)), (adversarial, random.max(axis=0))
+    assert np.all(adversarial > 1.5 * random.mean(axis=0))
+
+
+def test_vat_direction_matches_the_float64_hessian_probe_product():
+    """For a 1x1-convolution network the KL Hessian at d = 0 is known per pixel: W (diag p - p p^T) W^T.
+    The direction must be that Hessian times the probe, normalised per sample, to float32 precision;
+    the authors' finite difference with a 1e-6 probe would be noise at this precision."""
+    rng = np.random.RandomState(10)
+    weights = rng.normal(size=(3, 4)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    network = linear_network(weights, bias)
+    images = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
+    noise = rng.normal(size=images.shape).astype(np.float32)
+    direction = perturbations.VAT(loss_fn="kld").direction(network, images, noise).numpy()
+
+    w = weights.astype(np.float64)
+    p = softmax(images.astype(np.float64) @ w + bias)                     # [n, h, w, classes]
+    fisher = np.einsum("nhwc,cd->nhwcd", p, np.eye(4)) - np.einsum("nhwc,nhwd->nhwcd", p, p)
+    probe = noise / np.sqrt((noise.astype(np.float64) ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    hessian_probe = np.einsum("ic,nhwcd,jd,nhwj->nhwi", w, fisher, w, probe)
+    expected = hessian_probe / np.sqrt((hessian_probe ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    cosine = (direction * expected).sum(axis=(1, 2, 3))
+    assert np.all(cosine > 0.9999), cosine
+
+
+def test_adaptive_vat_radius_on_a_hand_made_image():
+    # A ramp down the rows: every central difference along y is 2 (one channel), along x 0.
+    height, width = 6, 5
+    image = np.zeros((1, height, width, 3), np.float32)
+    image[0, :, :, 1] = np.arange(height)[:, None]
+    # (height - 2) * width differences of 2 along y: sum of squares 4 * 4 * 5 = 80.
+    expected = 0.5 * math.sqrt(4 * (height - 2) * width)
+    assert perturbations.adaptive_radius(tf.constant(image)).numpy().item() == pytest.approx(expected)
+
+
+def test_unsup_batch_ratio_sums_the_losses_of_the_slices():
+    terms, per_pixel, confidence, loss_mask = make_terms(seed=11)
+    model = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), None,
+                                     unsup_batch_ratio=2)
+    batch = ({"image": tf.reshape(tf.range(4.0), [4, 1, 1, 1])},)
+    slices = model._unlabelled_slices(batch)
+    assert [s[0]["image"].numpy().ravel().tolist() for s in slices] == [[0.0, 1.0], [2.0, 3.0]]
+
+
+def test_pi_model_has_no_ema_and_evaluates_the_student():
+    student = small_conv_network(seed=2)
+    model = mean_teacher.MeanTeacher(student, student, perturbations.CutMix(), cons_weight=1.0,
+                                     conf_thresh=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.initialise((8, 8, 3))
+    assert model.is_pi_model and model.teacher is model.student
+    rng = np.random.RandomState(12)
+    mix = np.stack([boxmask.box_mask(tf.constant([i, 0], tf.int64), 8, 8, boxmask.BoxMaskParams())
+                    .numpy() for i in range(2)])
+    data = {"labelled": {"image": rng.normal(size=(2, 8, 8, 3)).astype(np.float32),
+                         "label": rng.randint(0, 4, (2, 8, 8)).astype(np.int32)},
+            "unlabelled": ({"image": rng.normal(size=(2, 8, 8, 3)).astype(np.float32),
+                            "valid": np.ones((2, 8, 8, 1), np.float32), "mix_mask": mix},
+                           {"image": rng.normal(size=(2, 8, 8, 3)).astype(np.float32),
+                            "valid": np.ones((2, 8, 8, 1), np.float32)})}
+    before = [w.numpy() for w in student.weights]
+    logs = model.train_step(data)
+    assert float(logs["cons_loss"]) > 0
+    after = [w.numpy() for w in student.weights]
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+    images = data["labelled"]["image"]
+    np.testing.assert_array_equal(model(images).numpy(), student(images).numpy())
+
+
+def test_augment_consistency_warps_teacher_probabilities_into_the_student_frame():
+    import cv2
+    from semiseg_tf.augment import geometric
+    from semiseg_tf.data import pipeline
+
+    student, teacher, w_student, w_teacher, bias = linear_pair()
+    rng = np.random.RandomState(13)
+    image = tf.constant(rng.normal(size=(20, 20, 3)).astype(np.float32))
+    params = geometric.GeometricParams(crop_size=(12, 12), scale_hung=True, hflip=True,
+                                       crop_offset=4.0)
+    pairs = [pipeline.augment_pair(image, tf.constant([i, 5], tf.int64), params) for i in range(3)]
+    batch = {k: tf.stack([p[k] for p in pairs]) for k in pairs[0]}
+    terms = perturbations.StandardAugmentation().consistency(student, teacher, (batch,))
+
+    np.testing.assert_allclose(terms.student_logits.numpy(),
+                               batch["student_image"].numpy() @ w_student + bias, atol=1e-5)
+    for i in range(3):
+        affine = batch["teacher_to_student"][i].numpy()[:2]
+        probs = softmax((batch["image"][i].numpy() @ w_teacher + bias).astype(np.float64))
+        # Softmax first, then the warp (SPEC 2.5), bilinear with zero outside, like cv2.warpAffine.
+        expected = cv2.warpAffine(probs.astype(np.float32), affine, (12, 12), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        np.testing.assert_allclose(terms.teacher_probs[i].numpy(), expected, atol=1e-4)
+        np.testing.assert_allclose(terms.teacher_confidence[i].numpy()[..., 0], expected.max(-1),
+                                   atol=1e-4)
+        warped_valid = cv2.warpAffine(batch["valid"][i].numpy(), affine, (12, 12),
+                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=0)
+        np.testing.assert_allclose(terms.loss_mask[i].numpy()[..., 0],
+                                   warped_valid * batch["student_valid"][i].numpy()[..., 0],
+                                   atol=1e-4)
+    assert 0 < terms.loss_mask.numpy().mean() < 1
