@@ -120,7 +120,8 @@ def build_model(cfg, num_classes):
         cons_loss_fn=cfg.cons_loss_fn,
         weight_decay=cfg.sgd_weight_decay if cfg.opt_type == "sgd" else 0.0,
         conf_per_pixel=cfg.conf_per_pixel, rampup_steps=cfg.rampup,
-        unsup_batch_ratio=cfg.unsup_batch_ratio)
+        unsup_batch_ratio=cfg.unsup_batch_ratio,
+        bn_stats_from_unlabelled=cfg.bn_stats_from_unlabelled)
     model.compile(optimizer=optimizer)
     model.initialise(tuple(cfg.crop_size) + (3,))
     return model
@@ -146,6 +147,9 @@ def check_workdir_flags(workdir, flagfile_text):
     with open(path) as f:
         saved = _flag_lines(f.read())
     current = _flag_lines(flagfile_text)
+    # A flag added to the project after the run started is unchanged if it is at its default.
+    for name in set(current) - set(saved):
+        saved[name] = config_lib.default_flag_line(name)
     changed = sorted(name for name in set(saved) | set(current) if saved.get(name) != current.get(name))
     if changed:
         detail = "; ".join(f"{saved.get(n, 'unset')} -> {current.get(n, 'unset')}" for n in changed[:3])

@@ -91,3 +91,39 @@ def test_teacher_forward_uses_batch_statistics_like_the_authors():
     assert not np.allclose(moving_mean.numpy(), before)
     assert all(v.trainable for v in model.teacher.trainable_variables)
     assert not set(map(id, model.teacher.weights)) & set(map(id, model.optimizer.variables))
+
+
+@pytest.mark.parametrize("from_unlabelled", [True, False])
+def test_batch_norm_statistics_from_unlabelled_passes_only_on_request(from_unlabelled):
+    """With --nobn_stats_from_unlabelled a CutMix step leaves the same moving statistics as a
+    supervised step on the same labelled batch (student and EMA teacher); by default it does not."""
+    from semiseg_tf.augment import boxmask
+    from semiseg_tf.semisup import perturbations
+
+    def make(perturbation):
+        keras.utils.set_random_seed(4)
+        model = mean_teacher.MeanTeacher(
+            models.build("tiny_unet", 6), models.build("tiny_unet", 6), perturbation,
+            cons_weight=1.0 if perturbation else 0.0, conf_thresh=0.0,
+            bn_stats_from_unlabelled=from_unlabelled)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.initialise((8, 8, 3))
+        return model
+
+    rng = np.random.RandomState(5)
+    data = random_labelled_batch(rng)
+    mix = tf.stack([boxmask.box_mask(tf.constant([i, 0], tf.int64), 8, 8, boxmask.BoxMaskParams())
+                    for i in range(2)])
+    # Unlabelled images of another distribution, so their statistics differ from the labelled ones.
+    data["unlabelled"] = tuple(
+        {"image": tf.constant(rng.normal(3.0, 2.0, (2, 8, 8, 3)), tf.float32),
+         "valid": tf.ones((2, 8, 8, 1)), "mix_mask": mix} for _ in range(2))
+    semi, supervised = make(perturbations.CutMix()), make(None)
+    semi.train_step(data)
+    supervised.train_step({"labelled": data["labelled"]})
+    for part in ("student", "teacher"):
+        pairs = [(a, b) for a, b in zip(getattr(semi, part).weights, getattr(supervised, part).weights)
+                 if "moving_" in a.path]
+        assert pairs
+        same = all(np.allclose(a.numpy(), b.numpy(), atol=1e-6) for a, b in pairs)
+        assert same != from_unlabelled, part

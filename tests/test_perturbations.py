@@ -301,3 +301,26 @@ def test_augment_consistency_warps_teacher_probabilities_into_the_student_frame(
                                    warped_valid * batch["student_valid"][i].numpy()[..., 0],
                                    atol=1e-4)
     assert 0 < terms.loss_mask.numpy().mean() < 1
+
+
+@pytest.mark.parametrize("dir_from_student", [False, True])
+def test_vat_updates_batch_norm_statistics_once(dir_from_student):
+    """The probe passes run in inference mode: after one consistency computation the student's moving
+    statistics are those of exactly one training-mode pass, on the adversarial input."""
+    def network():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                 keras.layers.BatchNormalization(momentum=0.5),
+                                 keras.layers.Conv2D(3, 1)])
+    student, teacher, reference = network(), network(), network()
+    images = np.random.RandomState(14).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
+             "vat_noise": np.random.RandomState(15).normal(size=(2, 8, 8, 3)).astype(np.float32)}
+    vat = perturbations.VAT(adaptive_radius=True, dir_from_student=dir_from_student)
+    terms = vat.consistency(student, teacher, (batch,))
+    reference(terms.panels["adversarial_input"], training=True)
+    bn, bn_reference = student.layers[1], reference.layers[1]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), bn_reference.moving_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), bn_reference.moving_variance.numpy(),
+                               atol=1e-6)
+    assert np.abs(bn.moving_mean.numpy()).max() > 1e-3   # it did move, once

@@ -76,6 +76,21 @@ def test_resume_with_other_flags_is_refused(tiny_run):
         training.Trainer(cfg, text)
 
 
+def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default(tiny_run):
+    cfg, text = tiny_run(stop_at_step=2)
+    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
+    path = os.path.join(cfg.workdir, training.FLAGS_FILE)
+    with open(path) as f:
+        older = [line for line in f.read().splitlines() if not line.startswith("--ict_alpha=")]
+    with open(path, "w") as f:
+        f.write("\n".join(older) + "\n")
+    cfg, text = tiny_run()
+    training.Trainer(cfg, text, out=open(os.devnull, "w"))     # --ict_alpha at its default: accepted
+    cfg, text = tiny_run(ict_alpha=0.5)
+    with pytest.raises(config.ConfigError, match=r"other flags \(--ict_alpha=0.1 -> --ict_alpha=0.5"):
+        training.Trainer(cfg, text)
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--crop_size=64", "--crop_size='64': expected 2 positive comma-separated integers"),
     ("--mask_prop_range=0.7:0.2", "--mask_prop_range='0.7:0.2': expected 0 <= a <= b <= 1"),

@@ -5,6 +5,11 @@ Conventions (the authors', SPEC 3.2, and OpenCV's): a 3x3 matrix maps *source* p
 by product, rightmost applied first. `warp` hands TF's `ImageProjectiveTransformV3` the inverse, because
 that op maps output pixels to input pixels (OpenCV's WARP_INVERSE_MAP); no half-pixel shifts are needed.
 
+The ops are the authors' (SPEC 3.3-3.7): random crop with mean-colour padding, Hung et al.'s scale and
+crop, rotate/scale/crop with mirrored (BORDER_REFLECT_101) borders, and h/v/diagonal flips; each in a
+single form (one view) and a paired form (a teacher's and a student's view of one image, for
+standard-augmentation consistency). Every pipeline of the project uses them.
+
 Each random op draws from an explicit stateless seed, so a sample's augmentation is a pure function of
 (run seed, stream, sample position), and a resumed run sees exactly the data it would have seen.
 """

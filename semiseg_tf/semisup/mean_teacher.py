@@ -29,13 +29,16 @@ class MeanTeacher(keras.Model):
       rampup_steps: sigmoid ramp-up of the consistency weight over this many steps (0: none).
       unsup_batch_ratio: consistency losses per step, each on its own slice of the unlabelled batches
         (the authors' repeated backward passes, summed).
+      bn_stats_from_unlabelled: let the passes on unlabelled batches update the batch-norm moving
+        statistics of student and teacher, as the authors' code does. False keeps the statistics the
+        labelled pass leaves (the teacher's are then the EMA of the student's).
     Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
     and there is no EMA.
     """
 
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
                  teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
-                 rampup_steps=0, unsup_batch_ratio=1, **kwargs):
+                 rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -48,6 +51,7 @@ class MeanTeacher(keras.Model):
         self.conf_per_pixel = bool(conf_per_pixel)
         self.rampup_steps = int(rampup_steps)
         self.unsup_batch_ratio = int(unsup_batch_ratio)
+        self.bn_stats_from_unlabelled = bool(bn_stats_from_unlabelled)
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
@@ -110,6 +114,11 @@ class MeanTeacher(keras.Model):
             loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask) * share
         return loss, share, terms
 
+    def _moving_statistics(self):
+        """The batch-norm moving means and variances of student and teacher (once each for Pi)."""
+        networks = [self.student] if self.is_pi_model else [self.student, self.teacher]
+        return [v for net in networks for v in net.non_trainable_variables if "moving_" in v.path]
+
     def _unlabelled_slices(self, unlabelled):
         """Splits each unlabelled batch into `unsup_batch_ratio` equal slices (along the batch axis)."""
         if self.unsup_batch_ratio == 1:
@@ -126,6 +135,10 @@ class MeanTeacher(keras.Model):
             sup_loss = losses.cross_entropy(logits, labelled["label"])
             total = sup_loss
             if self.uses_unlabelled:
+                # Taken after the labelled pass and restored after the unlabelled ones: inside a
+                # tf.function stateful ops run in program order.
+                saved = ([(v, tf.identity(v.value)) for v in self._moving_statistics()]
+                         if not self.bn_stats_from_unlabelled else [])
                 cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
                 for unlabelled in self._unlabelled_slices(data["unlabelled"]):
                     loss, share, _ = self.consistency(unlabelled)
@@ -134,6 +147,8 @@ class MeanTeacher(keras.Model):
                 # The ramp uses the 0-based index of this step (the optimiser's count before it).
                 cons_loss *= losses.sigmoid_rampup(self.optimizer.iterations, self.rampup_steps)
                 total = total + self.cons_weight * cons_loss
+                for variable, value in saved:
+                    variable.assign(value)
             else:
                 cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
         grads = tape.gradient(total, student_vars)
