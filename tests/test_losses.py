@@ -40,8 +40,9 @@ class FixedTerms(perturbations.Perturbation):
         return self.terms
 
 
-def test_consistency_loss_and_confidence_share_match_numpy():
-    rng = np.random.RandomState(1)
+def make_terms(seed):
+    """Random consistency terms, and in numpy: the 'var' loss per pixel, the confidence, the mask."""
+    rng = np.random.RandomState(seed)
     student_logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
     teacher_logits = 4 * rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
     teacher_probs = softmax(teacher_logits.astype(np.float64))
@@ -51,14 +52,19 @@ def test_consistency_loss_and_confidence_share_match_numpy():
         teacher_probs=tf.constant(teacher_probs, tf.float32),
         teacher_confidence=tf.constant(teacher_probs.max(-1, keepdims=True), tf.float32),
         loss_mask=tf.constant(loss_mask), panels={})
+    per_pixel = ((softmax(student_logits.astype(np.float64)) - teacher_probs) ** 2).sum(-1)
+    return terms, per_pixel, teacher_probs.max(-1), loss_mask[..., 0]
+
+
+def test_consistency_loss_and_confidence_share_match_numpy():
+    terms, per_pixel, confidence, loss_mask = make_terms(1)
     threshold = 0.9
     model = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), FixedTerms(terms),
                                      conf_thresh=threshold)
     loss, share, _ = model.consistency(None)
 
-    per_pixel = ((softmax(student_logits.astype(np.float64)) - teacher_probs) ** 2).sum(-1)
-    expected_share = (teacher_probs.max(-1) >= threshold).mean()  # over all pixels, masked or not
-    expected = (per_pixel * loss_mask[..., 0]).mean() * expected_share  # mean over every pixel
+    expected_share = (confidence >= threshold).mean()  # over all pixels, masked or not
+    expected = (per_pixel * loss_mask).mean() * expected_share  # mean over every pixel
     assert 0 < expected_share < 1
     np.testing.assert_allclose(share.numpy(), expected_share, rtol=1e-6)
     np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-5)
@@ -66,7 +72,7 @@ def test_consistency_loss_and_confidence_share_match_numpy():
     unweighted = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), FixedTerms(terms),
                                           conf_thresh=0.0)
     loss, share, _ = unweighted.consistency(None)
-    np.testing.assert_allclose(loss.numpy(), (per_pixel * loss_mask[..., 0]).mean(), rtol=1e-5)
+    np.testing.assert_allclose(loss.numpy(), (per_pixel * loss_mask).mean(), rtol=1e-5)
     assert share.numpy() == 1.0
 
 

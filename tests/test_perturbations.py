@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from semiseg_tf.augment import boxmask
 from semiseg_tf.semisup import losses, mean_teacher, perturbations
-from tests.test_losses import FixedTerms, linear_network, softmax
+from tests.test_losses import FixedTerms, linear_network, make_terms, softmax
 
 
 def random_logits(seed, shape=(2, 5, 6, 4), scale=1.0):
@@ -50,23 +50,8 @@ def test_consistency_loss_functions_match_numpy(name):
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-5)
 
 
-def make_terms(seed=3, threshold_spread=4.0):
-    rng = np.random.RandomState(seed)
-    student_logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
-    teacher_logits = threshold_spread * rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
-    teacher_probs = softmax(teacher_logits.astype(np.float64))
-    loss_mask = (rng.uniform(size=(2, 5, 6, 1)) > 0.3).astype(np.float32)
-    terms = perturbations.ConsistencyTerms(
-        student_logits=tf.constant(student_logits), teacher_logits=tf.constant(teacher_logits),
-        teacher_probs=tf.constant(teacher_probs, tf.float32),
-        teacher_confidence=tf.constant(teacher_probs.max(-1, keepdims=True), tf.float32),
-        loss_mask=tf.constant(loss_mask), panels={})
-    per_pixel = ((softmax(student_logits.astype(np.float64)) - teacher_probs) ** 2).sum(-1)
-    return terms, per_pixel, teacher_probs.max(-1), loss_mask[..., 0]
-
-
 def test_per_pixel_confidence_masks_the_loss():
-    terms, per_pixel, confidence, loss_mask = make_terms()
+    terms, per_pixel, confidence, loss_mask = make_terms(3)
     model = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), FixedTerms(terms),
                                      conf_thresh=0.9, conf_per_pixel=True)
     loss, share, _ = model.consistency(None)
@@ -236,12 +221,27 @@ def test_adaptive_vat_radius_on_a_hand_made_image():
 
 
 def test_unsup_batch_ratio_sums_the_losses_of_the_slices():
-    terms, per_pixel, confidence, loss_mask = make_terms(seed=11)
-    model = mean_teacher.MeanTeacher(keras.Sequential(), keras.Sequential(), None,
+    model = mean_teacher.MeanTeacher(small_conv_network(5), small_conv_network(6),
+                                     perturbations.CutMix(), cons_weight=1.0, conf_thresh=0.0,
                                      unsup_batch_ratio=2)
-    batch = ({"image": tf.reshape(tf.range(4.0), [4, 1, 1, 1])},)
-    slices = model._unlabelled_slices(batch)
-    assert [s[0]["image"].numpy().ravel().tolist() for s in slices] == [[0.0, 1.0], [2.0, 3.0]]
+    model.compile(optimizer=keras.optimizers.SGD(0.0))     # weights stay put: recompute after
+    model.initialise((8, 8, 3))
+    rng = np.random.RandomState(16)
+    mix = np.stack([boxmask.box_mask(tf.constant([i, 0], tf.int64), 8, 8, boxmask.BoxMaskParams())
+                    .numpy() for i in range(4)])
+    unlabelled = tuple({"image": rng.normal(size=(4, 8, 8, 3)).astype(np.float32),
+                        "valid": np.ones((4, 8, 8, 1), np.float32), "mix_mask": mix}
+                       for _ in range(2))
+    data = {"labelled": {"image": rng.normal(size=(2, 8, 8, 3)).astype(np.float32),
+                         "label": rng.randint(0, 4, (2, 8, 8)).astype(np.int32)},
+            "unlabelled": unlabelled}
+    logs = model.train_step(data)
+    slices = model._unlabelled_slices(unlabelled)
+    assert [s[0]["image"].shape[0] for s in slices] == [2, 2]
+    np.testing.assert_array_equal(slices[1][1]["image"], unlabelled[1]["image"][2:])
+    per_slice = [float(model.consistency(s)[0]) for s in slices]
+    assert per_slice[0] != pytest.approx(per_slice[1])
+    assert float(logs["cons_loss"]) == pytest.approx(sum(per_slice), rel=1e-5)
 
 
 def test_pi_model_has_no_ema_and_evaluates_the_student():

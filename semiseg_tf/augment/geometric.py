@@ -102,31 +102,43 @@ def _pad_offsets(in_h, in_w, min_h, min_w):
     return in_h + pad_h, in_w + pad_w, pad_h // 2, pad_w // 2
 
 
+def _uniform_position(seed, padded_h, padded_w, region_h, region_w):
+    """Top-left (y, x) of a region placed uniformly in the padded image, rounded to whole pixels."""
+    u = tf.random.stateless_uniform([2], seed)
+    return (tf.round(tf.cast(padded_h - region_h, tf.float32) * u[0]),
+            tf.round(tf.cast(padded_w - region_w, tf.float32) * u[1]))
+
+
+def _hung_source_size(seed, crop_h, crop_w):
+    """Hung et al.'s factor f from {0.5, ..., 1.5}, as the source size round(crop / f) it implies."""
+    index = tf.random.stateless_uniform([], seed, 0, len(HUNG_SCALES), dtype=tf.int32)
+    factor = tf.gather(tf.constant(HUNG_SCALES, tf.float32), index)
+    return tf.cast(tf.round(crop_h / factor), tf.int32), tf.cast(tf.round(crop_w / factor), tf.int32)
+
+
+def _resize_matrix(src_h, src_w, crop_h, crop_w):
+    """cv2.resize from (src_h, src_w) to the crop: dst = s * src + (s - 1) / 2, pixel centres at
+    integers."""
+    s_y = crop_h / tf.cast(src_h, tf.float32)
+    s_x = crop_w / tf.cast(src_w, tf.float32)
+    return tf.matmul(translation((s_x - 1) / 2, (s_y - 1) / 2), scaling(s_x, s_y))
+
+
 def random_crop_matrix(seed, in_h, in_w, crop_h, crop_w):
     """Pad to the crop size (mean colour / ignore label) and crop at a uniform position (SPEC 3.4)."""
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, crop_h, crop_w)
-    u = tf.random.stateless_uniform([2], seed)
-    pos_y = tf.round(tf.cast(padded_h - crop_h, tf.float32) * u[0])
-    pos_x = tf.round(tf.cast(padded_w - crop_w, tf.float32) * u[1])
+    pos_y, pos_x = _uniform_position(seed, padded_h, padded_w, crop_h, crop_w)
     return tf.matmul(translation(-pos_x, -pos_y), translation(left, top))
 
 
 def hung_scale_crop_matrix(seed, in_h, in_w, crop_h, crop_w):
     """Hung et al.'s scale-and-crop (SPEC 3.5): crop round(crop / f) pixels, resize them to `crop`."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    index = tf.random.stateless_uniform([], seeds[0], 0, len(HUNG_SCALES), dtype=tf.int32)
-    factor = tf.gather(tf.constant(HUNG_SCALES, tf.float32), index)
-    src_h = tf.cast(tf.round(crop_h / factor), tf.int32)
-    src_w = tf.cast(tf.round(crop_w / factor), tf.int32)
+    src_h, src_w = _hung_source_size(seeds[0], crop_h, crop_w)
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, src_h, src_w)
-    u = tf.random.stateless_uniform([2], seeds[1])
-    pos_y = tf.round(tf.cast(padded_h - src_h, tf.float32) * u[0])
-    pos_x = tf.round(tf.cast(padded_w - src_w, tf.float32) * u[1])
-    s_y = crop_h / tf.cast(src_h, tf.float32)
-    s_x = crop_w / tf.cast(src_w, tf.float32)
-    # cv2.resize maps dst = s * src + (s - 1) / 2 with pixel centres at integers.
-    resize = tf.matmul(translation((s_x - 1) / 2, (s_y - 1) / 2), scaling(s_x, s_y))
-    return tf.matmul(resize, tf.matmul(translation(-pos_x, -pos_y), translation(left, top)))
+    pos_y, pos_x = _uniform_position(seeds[1], padded_h, padded_w, src_h, src_w)
+    return tf.matmul(_resize_matrix(src_h, src_w, crop_h, crop_w),
+                     tf.matmul(translation(-pos_x, -pos_y), translation(left, top)))
 
 
 def _offset_position(seed, position, offset, extra):
@@ -139,9 +151,7 @@ def random_crop_pair(seed, in_h, in_w, crop_h, crop_w, offset):
     """Two random crops, the second within `offset` pixels of the first (SPEC 3.4, pair)."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, crop_h, crop_w)
-    u = tf.random.stateless_uniform([2], seeds[0])
-    pos_y = tf.round(tf.cast(padded_h - crop_h, tf.float32) * u[0])
-    pos_x = tf.round(tf.cast(padded_w - crop_w, tf.float32) * u[1])
+    pos_y, pos_x = _uniform_position(seeds[0], padded_h, padded_w, crop_h, crop_w)
     pos1_y = _offset_position(seeds[1], pos_y, offset, padded_h - crop_h)
     pos1_x = _offset_position(seeds[2], pos_x, offset, padded_w - crop_w)
     pad = translation(left, top)
@@ -152,27 +162,22 @@ def hung_scale_crop_pair(seed, in_h, in_w, crop_h, crop_w, offset):
     """SPEC 3.5, pair: the teacher's view is an unscaled crop; the student's, centred within `offset`
     pixels of it, is a crop of round(crop / f) pixels resized to the crop size."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
-    index = tf.random.stateless_uniform([], seeds[0], 0, len(HUNG_SCALES), dtype=tf.int32)
-    factor = tf.gather(tf.constant(HUNG_SCALES, tf.float32), index)
-    src_h = tf.cast(tf.round(crop_h / factor), tf.int32)
-    src_w = tf.cast(tf.round(crop_w / factor), tf.int32)
+    src_h, src_w = _hung_source_size(seeds[0], crop_h, crop_w)
     region_h, region_w = tf.maximum(crop_h, src_h), tf.maximum(crop_w, src_w)
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, region_h, region_w)
-    u = tf.random.stateless_uniform([2], seeds[1])
-    pos_y = tf.round(tf.cast(padded_h - region_h, tf.float32) * u[0])
-    pos_x = tf.round(tf.cast(padded_w - region_w, tf.float32) * u[1])
+    pos_y, pos_x = _uniform_position(seeds[1], padded_h, padded_w, region_h, region_w)
     pos1_y = _offset_position(seeds[2], pos_y, offset, padded_h - region_h)
     pos1_x = _offset_position(seeds[3], pos_x, offset, padded_w - region_w)
     pad = translation(left, top)
-    # Each view is centred in its region (integer offsets, as the authors' integer crops).
-    teacher = tf.matmul(translation(-(pos_x + tf.cast((region_w - crop_w) // 2, tf.float32)),
-                                    -(pos_y + tf.cast((region_h - crop_h) // 2, tf.float32))), pad)
-    s_y = crop_h / tf.cast(src_h, tf.float32)
-    s_x = crop_w / tf.cast(src_w, tf.float32)
-    resize = tf.matmul(translation((s_x - 1) / 2, (s_y - 1) / 2), scaling(s_x, s_y))
-    student = tf.matmul(resize, tf.matmul(
-        translation(-(pos1_x + tf.cast((region_w - src_w) // 2, tf.float32)),
-                    -(pos1_y + tf.cast((region_h - src_h) // 2, tf.float32))), pad))
+
+    def centred(pos_x, pos_y, size_h, size_w):
+        # A view of size_h x size_w centred in its region (integer offsets, as integer crops).
+        return tf.matmul(translation(-(pos_x + tf.cast((region_w - size_w) // 2, tf.float32)),
+                                     -(pos_y + tf.cast((region_h - size_h) // 2, tf.float32))), pad)
+
+    teacher = centred(pos_x, pos_y, crop_h, crop_w)
+    student = tf.matmul(_resize_matrix(src_h, src_w, crop_h, crop_w),
+                        centred(pos1_x, pos1_y, src_h, src_w))
     return teacher, student
 
 
