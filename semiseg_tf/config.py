@@ -140,6 +140,9 @@ _define("boolean", "adaptive_vat_radius", False, "VAT: radius scaled per image b
         "of its central differences (SPEC 2.7; the paper recommends it with radius 1).")
 _define("boolean", "vat_dir_from_student", False, "VAT: find the adversarial direction with the "
         "student instead of the teacher.")
+_define("float", "vat_probe_scale", 1e-2, "VAT: size of the power iteration's probe, per image "
+        "element (its norm is this times sqrt(C H W)). The authors' 1e-6 H W / 1000 is float32 "
+        "noise; this must stay well above rounding and well below the radius.")
 _define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug (SPEC 2.7): "
         "the direction network is left in inference mode, so the teacher's targets (or, with "
         "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
@@ -255,6 +258,8 @@ def from_flags(flag_values=flags.FLAGS):
              "aug_hvflip", "true", "diagonal flips need a square --crop_size")
     _require(values["rampup"] >= 0, "rampup", values["rampup"], "must be >= 0")
     _require(values["ict_alpha"] > 0, "ict_alpha", values["ict_alpha"], "must be positive")
+    _require(values["vat_probe_scale"] > 0, "vat_probe_scale", values["vat_probe_scale"],
+             "must be positive")
     _require(values["vat_radius"] >= 0, "vat_radius", values["vat_radius"], "must be >= 0")
     for name in ("aug_colour_brightness", "aug_colour_contrast", "aug_colour_saturation"):
         _require(values[name] >= 0, name, values[name], "must be >= 0")

@@ -84,7 +84,7 @@ def build_perturbation(cfg):
         "ict": dict(alpha=cfg.ict_alpha),
         "vat": dict(radius=cfg.vat_radius, adaptive_radius=cfg.adaptive_vat_radius,
                     dir_from_student=cfg.vat_dir_from_student, loss_fn=cfg.cons_loss_fn,
-                    authors_eval_mode=cfg.vat_authors_eval_mode),
+                    authors_eval_mode=cfg.vat_authors_eval_mode, probe_scale=cfg.vat_probe_scale),
     }
     return perturbations.build(cfg.perturbation, **options.get(cfg.perturbation, {}))
 
