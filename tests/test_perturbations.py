@@ -340,3 +340,22 @@ def test_vat_updates_batch_norm_statistics_once(dir_from_student):
     np.testing.assert_allclose(bn.moving_variance.numpy(), bn_reference.moving_variance.numpy(),
                                atol=1e-6)
     assert np.abs(bn.moving_mean.numpy()).max() > 1e-3   # it did move, once
+
+
+@pytest.mark.parametrize("authors_eval_mode", [False, True])
+def test_vat_authors_eval_mode_gives_inference_mode_targets(authors_eval_mode):
+    """The authors' bug, on request: the direction network (the teacher) stays in inference mode, so
+    its targets use the moving statistics instead of the batch's."""
+    def network():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                 keras.layers.BatchNormalization(), keras.layers.Conv2D(3, 1)])
+    student, teacher = network(), network()
+    images = np.random.RandomState(18).normal(2.0, 3.0, size=(2, 8, 8, 3)).astype(np.float32)
+    batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
+             "vat_noise": np.random.RandomState(19).normal(size=(2, 8, 8, 3)).astype(np.float32)}
+    inference = teacher(images, training=False).numpy()
+    terms = perturbations.VAT(authors_eval_mode=authors_eval_mode).consistency(student, teacher,
+                                                                               (batch,))
+    matches_inference = np.allclose(terms.teacher_logits.numpy(), inference, atol=1e-5)
+    assert matches_inference == authors_eval_mode
