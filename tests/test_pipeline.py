@@ -89,18 +89,26 @@ PAIR_OPS = {
 }
 
 
+@pytest.mark.parametrize("in_tf_data", [False, True])
 @pytest.mark.parametrize("op", sorted(PAIR_OPS))
-def test_paired_views_match_cv2_and_the_composed_matrix_maps_one_onto_the_other(op):
+def test_paired_views_match_cv2_and_the_composed_matrix_maps_one_onto_the_other(op, in_tf_data):
     params = PAIR_OPS[op]
     # A smooth image, so that resampling twice (rotations) stays close to resampling once.
     ys, xs = np.mgrid[0:28, 0:28]
     image = np.stack([np.sin(0.3 * xs + c) + np.cos(0.25 * ys - c) for c in range(3)],
                      axis=-1).astype(np.float32)
+
+    def views(seed):
+        return (pipeline.augment_pair(tf.constant(image), seed, params),
+                geometric.random_geometric_pair(seed, 28, 28, params))
+
+    seeds = [tf.constant([i, 4], tf.int64) for i in range(10)]
+    if in_tf_data:
+        results = list(tf.data.Dataset.from_tensor_slices(tf.stack(seeds)).map(views))
+    else:
+        results = [views(seed) for seed in seeds]
     offsets, compared = [], 0
-    for i in range(10):
-        seed = tf.constant([i, 4], tf.int64)
-        pair = pipeline.augment_pair(tf.constant(image), seed, params)
-        first, second = geometric.random_geometric_pair(seed, 28, 28, params)
+    for pair, (first, second) in results:
         zeros = np.zeros(image.shape[:2] + (1,), np.int32)
         for matrix, view in ((first, pair["image"]), (second, pair["student_image"])):
             assert_warp_matches_cv2(image, zeros, matrix.numpy(), params, view.numpy(),
