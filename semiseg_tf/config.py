@@ -113,7 +113,7 @@ _define("boolean", "bn_stats_from_unlabelled", True, "Let the student's and teac
         "unlabelled (perturbed) batches update their batch-norm moving statistics, as the authors' "
         "code does. --nobn_stats_from_unlabelled keeps the statistics of the labelled pass only (the "
         "teacher's are then the EMA of the student's); on the embedded dataset that is worth about 4 "
-        "mIoU points to every perturbation (BENCHMARKS.md).")
+        "mIoU points to standard-augmentation consistency and less to CutMix (BENCHMARKS.md).")
 _define("integer", "unsup_batch_ratio", 1, "Consistency losses per step, each on its own "
         "--batch_size unlabelled batch(es), summed (the authors' repeated backward passes).")
 _define("float", "teacher_alpha", 0.99, "EMA decay of the mean teacher, over all weights and "
