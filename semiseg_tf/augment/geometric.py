@@ -260,6 +260,16 @@ def random_geometric_pair(seed, in_h, in_w, params):
     return _with_flip(seeds[1], first, params), _with_flip(seeds[2], second, params)
 
 
+def _source_coordinates(inverse, out_size):
+    """Source (x, y) in float64 of every output pixel, each [n, h, w], for output-to-source matrices."""
+    height, width = out_size
+    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float64), tf.range(width, dtype=tf.float64),
+                         indexing="ij")
+    coords = tf.stack([xs, ys, tf.ones_like(xs)], axis=-1)                   # [h, w, 3]
+    source = tf.einsum("nij,hwj->nhwi", inverse, coords)                     # [n, h, w, 3]
+    return source[..., 0], source[..., 1]
+
+
 def _warp_nearest(images, inverse, out_size, fill_value):
     """Nearest-neighbour warp by explicit gather, source coordinates computed in float64.
 
@@ -267,13 +277,9 @@ def _warp_nearest(images, inverse, out_size, fill_value):
     them half to even (rint); TF's ImageProjectiveTransform rounds half away from zero, in float32,
     so ties would land either way. `tf.round` is half to even, so this matches OpenCV exactly.
     """
-    height, width = out_size
-    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float64), tf.range(width, dtype=tf.float64),
-                         indexing="ij")
-    coords = tf.stack([xs, ys, tf.ones_like(xs)], axis=-1)                   # [h, w, 3]
-    source = tf.einsum("nij,hwj->nhwi", inverse, coords)                     # [n, h, w, 3]
-    src_x = tf.cast(tf.round(source[..., 0]), tf.int32)
-    src_y = tf.cast(tf.round(source[..., 1]), tf.int32)
+    source_x, source_y = _source_coordinates(inverse, out_size)
+    src_x = tf.cast(tf.round(source_x), tf.int32)
+    src_y = tf.cast(tf.round(source_y), tf.int32)
     in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
     inside = (src_x >= 0) & (src_x < in_w) & (src_y >= 0) & (src_y < in_h)
     indices = tf.stack([tf.clip_by_value(src_y, 0, in_h - 1), tf.clip_by_value(src_x, 0, in_w - 1)],
@@ -292,14 +298,10 @@ def _reflect_101(index, size):
 def _warp_bilinear_reflect(images, inverse, out_size):
     """Bilinear warp with BORDER_REFLECT_101, by explicit gathers of the four neighbours (the op has
     only BORDER_REFLECT, which repeats the edge pixel)."""
-    height, width = out_size
-    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float64), tf.range(width, dtype=tf.float64),
-                         indexing="ij")
-    coords = tf.stack([xs, ys, tf.ones_like(xs)], axis=-1)
-    source = tf.einsum("nij,hwj->nhwi", inverse, coords)
-    x0, y0 = tf.floor(source[..., 0]), tf.floor(source[..., 1])
-    fx = tf.cast(source[..., 0] - x0, images.dtype)[..., None]
-    fy = tf.cast(source[..., 1] - y0, images.dtype)[..., None]
+    source_x, source_y = _source_coordinates(inverse, out_size)
+    x0, y0 = tf.floor(source_x), tf.floor(source_y)
+    fx = tf.cast(source_x - x0, images.dtype)[..., None]
+    fy = tf.cast(source_y - y0, images.dtype)[..., None]
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
     in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
 

@@ -123,9 +123,9 @@ class MeanTeacher(keras.Model):
         """Splits each unlabelled batch into `unsup_batch_ratio` equal slices (along the batch axis)."""
         if self.unsup_batch_ratio == 1:
             return [unlabelled]
-        return [tf.nest.map_structure(
-            lambda t, k=k: tf.split(t, self.unsup_batch_ratio, axis=0)[k], unlabelled)
-            for k in range(self.unsup_batch_ratio)]
+        pieces = [tf.split(t, self.unsup_batch_ratio, axis=0) for t in tf.nest.flatten(unlabelled)]
+        return [tf.nest.pack_sequence_as(unlabelled, [p[k] for p in pieces])
+                for k in range(self.unsup_batch_ratio)]
 
     def train_step(self, data):
         labelled = data["labelled"]

@@ -78,7 +78,7 @@ def student_view(batch):
 
 def teacher_logits(teacher, images, training):
     """The teacher's logits without gradient. The authors run it in training mode (batch-statistics
-    batch norm); `training=False` is for pictures only."""
+    batch norm); `training=False` serves the pictures and VAT's `authors_eval_mode`."""
     return tf.stop_gradient(tf.cast(teacher(images, training=training), tf.float32))
 
 
@@ -235,6 +235,11 @@ def _magnitude_picture(perturbation):
     return magnitude / (tf.reduce_max(magnitude, axis=[1, 2, 3], keepdims=True) + 1e-12)
 
 
+def _sqrt_elements(images):
+    """sqrt(C H W) of a batch of images: the norm of a per-element unit change of one image."""
+    return tf.sqrt(tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32))
+
+
 def adaptive_radius(images):
     """Half the L2 norm of the image's central differences (step 2) along y and x, per sample
     (SPEC 2.7): a radius that follows the image's own variation. [N, 1, 1, 1]."""
@@ -281,8 +286,7 @@ class VAT(Perturbation):
         student_image = teacher_image if student_image is None else student_image
         target_logits = tf.stop_gradient(tf.cast(network(teacher_image, training=False), tf.float32))
         target_probs = tf.nn.softmax(target_logits, axis=-1)
-        elements = tf.cast(tf.reduce_prod(tf.shape(student_image)[1:]), tf.float32)
-        probe = _normalise_per_sample(noise) * (self.probe_scale * tf.sqrt(elements))
+        probe = _normalise_per_sample(noise) * (self.probe_scale * _sqrt_elements(student_image))
         with tf.GradientTape() as tape:
             tape.watch(probe)
             logits = tf.cast(network(student_image + probe, training=False), tf.float32)
@@ -298,8 +302,7 @@ class VAT(Perturbation):
         if self.adaptive_radius:
             radius = self.radius * adaptive_radius(student_image)
         else:
-            radius = self.radius * tf.sqrt(tf.cast(tf.reduce_prod(tf.shape(student_image)[1:]),
-                                                   tf.float32))
+            radius = self.radius * _sqrt_elements(student_image)
         adversarial = student_image + radius * direction
         # The authors' bug: the direction network stays in inference mode after the probe.
         student_training = training and not (self.authors_eval_mode and self.dir_from_student)
