@@ -38,8 +38,11 @@ def main():
     parser.add_argument("--runs", default="runs/bench", help="folder of the run folders")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
-    args, extra = parser.parse_known_args()
-    extra = [a for a in extra if a != "--"]
+    # Flags after `--` are the runs'; argparse would take them for more NAME=FLAGFILE pairs.
+    argv, extra = sys.argv[1:], []
+    if "--" in argv:
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    args = parser.parse_args(argv)
     methods = [m.split("=", 1) for m in args.methods]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         # Seed-major, so that each seed's comparison is complete as early as possible.

@@ -53,6 +53,11 @@ _define("integer", "synthetic_num_val", 200, "Synthetic dataset: number of valid
 _define("integer", "synthetic_image_size", 64, "Synthetic dataset: side of the square images, px.")
 _define("integer", "synthetic_seed", 0, "Synthetic dataset: seed of the scenes (separate from --seed, "
         "so runs with different seeds see the same data).")
+_define("boolean", "synthetic_representative_split", True, "Synthetic dataset: of 32 candidate "
+        "labelled subsets drawn from --split_seed, take the one whose class pixel shares are nearest the "
+        "whole training set's (a random 10-image subset can hold a class at half its share, and the "
+        "teacher then spreads that bias). --nosynthetic_representative_split takes the first candidate, "
+        "the authors' plain permutation.")
 _define("string", "crop_size", "64,64", "Training crop 'H,W' in pixels; images smaller than the crop "
         "are padded with the mean colour and the ignore label.")
 _define("boolean", "aug_hflip", False, "Random horizontal flips of training crops.")
@@ -86,7 +91,21 @@ _define("float", "aug_colour_greyscale_prob", 0.2, "Colour augmentation: probabi
         "the student's view grey (after the jitter).")
 
 # --- model and method ---------------------------------------------------------------------------------
-_define("string", "arch", "small_unet", f"Network, by registered name: {', '.join(models.available())}.")
+_define("string", "arch", "small_unet", "Network, by registered name: "
+        f"{', '.join(models.available())}. The *_small networks are the same code at CPU-test size.")
+_define("string", "backbone_weights", None, "Pretrained backbone weights, a local file (nothing is "
+        "downloaded): a keras.applications ResNet-101 weight file (.h5, e.g. resnet101_weights_tf_dim_"
+        "ordering_tf_kernels_notop.h5) or the output of `python -m semiseg_tf.models.convert_torchvision` "
+        "(torchvision's resnet101-5d3b4d8f.pth, densenet161-8d451a50.pth, MIT CSAIL's deep-stem "
+        "resnet101). Loaded into the student before the teacher copies it.")
+_define("float", "backbone_lr_scale", 0.1, "Learning rate of the backbone (the pretrained part) as a "
+        "fraction of the head's, as in the paper (1 trains all at --learning_rate, which is also what "
+        "the authors' DeepLab v3+ code does by mistake). No effect on networks without a backbone.")
+_define("boolean", "freeze_bn", True, "Backbone batch norm in inference mode (the authors' "
+        "--freeze_bn, in all their DeepLab recipes). DeepLab v2 never trains its backbone's gamma/beta "
+        "either way; the others still train them. Their ISIC recipe turns it off: --nofreeze_bn.")
+_define("boolean", "deeplab2_aspp_two_branches", False, "DeepLab v2: sum only the dilation-6 and 12 "
+        "classifier branches, as the authors' code does by mistake (SPEC 4.2); default all four.")
 _define("enum", "model", "mean_teacher", ["mean_teacher", "pi"], "'mean_teacher': targets from an "
         "EMA teacher, which is what gets evaluated; 'pi': the student is its own teacher (targets "
         "without gradient), and the student is evaluated.")
@@ -268,6 +287,12 @@ def from_flags(flag_values=flags.FLAGS):
     for name in ("aug_colour_prob", "aug_colour_greyscale_prob"):
         _require(0 <= values[name] <= 1, name, values[name], "must lie in [0, 1]")
     _require(values["learning_rate"] > 0, "learning_rate", values["learning_rate"], "must be positive")
+    _require(values["backbone_lr_scale"] >= 0, "backbone_lr_scale", values["backbone_lr_scale"],
+             "must be >= 0")
+    if values["backbone_weights"]:
+        values["backbone_weights"] = os.path.abspath(os.path.expanduser(values["backbone_weights"]))
+        _require(os.path.isfile(values["backbone_weights"]), "backbone_weights",
+                 values["backbone_weights"], "no such file")
     for name in ("sgd_momentum", "sgd_weight_decay", "lr_step_gamma", "lr_poly_power"):
         _require(values[name] >= 0, name, values[name], "must be >= 0")
     try:

@@ -24,6 +24,7 @@ from PIL import Image
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
+from semiseg_tf.models import weights
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
@@ -68,7 +69,8 @@ def make_strategy(cfg):
 def build_source(cfg):
     if cfg.dataset == "synthetic":
         return synthetic.SyntheticSource(cfg.synthetic_num_train, cfg.synthetic_num_val,
-                                         cfg.synthetic_image_size, cfg.synthetic_seed)
+                                         cfg.synthetic_image_size, cfg.synthetic_seed,
+                                         cfg.synthetic_representative_split)
     raise config_lib.ConfigError(f"--dataset={cfg.dataset}: unknown dataset")
 
 
@@ -106,15 +108,22 @@ def student_colour_params(cfg):
         greyscale_prob=cfg.aug_colour_greyscale_prob)
 
 
-def build_model(cfg, num_classes):
-    """The MeanTeacher model, compiled and initialised. Call inside the strategy's scope."""
+def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
+    """The MeanTeacher model, compiled and initialised. Call inside the strategy's scope.
+
+    `rgb_mean`, `rgb_std`: the input normalisation, which pretrained weights are adapted to.
+    """
     schedule = optim.AuthorsSchedule(cfg.lr_sched, cfg.learning_rate, cfg.train_steps,
                                      cfg.lr_poly_power, cfg.lr_step_boundaries, cfg.lr_step_gamma)
     optimizer = optim.build_optimizer(cfg.opt_type, schedule, cfg.sgd_momentum, cfg.sgd_nesterov)
-    student = models.build(cfg.arch, num_classes)
+    options = dict(freeze_bn=cfg.freeze_bn, deeplab2_aspp_two_branches=cfg.deeplab2_aspp_two_branches)
+    student = models.build(cfg.arch, num_classes, **options)
+    if cfg.backbone_weights:
+        # Into the student only: `initialise` makes the teacher its copy.
+        weights.load_backbone_weights(student, cfg.backbone_weights, rgb_mean, rgb_std)
     model = mean_teacher.MeanTeacher(
         student=student,
-        teacher=student if cfg.model == "pi" else models.build(cfg.arch, num_classes),
+        teacher=student if cfg.model == "pi" else models.build(cfg.arch, num_classes, **options),
         perturbation=build_perturbation(cfg) if cfg.cons_weight > 0 else None,
         cons_weight=cfg.cons_weight, conf_thresh=cfg.conf_thresh, teacher_alpha=cfg.teacher_alpha,
         cons_loss_fn=cfg.cons_loss_fn,
@@ -124,6 +133,9 @@ def build_model(cfg, num_classes):
         bn_stats_from_unlabelled=cfg.bn_stats_from_unlabelled)
     model.compile(optimizer=optimizer)
     model.initialise(tuple(cfg.crop_size) + (3,))
+    backbone = models.backbone_of(student)
+    if backbone is not None:
+        optimizer.scale_learning_rate(backbone.trainable_variables, cfg.backbone_lr_scale)
     return model
 
 
@@ -203,9 +215,10 @@ class Trainer:
         self.strategy = make_strategy(cfg)
         keras.utils.set_random_seed(cfg.seed)
         self.source = build_source(cfg)
-        labelled, unlabelled = base.labelled_split(self.source.num_train, cfg.n_sup, cfg.split_seed)
+        labelled, unlabelled = self.source.labelled_split(cfg.n_sup, cfg.split_seed)
         with self.strategy.scope():
-            self.model = build_model(cfg, self.source.num_classes)
+            self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
+                                     self.source.rgb_std)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.pipeline = pipeline.InputPipeline(
             self.source, labelled, unlabelled,

@@ -13,7 +13,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     [],                                                            # CutMix
     ["--perturbation=augment", "--aug_strong_colour=true", "--aug_offset_range=4"],
     ["--perturbation=vat", "--adaptive_vat_radius=true", "--cons_loss_fn=kld"],
-], ids=["cutmix", "augment_colour", "vat"])
+    # A paper network (frozen batch norm) with its backbone at a tenth of the learning rate.
+    ["--arch=deeplab2_small", "--backbone_lr_scale=0.1"],
+], ids=["cutmix", "augment_colour", "vat", "deeplab2_lr_groups"])
 def test_two_replicas_match_one_device(tmp_path, flags):
     # A fresh process: logical devices can only be configured before TensorFlow starts.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}

@@ -197,6 +197,38 @@ def test_split_is_the_authors_permutation():
     assert sorted(everything) == list(range(10))
 
 
+def test_representative_split_is_the_candidate_nearest_the_class_shares():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 50, (60, 4)) * (rng.random((60, 4)) < 0.5)   # pixels per class per image
+    labelled, unlabelled = base.representative_split(counts, 6, 99, candidates=10)
+    assert list(unlabelled) == list(range(60))
+    # The oracle: the 10 candidates, in the order one RandomState(99) draws them, scored by hand.
+    draw = np.random.RandomState(99)
+    whole = counts.sum(0) / counts.sum()
+    distances, subsets = [], []
+    for _ in range(10):
+        subset = draw.permutation(60)[:6]
+        shares = counts[subset].sum(0) / counts[subset].sum()
+        distances.append(sum(abs(a - b) for a, b in zip(shares, whole)))
+        subsets.append(subset)
+    np.testing.assert_array_equal(labelled, subsets[int(np.argmin(distances))])
+    assert np.argmin(distances) != 0   # this draw does pick another candidate than the first
+    # One candidate is the authors' permutation.
+    np.testing.assert_array_equal(base.representative_split(counts, 6, 99, candidates=1)[0],
+                                  base.labelled_split(60, 6, 99)[0])
+
+
+def test_synthetic_source_picks_a_representative_labelled_subset_unless_told_not_to():
+    source = synthetic.SyntheticSource(num_train=40, num_val=2, image_size=16, seed=3)
+    counts = np.stack([np.bincount(l.ravel(), minlength=6) for l in source.train_labels])
+    np.testing.assert_array_equal(source.labelled_split(5, 12345)[0],
+                                  base.representative_split(counts, 5, 12345)[0])
+    plain = synthetic.SyntheticSource(num_train=40, num_val=2, image_size=16, seed=3,
+                                      representative_split=False)
+    np.testing.assert_array_equal(plain.labelled_split(5, 12345)[0],
+                                  base.labelled_split(40, 5, 12345)[0])
+
+
 def test_synthetic_scenes_are_deterministic_and_varied():
     images, labels = synthetic.make_scenes([4, 0], 6, 32)
     again, _ = synthetic.make_scenes([4, 0], 6, 32)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from semiseg_tf import config, training
+from semiseg_tf import config, models, training
+from semiseg_tf.models import weights as weights_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,6 +106,8 @@ def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default
     ("--unsup_batch_ratio=0", "--unsup_batch_ratio=0: must be positive"),
     ("--ict_alpha=0", "--ict_alpha=0.0: must be positive"),
     ("--crop_size=16,12", "--aug_hvflip=true: diagonal flips need a square --crop_size"),
+    ("--backbone_lr_scale=-0.1", "--backbone_lr_scale=-0.1: must be >= 0"),
+    ("--backbone_weights=/nonexistent/r101.h5", "--backbone_weights=/nonexistent/r101.h5: no such file"),
 ])
 def test_bad_flags_give_one_line_errors(tiny_run, flag, message):
     name, value = flag[2:].split("=", 1)
@@ -132,3 +135,42 @@ def test_help_explains_every_flag():
     assert "python -m semiseg_tf.train --flagfile=" in proc.stdout
     for name in config.Config.__dataclass_fields__:
         assert f"--{name}" in proc.stdout or f"--[no]{name}" in proc.stdout, name
+
+
+def _backbone_weight_file(path, arch, seed):
+    """A weight file holding the backbone of a freshly built `arch` with random weights."""
+    tf.keras.utils.set_random_seed(seed)
+    backbone = models.backbone_of(models.build(arch, 6))
+    stored = {layer.name: {w.path.split("/")[-1]: w.numpy() for w in layer.weights}
+              for layer in backbone.layers if layer.weights}
+    weights_lib.write_weight_file(str(path), stored)
+    return stored
+
+
+def test_backbone_weights_reach_student_and_teacher_and_train_slower(tiny_run, tmp_path):
+    stored = _backbone_weight_file(tmp_path / "backbone.h5", "deeplab2_small", seed=7)
+    cfg, text = tiny_run(arch="deeplab2_small", backbone_weights=str(tmp_path / "backbone.h5"),
+                         backbone_lr_scale=0.25)
+    trainer = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    for network in (trainer.model.student, trainer.model.teacher):
+        layer = models.backbone_of(network).get_layer("layer3_0_conv2")
+        np.testing.assert_array_equal(layer.kernel.numpy(), stored["layer3_0_conv2"]["kernel"])
+    optimizer = trainer.model.optimizer
+    backbone_vars = models.backbone_of(trainer.model.student).trainable_variables
+    assert backbone_vars and all(optimizer.learning_rate_factor(v) == 0.25 for v in backbone_vars)
+    head = trainer.model.student.get_layer("aspp_conv_d6").kernel
+    assert optimizer.learning_rate_factor(head) == 1.0
+    assert trainer.run()["step"] == cfg.train_steps
+
+
+def test_cli_reports_a_mismatched_weights_file_in_one_line(tmp_path):
+    _backbone_weight_file(tmp_path / "dense.h5", "dense_unet_small", seed=0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "semiseg_tf.train", f"--workdir={tmp_path}/x", "--arch=deeplab2_small",
+         f"--backbone_weights={tmp_path}/dense.h5", "--synthetic_num_train=20", "--n_sup=4"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/dense.h5: no weights for layer 'conv1' of deeplab2_small's backbone "
+        "(is it the file for this network?)")
+    assert "Traceback" not in proc.stderr

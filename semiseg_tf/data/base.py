@@ -43,6 +43,10 @@ class DataSource(abc.ABC):
     def validation(self):
         """A `tf.data.Dataset` of full-size (image, label) pairs, unbatched."""
 
+    def labelled_split(self, n_sup, split_seed):
+        """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""
+        return labelled_split(self.num_train, n_sup, split_seed)
+
 
 def labelled_split(num_train, n_sup, split_seed):
     """Chooses the labelled subset as the authors do (SPEC 3.9).
@@ -56,6 +60,39 @@ def labelled_split(num_train, n_sup, split_seed):
     order = np.random.RandomState(split_seed).permutation(num_train)
     labelled = order if n_sup == -1 else order[:n_sup]
     return labelled.astype(np.int64), np.arange(num_train, dtype=np.int64)
+
+
+REPRESENTATIVE_CANDIDATES = 32
+
+
+def representative_split(class_pixel_counts, n_sup, split_seed, candidates=REPRESENTATIVE_CANDIDATES):
+    """A labelled subset whose class shares are close to the whole training set's.
+
+    Draws `candidates` subsets of `n_sup` images (the first `n_sup` of successive permutations of one
+    `RandomState(split_seed)`) and keeps the one whose share of pixels per class is nearest to the whole
+    set's (L1 distance). With few labelled images a plain random draw can leave a class at half its
+    usual share, and a semi-supervised teacher trained on that split then spreads the imbalance over
+    the unlabelled images.
+
+    Args:
+      class_pixel_counts: [num_train, num_classes] labelled pixels of each class in each image.
+    Returns:
+      (labelled_indices, unlabelled_indices) as int64 numpy arrays; every image is unlabelled too.
+    """
+    counts = np.asarray(class_pixel_counts, np.float64)
+    num_train = len(counts)
+    if n_sup == -1 or n_sup >= num_train:
+        return labelled_split(num_train, n_sup, split_seed)
+    target = counts.sum(0) / counts.sum()
+    rng = np.random.RandomState(split_seed)
+    best, best_distance = None, np.inf
+    for _ in range(candidates):
+        subset = rng.permutation(num_train)[:n_sup]
+        shares = counts[subset].sum(0) / max(counts[subset].sum(), 1.0)
+        distance = np.abs(shares - target).sum()
+        if distance < best_distance:
+            best, best_distance = subset, distance
+    return best.astype(np.int64), np.arange(num_train, dtype=np.int64)
 
 
 def in_memory_reader(images, labels):

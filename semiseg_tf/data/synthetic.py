@@ -128,12 +128,18 @@ def make_scenes(seed, count, size):
 
 
 class SyntheticSource(base.DataSource):
-    """The embedded dataset; train and validation scenes come from separate seed streams."""
+    """The embedded dataset; train and validation scenes come from separate seed streams.
+
+    `representative_split`: the labelled subset is chosen so its class shares match the whole set's
+    (`base.representative_split`), as a benchmark's labelled subset should be; False takes the authors'
+    plain permutation.
+    """
     name = "synthetic"
     class_names = CLASS_NAMES
 
-    def __init__(self, num_train=1000, num_val=200, image_size=64, seed=0):
+    def __init__(self, num_train=1000, num_val=200, image_size=64, seed=0, representative_split=True):
         self.fixed_image_size = (image_size, image_size)
+        self.representative_split = representative_split
         # Separate streams: changing the training set size does not change the validation scenes.
         self.train_images, self.train_labels = make_scenes([seed, 0], num_train, image_size)
         self.val_images, self.val_labels = make_scenes([seed, 1], num_val, image_size)
@@ -145,6 +151,13 @@ class SyntheticSource(base.DataSource):
 
     def read_train(self, index):
         return self._read(index)
+
+    def labelled_split(self, n_sup, split_seed):
+        if not self.representative_split:
+            return super().labelled_split(n_sup, split_seed)
+        counts = np.stack([np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+                           for label in self.train_labels])
+        return base.representative_split(counts, n_sup, split_seed)
 
     def validation(self):
         return tf.data.Dataset.from_tensor_slices((self.val_images, self.val_labels))

@@ -2,5 +2,7 @@
 
 Every network maps a normalised NHWC float image to logits at input resolution, [N, H, W, classes].
 """
-from semiseg_tf.models.registry import available, build, input_multiple, register  # noqa: F401
-from semiseg_tf.models import small_unet  # noqa: F401  (registers its networks)
+from semiseg_tf.models.registry import (  # noqa: F401
+    available, backbone_of, build, input_multiple, register)
+# Imported for their registrations.
+from semiseg_tf.models import deeplab_v2, deeplab_v3plus, dense_unet, pspnet, small_unet  # noqa: F401

@@ -1,4 +1,6 @@
 """Name -> constructor registry, so flags and flagfiles can pick a network by name."""
+import inspect
+
 _BUILDERS = {}
 _INPUT_MULTIPLES = {}
 
@@ -25,7 +27,17 @@ def available():
     return sorted(_BUILDERS)
 
 
-def build(name, num_classes, **kwargs):
+def build(name, num_classes, **options):
+    """Builds network `name`; options it does not take (another network's flags) are left out."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown network {name!r}; choose one of {', '.join(available())}")
-    return _BUILDERS[name](num_classes, **kwargs)
+    accepted = inspect.signature(_BUILDERS[name]).parameters
+    return _BUILDERS[name](num_classes, **{k: v for k, v in options.items() if k in accepted})
+
+
+def backbone_of(network):
+    """The network's pretrained part (the nested model named "backbone"), or None if it has none."""
+    try:
+        return network.get_layer("backbone")
+    except ValueError:
+        return None

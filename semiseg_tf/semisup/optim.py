@@ -43,8 +43,47 @@ class AuthorsSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "step_gamma": self.step_gamma}
 
 
+class LearningRateGroupsMixin:
+    """Per-variable multipliers of the learning rate: PyTorch's parameter groups in one optimiser.
+
+    The paper trains the pretrained backbone at 0.1 of the head's rate. Scaling the gradient instead
+    would be the same for SGD but not for Adam, which divides the scale out; so the rate handed to the
+    optimiser's `update_step` is scaled, per variable. One optimiser keeps one step count and one set of
+    slots in the checkpoint. Works under tf.distribute: variables are matched by the optimiser's own
+    key, which maps a replica's copy to its distributed variable.
+    """
+
+    def scale_learning_rate(self, variables, factor):
+        """From now on `variables` are updated at `factor` times the scheduled rate."""
+        if not hasattr(self, "_lr_factors"):
+            self._lr_factors = {}
+        for variable in variables:
+            self._lr_factors[self._var_key(variable)] = float(factor)
+
+    def learning_rate_factor(self, variable):
+        return getattr(self, "_lr_factors", {}).get(self._var_key(variable), 1.0)
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self.learning_rate_factor(variable)
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class GroupedAdam(LearningRateGroupsMixin, keras.optimizers.Adam):
+    """Adam with per-variable learning-rate multipliers."""
+
+
+class GroupedSGD(LearningRateGroupsMixin, keras.optimizers.SGD):
+    """SGD with per-variable learning-rate multipliers."""
+
+
 def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
-    """Adam with PyTorch's defaults (no weight decay) or SGD with momentum.
+    """Adam with PyTorch's defaults (no weight decay) or SGD with momentum, both with learning-rate
+    groups (`LearningRateGroupsMixin.scale_learning_rate`).
+
+    Keras's Adam adds epsilon to sqrt(v) before the bias correction, PyTorch's after: the steps differ
+    only for gradients near epsilon (1e-8).
 
     SGD weight decay is not set here: the trainer adds it to the gradient as L2, like PyTorch's
     `weight_decay`, instead of Keras's decoupled decay. Keras keeps `lr * gradient` in its momentum
@@ -52,8 +91,7 @@ def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
     constant rate, slightly different ones while a schedule changes the rate.
     """
     if kind == "adam":
-        return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+        return GroupedAdam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     if kind == "sgd":
-        return keras.optimizers.SGD(learning_rate=schedule, momentum=sgd_momentum,
-                                    nesterov=sgd_nesterov)
+        return GroupedSGD(learning_rate=schedule, momentum=sgd_momentum, nesterov=sgd_nesterov)
     raise ValueError(f"unknown optimiser {kind!r}")

@@ -1,0 +1,53 @@
+"""DeepLab v2 on a Caffe-style ResNet-101 (SPEC 4.2; the authors' default network).
+
+Output stride 8 (stages 3 and 4 dilated 2 and 4 in every block), a classifier of four 3x3 convs with
+dilations 6, 12, 18 and 24 whose logits are summed, and logits upsampled to the input size with
+corner-aligned bilinear sampling. Every conv starts N(0, 0.01), as in the authors' code, before the
+ImageNet weights are loaded. The backbone's batch norm is frozen by default: the authors' backbone
+never trains gamma/beta (`requires_grad=False`) and `--freeze_bn` (in all their DeepLab recipes) keeps
+the moving statistics too.
+"""
+import keras
+
+from semiseg_tf.models import layers, resnet
+from semiseg_tf.models.registry import register
+
+ASPP_DILATIONS = (6, 12, 18, 24)
+
+
+def deeplab_v2(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, freeze_bn=True,
+               aspp_two_branches=False, name="deeplab2_resnet101"):
+    """Args:
+      num_classes: channels of the logits.
+      blocks, width: the ResNet's size (`resnet.resnet`); the defaults are ResNet-101.
+      freeze_bn: backbone batch norm in inference mode (gamma/beta are never trained, as the authors').
+      aspp_two_branches: the authors' bug (inherited from Hung et al.): their forward returns inside
+        the branch loop, so only the dilation-6 and 12 branches count. The other two are then not built.
+    """
+    init = keras.initializers.RandomNormal(0.0, 0.01)
+    # Gamma/beta are fixed whatever `freeze_bn` says; without it the statistics are batch statistics.
+    bn_mode = layers.BN_FROZEN if freeze_bn else layers.BN_FIXED_AFFINE
+    backbone = resnet.resnet("caffe", blocks, width, output_stride=8, bn_mode=bn_mode,
+                             kernel_init=init)
+    inputs = keras.Input((None, None, 3), name="image")
+    features = backbone(inputs)["layer4"]
+    dilations = ASPP_DILATIONS[:2] if aspp_two_branches else ASPP_DILATIONS
+    fan_in = 9 * resnet.feature_channels(width)["layer4"]
+    branches = [layers.conv(features, num_classes, 3, f"aspp_conv_d{d}", dilation=d, use_bias=True,
+                            kernel_initializer=init, bias_initializer=layers.TorchBiasUniform(fan_in))
+                for d in dilations]
+    logits = keras.layers.Add(name="aspp_sum")(branches)
+    logits = layers.ResizeLike(align_corners=True, name="upsample_logits")([logits, inputs])
+    return keras.Model(inputs, logits, name=name)
+
+
+@register("deeplab2_resnet101")
+def build_deeplab2_resnet101(num_classes, freeze_bn=True, deeplab2_aspp_two_branches=False):
+    return deeplab_v2(num_classes, freeze_bn=freeze_bn, aspp_two_branches=deeplab2_aspp_two_branches)
+
+
+@register("deeplab2_small")
+def build_deeplab2_small(num_classes, freeze_bn=True, deeplab2_aspp_two_branches=False):
+    """The same code at a CPU-test size: one block per stage, 1/8 of the channels."""
+    return deeplab_v2(num_classes, blocks=(1, 1, 1, 1), width=8, freeze_bn=freeze_bn,
+                      aspp_two_branches=deeplab2_aspp_two_branches, name="deeplab2_small")

@@ -1,0 +1,70 @@
+"""DeepLab v3+ on a dilated torchvision ResNet-101 (SPEC 4.3, after VainF / YudeWang).
+
+ASPP on the stride-8 features (a 1x1 branch, 3x3 branches at dilations 12, 24, 36 and image pooling,
+each conv-BN-ReLU; projected to 256 with dropout 0.5), upsampled to the stride-4 map and joined with a
+48-channel projection of stage 1; two 3x3 conv-BN-ReLU, a 1x1 classifier and a bilinear upsampling to
+the input size. Head convs start from kaiming normal, as the authors'.
+"""
+import keras
+
+from semiseg_tf.models import layers, resnet
+from semiseg_tf.models.registry import register
+
+ASPP_DILATIONS = (12, 24, 36)
+
+
+def _conv_bn_relu(x, channels, kernel, name, dilation=1):
+    x = layers.conv(x, channels, kernel, f"{name}_conv", dilation=dilation,
+                    kernel_initializer=layers.kaiming_normal())
+    x = layers.batch_norm(f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def deeplab_v3plus(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, aspp_channels=256,
+                   low_level_channels=48, freeze_bn=True, name="deeplab3plus_resnet101"):
+    """Args:
+      num_classes: channels of the logits.
+      blocks, width: the ResNet's size (`resnet.resnet`); the defaults are ResNet-101.
+      aspp_channels: channels of the ASPP branches and of the decoder (256).
+      low_level_channels: channels of the stage-1 projection (48).
+      freeze_bn: backbone batch norm in inference mode, gamma/beta still trained (the authors'
+        `freeze_batchnorm`); the head's batch norm always trains.
+    """
+    bn_mode = layers.BN_FROZEN_STATS if freeze_bn else layers.BN_TRAIN
+    backbone = resnet.resnet("torchvision", blocks, width, output_stride=8, bn_mode=bn_mode)
+    inputs = keras.Input((None, None, 3), name="image")
+    features = backbone(inputs)
+    high, low = features["layer4"], features["layer1"]
+
+    branches = [_conv_bn_relu(high, aspp_channels, 1, "aspp_1x1")]
+    branches += [_conv_bn_relu(high, aspp_channels, 3, f"aspp_d{d}", dilation=d)
+                 for d in ASPP_DILATIONS]
+    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(high)
+    pooled = _conv_bn_relu(pooled, aspp_channels, 1, "aspp_pool")
+    branches.append(layers.ResizeLike(name="aspp_pool_upsample")([pooled, high]))
+    aspp = keras.layers.Concatenate(name="aspp_concat")(branches)
+    aspp = _conv_bn_relu(aspp, aspp_channels, 1, "aspp_project")
+    aspp = keras.layers.Dropout(0.5, name="aspp_dropout")(aspp)
+
+    low = _conv_bn_relu(low, low_level_channels, 1, "low_level_project")
+    x = layers.ResizeLike(name="aspp_upsample")([aspp, low])
+    x = keras.layers.Concatenate(name="decoder_concat")([low, x])
+    x = _conv_bn_relu(x, aspp_channels, 3, "decoder_a")
+    x = _conv_bn_relu(x, aspp_channels, 3, "decoder_b")
+    logits = layers.conv(x, num_classes, 1, "classifier", use_bias=True,
+                         kernel_initializer=layers.kaiming_normal(),
+                         bias_initializer=layers.TorchBiasUniform(aspp_channels))
+    logits = layers.ResizeLike(name="upsample_logits")([logits, inputs])
+    return keras.Model(inputs, logits, name=name)
+
+
+@register("deeplab3plus_resnet101")
+def build_deeplab3plus_resnet101(num_classes, freeze_bn=True):
+    return deeplab_v3plus(num_classes, freeze_bn=freeze_bn)
+
+
+@register("deeplab3plus_small")
+def build_deeplab3plus_small(num_classes, freeze_bn=True):
+    """The same code at a CPU-test size: one block per stage, 1/8 of the channels."""
+    return deeplab_v3plus(num_classes, blocks=(1, 1, 1, 1), width=8, aspp_channels=32,
+                          low_level_channels=12, freeze_bn=freeze_bn, name="deeplab3plus_small")

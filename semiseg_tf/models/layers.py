@@ -1,0 +1,242 @@
+"""Layers the paper's networks need that Keras lacks, each matching the PyTorch op the authors used.
+
+Every layer accepts any input height and width (sizes are read at run time), so one network serves
+321x321 training crops and full validation images alike.
+"""
+import keras
+import tensorflow as tf
+
+# PyTorch's batch norm: momentum 0.1 there is 0.9 here, eps 1e-5.
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+
+# How a network's batch norm behaves in training (`--freeze_bn` and the authors' per-network choices):
+BN_TRAIN = "train"                # batch statistics in training, gamma/beta trained
+BN_FROZEN = "frozen"              # moving statistics always, gamma/beta fixed (DeepLab v2's backbone)
+BN_FROZEN_STATS = "frozen_stats"  # moving statistics always, gamma/beta trained (the authors'
+#                                   `freeze_batchnorm` for DeepLab v3+, PSPNet and the Dense U-net)
+BN_FIXED_AFFINE = "fixed_affine"  # batch statistics in training, gamma/beta fixed (DeepLab v2's
+#                                   backbone without `--freeze_bn`)
+BN_MODES = (BN_TRAIN, BN_FROZEN, BN_FROZEN_STATS, BN_FIXED_AFFINE)
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class FrozenStatisticsBatchNorm(keras.layers.BatchNormalization):
+    """Batch norm that always normalises with its moving statistics but keeps gamma/beta trainable.
+
+    Keras ties the two together (a non-trainable BatchNormalization runs in inference mode); PyTorch's
+    `bn.eval()` with `requires_grad=True`, which the authors' `freeze_batchnorm` does, separates them.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False, mask=mask)
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class FixedAffineBatchNorm(keras.layers.BatchNormalization):
+    """Batch norm with batch statistics in training but gamma/beta never trained (PyTorch's
+    `requires_grad=False` on a batch norm left in training mode)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gamma.trainable = False
+        self.beta.trainable = False
+
+
+_BN_CLASSES = {BN_FROZEN_STATS: FrozenStatisticsBatchNorm, BN_FIXED_AFFINE: FixedAffineBatchNorm}
+
+
+def batch_norm(name, mode=BN_TRAIN, **kwargs):
+    """A batch-norm layer with PyTorch's constants, behaving as `mode` (one of `BN_MODES`).
+
+    synchronized=True: under MirroredStrategy the batch statistics are those of the global batch, so
+    replicas keep identical moving statistics and match single-device training.
+    """
+    if mode not in BN_MODES:
+        raise ValueError(f"batch-norm mode must be one of {', '.join(BN_MODES)}, not {mode!r}")
+    cls = _BN_CLASSES.get(mode, keras.layers.BatchNormalization)
+    layer = cls(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=True, name=name, **kwargs)
+    if mode == BN_FROZEN:
+        layer.trainable = False
+    return layer
+
+
+def torch_conv_init():
+    """PyTorch's default conv/linear weight init: uniform within 1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5))."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def kaiming_normal(mode="fan_in"):
+    """`torch.nn.init.kaiming_normal_` (ReLU gain, untruncated), which Keras's HeNormal is not."""
+    return keras.initializers.VarianceScaling(2.0, mode, "untruncated_normal")
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class TorchBiasUniform(keras.initializers.Initializer):
+    """PyTorch's default conv bias init: uniform within 1/sqrt(fan_in); fan_in is not in the bias shape."""
+
+    def __init__(self, fan_in, seed=None):
+        self.fan_in = int(fan_in)
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        bound = 1.0 / self.fan_in ** 0.5
+        return keras.random.uniform(shape, -bound, bound, dtype=dtype, seed=self.seed)
+
+    def get_config(self):
+        return {"fan_in": self.fan_in, "seed": self.seed}
+
+
+def conv(x, channels, kernel, name, stride=1, dilation=1, use_bias=False, kernel_initializer=None,
+         bias_initializer=None):
+    """A convolution padded as PyTorch's `Conv2d(padding=dilation * (kernel // 2))`.
+
+    Keras's "same" pads stride-2 convolutions asymmetrically (more at the bottom and right); PyTorch
+    pads both sides equally, so strided convolutions get an explicit zero padding first.
+    """
+    pad = dilation * (kernel // 2)
+    padding = "same"
+    if stride > 1 and pad > 0:
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    return keras.layers.Conv2D(
+        channels, kernel, strides=stride, dilation_rate=dilation, padding=padding, use_bias=use_bias,
+        kernel_initializer=kernel_initializer or torch_conv_init(),
+        bias_initializer=bias_initializer or "zeros", name=name)(x)
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class MaxPoolTorch(keras.layers.Layer):
+    """PyTorch's `MaxPool2d(kernel, stride, padding, ceil_mode)`: padding never wins the max.
+
+    With `ceil_mode` the output has ceil((size + 2 padding - kernel) / stride) + 1 positions, so the
+    last window may hang past the padded input (DeepLab v2's stem: 320 -> 160 -> 81 rather than 80).
+    """
+
+    def __init__(self, kernel=3, stride=2, padding=1, ceil_mode=False, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel, self.stride, self.padding, self.ceil_mode = kernel, stride, padding, ceil_mode
+
+    def _extra(self, size):
+        """Padding past the end that ceil mode adds so the last, partial window is pooled."""
+        if not self.ceil_mode:
+            return 0
+        return (self.stride - (size + 2 * self.padding - self.kernel) % self.stride) % self.stride
+
+    def call(self, x):
+        shape = tf.shape(x)
+        extra_h, extra_w = self._extra(shape[1]), self._extra(shape[2])
+        p = self.padding
+        x = tf.pad(x, [[0, 0], [p, p + extra_h], [p, p + extra_w], [0, 0]],
+                   constant_values=x.dtype.min)
+        return tf.nn.max_pool2d(x, self.kernel, self.stride, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, None, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "kernel": self.kernel, "stride": self.stride,
+                "padding": self.padding, "ceil_mode": self.ceil_mode}
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class ResizeLike(keras.layers.Layer):
+    """Bilinearly resizes the first input to the height and width of the second.
+
+    `align_corners=True` is PyTorch's (and DeepLab v2's) corner-aligned sampling, source = target *
+    (in - 1) / (out - 1); False is half-pixel centres, PyTorch's `align_corners=False`, which is also
+    what `tf.image.resize` does (without antialiasing).
+    """
+
+    def __init__(self, align_corners=False, **kwargs):
+        super().__init__(**kwargs)
+        self.align_corners = align_corners
+
+    def call(self, inputs):
+        x, reference = inputs
+        size = tf.shape(reference)[1:3]
+        if self.align_corners:
+            return tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True,
+                                             half_pixel_centers=False)
+        return tf.image.resize(x, size, method="bilinear")
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "align_corners": self.align_corners}
+
+
+def _adaptive_pool_matrix(size, bins):
+    """[bins, size] averaging weights of PyTorch's adaptive pooling: bin i spans
+    [floor(i size / bins), ceil((i + 1) size / bins))."""
+    index = tf.range(bins)[:, None]
+    start = (index * size) // bins
+    end = ((index + 1) * size + bins - 1) // bins
+    position = tf.range(size)[None, :]
+    inside = tf.cast((position >= start) & (position < end), tf.float32)
+    return inside / tf.cast(end - start, tf.float32)
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class AdaptiveAveragePool(keras.layers.Layer):
+    """PyTorch's `AdaptiveAvgPool2d(bins)` (PSPNet's pyramid pooling), for any input size."""
+
+    def __init__(self, bins, **kwargs):
+        super().__init__(**kwargs)
+        self.bins = int(bins)
+
+    def call(self, x):
+        shape = tf.shape(x)
+        rows = tf.cast(_adaptive_pool_matrix(shape[1], self.bins), x.dtype)
+        cols = tf.cast(_adaptive_pool_matrix(shape[2], self.bins), x.dtype)
+        return tf.einsum("ih,jw,nhwc->nijc", rows, cols, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins, self.bins, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins}
+
+
+def _centre_padding(size, multiple):
+    total = (multiple - size % multiple) % multiple
+    return total // 2, total - total // 2
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pads height and width up to multiples of `multiple`, centred (the authors' `SegCollate`).
+
+    Zero is the mean colour after normalisation, which is what the authors pad evaluation images with.
+    """
+
+    def __init__(self, multiple, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, x):
+        shape = tf.shape(x)
+        return tf.pad(x, [[0, 0], _centre_padding(shape[1], self.multiple),
+                          _centre_padding(shape[2], self.multiple), [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, None, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
+class CropLike(keras.layers.Layer):
+    """Crops the first input's centre to the second's height and width: undoes `PadToMultiple`."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        size = tf.shape(reference)[1:3]
+        offset = (tf.shape(x)[1:3] - size) // 2
+        return x[:, offset[0]:offset[0] + size[0], offset[1]:offset[1] + size[1], :]
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])

@@ -1,0 +1,179 @@
+"""Pretrained backbone weights from local files (nothing is downloaded).
+
+Two kinds of file, both in Keras's HDF5 weight layout (one group per layer, `weight_names` listing
+`layer/variable:0` datasets, as keras.applications ships them):
+- keras.applications ResNet-101 weights (`resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5`),
+  whose layer names (`conv4_block7_2_conv`) are mapped to torchvision's (`layer3_6_conv2`). Those
+  weights come from Caffe: they expect BGR input in 0-255 minus a mean, and every conv has a bias. The
+  loader folds both away exactly: the input normalisation into conv1's kernel and bias, and each conv's
+  bias into the moving mean of the batch norm after it (BN(conv + b) = BN'(conv) with mean - b). The
+  only difference left is at the image border, where the zero padding stands for our mean colour
+  instead of Caffe's (under 0.5 of 255 per channel).
+- Files written by `convert_torchvision` (torchvision or MIT CSAIL state dicts), already in our names.
+Every layer of the backbone must be in the file with the right shapes, or loading stops with an error
+naming the file and the layer; layers of the file that the backbone lacks (a classifier) are ignored.
+"""
+import os
+import re
+
+import h5py
+import numpy as np
+
+from semiseg_tf.models import layers, registry
+
+# keras.applications' `preprocess_input(mode="caffe")`: BGR order, this mean subtracted, no scaling.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+KERAS_APPLICATIONS_BN_EPSILON = 1.001e-5
+
+_KERAS_RESNET_NAME = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
+_BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, or does not fit the network; the message says where."""
+
+
+def read_weight_file(path):
+    """{layer name: {variable name: array}} of a Keras HDF5 weight file (legacy layout)."""
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f  # a whole saved model
+            if "layer_names" not in root.attrs:
+                raise WeightsError(f"{path}: not a Keras HDF5 weight file (no 'layer_names')")
+            result = {}
+            for layer_name in root.attrs["layer_names"]:
+                layer_name = _text(layer_name)
+                group = root[layer_name]
+                variables = {}
+                for weight_name in group.attrs.get("weight_names", []):
+                    weight_name = _text(weight_name)
+                    short = weight_name.split("/")[-1].split(":")[0]
+                    variables[short] = np.asarray(group[weight_name])
+                if variables:
+                    result[layer_name] = variables
+            return result
+    except OSError as error:
+        raise WeightsError(f"{path}: cannot read as HDF5 ({error})") from None
+
+
+def write_weight_file(path, weights):
+    """Writes {layer: {variable: array}} in the layout `read_weight_file` reads, atomically."""
+    partial = f"{path}.partial"
+    with h5py.File(partial, "w") as f:
+        f.attrs["layer_names"] = [name.encode() for name in weights]
+        f.attrs["backend"] = b"tensorflow"
+        for layer_name, variables in weights.items():
+            group = f.create_group(layer_name)
+            names = [f"{layer_name}/{var}:0" for var in variables]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, value in zip(names, variables.values()):
+                group.create_dataset(name, data=np.asarray(value, np.float32))
+    os.replace(partial, path)
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_keras_applications_resnet(weights):
+    return "conv1_conv" in weights and any(_KERAS_RESNET_NAME.match(n) for n in weights)
+
+
+def from_keras_applications_resnet(weights, rgb_mean, rgb_std, epsilon=layers.BN_EPSILON):
+    """Maps keras.applications ResNet weights to torchvision names, folding away biases and Caffe input.
+
+    Args:
+      weights: {layer: {variable: array}} as read from the file.
+      rgb_mean, rgb_std: our input normalisation, (rgb / 255 - mean) / std, RGB order.
+      epsilon: our batch norm's epsilon (the file's is 1.001e-5; the variance absorbs the difference).
+    """
+    mapped = {}
+    conv_bias = {}
+    for name, variables in weights.items():
+        if name in ("conv1_conv", "conv1_bn"):
+            target = "conv1" if name.endswith("conv") else "bn1"
+        else:
+            match = _KERAS_RESNET_NAME.match(name)
+            if not match:
+                continue  # the classifier, pooling, activations
+            stage, block, index, kind = match.groups()
+            prefix = f"layer{int(stage) - 1}_{int(block) - 1}"
+            if index == "0":
+                target = f"{prefix}_downsample_{0 if kind == 'conv' else 1}"
+            else:
+                target = f"{prefix}_{kind}{index}"
+        if name.endswith("_conv"):
+            kernel = np.asarray(variables["kernel"], np.float64)
+            bias = np.asarray(variables.get("bias", np.zeros(kernel.shape[-1])), np.float64)
+            if target == "conv1":
+                kernel, bias = _fold_caffe_input(kernel, bias, rgb_mean, rgb_std)
+            mapped[target] = {"kernel": kernel}
+            conv_bias[name[:-len("conv")] + "bn"] = bias
+        else:
+            mapped[target] = dict(variables)
+    for name, variables in weights.items():
+        if name.endswith("_bn") and name in conv_bias:
+            target = _mapped_name(name)
+            bn = {k: np.asarray(v, np.float64) for k, v in mapped[target].items()}
+            bn["moving_mean"] = bn["moving_mean"] - conv_bias[name]
+            bn["moving_variance"] = bn["moving_variance"] + KERAS_APPLICATIONS_BN_EPSILON - epsilon
+            mapped[target] = bn
+    return mapped
+
+
+def _mapped_name(keras_name):
+    if keras_name == "conv1_bn":
+        return "bn1"
+    stage, block, index, _ = _KERAS_RESNET_NAME.match(keras_name).groups()
+    prefix = f"layer{int(stage) - 1}_{int(block) - 1}"
+    return f"{prefix}_downsample_1" if index == "0" else f"{prefix}_bn{index}"
+
+
+def _fold_caffe_input(kernel, bias, rgb_mean, rgb_std):
+    """conv1 on Caffe input (BGR, 255 * rgb - mean) rewritten for our input (rgb / 255 - mean) / std.
+
+    Caffe's channel 2 - c is 255 std_c z_c + (255 mean_c - caffe_mean_c) for our channel c and value z.
+    """
+    caffe_mean_rgb = np.asarray(CAFFE_MEAN_BGR[::-1], np.float64)
+    mean, std = np.asarray(rgb_mean, np.float64), np.asarray(rgb_std, np.float64)
+    kernel_rgb = kernel[:, :, ::-1, :]
+    offset = 255.0 * mean - caffe_mean_rgb
+    new_bias = bias + np.einsum("hwco,c->o", kernel_rgb, offset)
+    return kernel_rgb * (255.0 * std)[None, None, :, None], new_bias
+
+
+def load_backbone_weights(network, path, rgb_mean, rgb_std):
+    """Loads a weights file into `network`'s backbone (see the module docstring); returns the count of
+    layers loaded. Raises `WeightsError` naming the file and the first layer that does not fit."""
+    backbone = registry.backbone_of(network)
+    if backbone is None:
+        raise WeightsError(f"--backbone_weights={path}: network {network.name} has no pretrained "
+                           "backbone to load")
+    weights = read_weight_file(path)
+    if is_keras_applications_resnet(weights):
+        weights = from_keras_applications_resnet(weights, rgb_mean, rgb_std)
+    loaded = 0
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in weights:
+            raise WeightsError(f"{path}: no weights for layer {layer.name!r} of {network.name}'s "
+                               f"backbone (is it the file for this network?)")
+        stored = weights[layer.name]
+        values = []
+        for variable in layer.weights:
+            short = variable.path.split("/")[-1]
+            if short not in stored:
+                raise WeightsError(f"{path}: layer {layer.name!r} has no {short!r} in the file")
+            value = stored[short]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise WeightsError(
+                    f"{path}: layer {layer.name!r} {short} has shape {tuple(value.shape)} in the file, "
+                    f"{tuple(variable.shape)} in {network.name}")
+            values.append(value)
+        for variable, value in zip(layer.weights, values):
+            variable.assign(value.astype(np.float32))
+        loaded += 1
+    return loaded

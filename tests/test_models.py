@@ -1,0 +1,242 @@
+"""The paper's four networks: shapes, parameter counts, config round trip, frozen batch norm,
+learning-rate groups, and the layers they are built from, each against an independent oracle."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from semiseg_tf import models
+from semiseg_tf.models import layers
+from semiseg_tf.semisup import optim
+
+SMALL = ["deeplab2_small", "deeplab3plus_small", "pspnet_small", "dense_unet_small"]
+
+
+def parameter_count(network):
+    """Conv weights and biases, batch-norm gamma/beta; not the moving statistics (PyTorch's count)."""
+    return sum(int(np.prod(w.shape)) for w in network.weights if "moving_" not in w.path)
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_logits_at_input_resolution_for_odd_and_even_sizes(arch):
+    keras.utils.set_random_seed(0)
+    network = models.build(arch, 5)
+    for height, width in [(321, 321), (320, 320), (256, 512), (224, 224)]:
+        logits = network(tf.random.normal((1, height, width, 3)), training=False)
+        assert logits.shape == (1, height, width, 5), (arch, height, width)
+        assert np.isfinite(logits.numpy()).all()
+
+
+def test_parameter_counts_equal_the_reference_networks():
+    classes = 21
+    resnet101 = 42_500_160          # torchvision ResNet-101 without its classifier
+    densenet161 = 26_472_000        # torchvision DenseNet-161 features
+
+    def conv(cin, cout, k=1, bias=False):
+        return cin * cout * k * k + (cout if bias else 0)
+
+    def bn(c):
+        return 2 * c
+    # SPEC 4.2: four 3x3 dilated convs 2048 -> C with bias.
+    deeplab2 = resnet101 + 4 * (2048 * 9 * classes + classes)
+    # SPEC 4.3: ASPP (1x1, three 3x3, image pooling, projection; 256 channels, BN each), 48-channel
+    # low-level projection, two 3x3 decoder convs, classifier.
+    aspp = (conv(2048, 256) + bn(256) + 3 * (conv(2048, 256, 3) + bn(256))
+            + conv(2048, 256) + bn(256) + conv(5 * 256, 256) + bn(256))
+    decoder = (conv(256, 48) + bn(48) + conv(304, 256, 3) + bn(256) + conv(256, 256, 3) + bn(256)
+               + conv(256, classes, 1, bias=True))
+    deeplab3plus = resnet101 + aspp + decoder
+    # SPEC 4.5: MIT's deep stem (3x3 convs 3->64->64->128 with BN) replaces the 7x7 conv and its BN;
+    # layer1's first block then reads 128 channels instead of 64 (its 1x1 conv and downsample).
+    deep_stem_resnet101 = (resnet101 - conv(3, 64, 7) - bn(64)
+                           + conv(3, 64, 3) + bn(64) + conv(64, 64, 3) + bn(64) + conv(64, 128, 3)
+                           + bn(128) + conv(128 - 64, 64) + conv(128 - 64, 256))
+    pspnet = (deep_stem_resnet101 + 4 * (conv(2048, 512) + bn(512)) + conv(4096, 512, 3) + bn(512)
+              + conv(512, classes, 1, bias=True))
+    # SPEC 4.4: line0 1x1 conv with bias, four decoder blocks (3x3 conv + BN), final conv, BN, 1x1.
+    dense_unet = (densenet161 + conv(2112, 2208, 1, bias=True)
+                  + conv(2208, 768, 3) + bn(768) + conv(768, 384, 3) + bn(384)
+                  + conv(384, 96, 3) + bn(96) + conv(96, 96, 3) + bn(96)
+                  + conv(96, 64, 3) + bn(64) + conv(64, classes, 1, bias=True))
+    expected = {"deeplab2_resnet101": deeplab2, "deeplab3plus_resnet101": deeplab3plus,
+                "pspnet_resnet101": pspnet, "dense_unet_densenet161": dense_unet}
+    for arch, count in expected.items():
+        network = models.build(arch, classes)
+        assert parameter_count(network) == count, arch
+        assert parameter_count(models.backbone_of(network)) == (
+            densenet161 if arch.startswith("dense") else
+            deep_stem_resnet101 if arch.startswith("psp") else resnet101), arch
+        del network
+
+
+def test_authors_two_branch_aspp_drops_the_last_two_branches():
+    full = models.build("deeplab2_small", 3)
+    authors = models.build("deeplab2_small", 3, deeplab2_aspp_two_branches=True)
+    full_layers = {layer.name for layer in full.layers if layer.name.startswith("aspp_conv")}
+    authors_layers = {layer.name for layer in authors.layers if layer.name.startswith("aspp_conv")}
+    assert full_layers == {"aspp_conv_d6", "aspp_conv_d12", "aspp_conv_d18", "aspp_conv_d24"}
+    assert authors_layers == {"aspp_conv_d6", "aspp_conv_d12"}
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_get_config_round_trip_gives_the_same_network(arch):
+    keras.utils.set_random_seed(1)
+    network = models.build(arch, 4)
+    clone = keras.Model.from_config(network.get_config())
+    assert clone.get_config() == network.get_config()
+    clone.set_weights(network.get_weights())
+    assert [w.trainable for w in clone.weights] == [w.trainable for w in network.weights]
+    images = tf.random.normal((2, 40, 56, 3))
+    np.testing.assert_allclose(clone(images, training=False).numpy(),
+                               network(images, training=False).numpy(), atol=1e-5)
+
+
+def _one_training_step(network, optimizer):
+    images = tf.random.normal((2, 32, 32, 3))
+    labels = tf.random.uniform((2, 32, 32), 0, 3, tf.int32)
+    with tf.GradientTape() as tape:
+        logits = network(images, training=True)
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, True))
+    grads = tape.gradient(loss, network.trainable_variables)
+    optimizer.apply_gradients(zip(grads, network.trainable_variables))
+
+
+def _batch_norm_values(network, backbone_only):
+    scope = models.backbone_of(network) if backbone_only else network
+    values = {}
+    for layer in scope._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for w in layer.weights:
+                values[f"{layer.name}/{w.path.split('/')[-1]}"] = w.numpy()
+    return values
+
+
+def test_frozen_batch_norm_stays_frozen_in_training():
+    keras.utils.set_random_seed(2)
+    # DeepLab v2 (default): statistics and gamma/beta fixed; the classifier still learns.
+    network = models.build("deeplab2_small", 3)
+    before = _batch_norm_values(network, backbone_only=True)
+    # (The bias: the backbone's N(0, 0.01) convs without normalisation give near-zero features, so
+    # before ImageNet weights are loaded the classifier kernels get near-zero gradients.)
+    head_before = network.get_layer("aspp_conv_d6").bias.numpy()
+    _one_training_step(network, keras.optimizers.SGD(0.1))
+    after = _batch_norm_values(network, backbone_only=True)
+    assert len(before) == 4 * len([k for k in before if k.endswith("gamma")]) > 0
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert not np.allclose(network.get_layer("aspp_conv_d6").bias.numpy(), head_before)
+
+    # DeepLab v3+ (the authors' freeze_batchnorm): backbone statistics fixed, gamma/beta trained;
+    # the head's batch norm trains normally.
+    network = models.build("deeplab3plus_small", 3)
+    before = _batch_norm_values(network, backbone_only=False)
+    _one_training_step(network, keras.optimizers.SGD(0.1))
+    after = _batch_norm_values(network, backbone_only=False)
+    backbone_names = set(_batch_norm_values(network, backbone_only=True))
+    for name in before:
+        changed = not np.array_equal(after[name], before[name])
+        if name in backbone_names and "moving_" in name:
+            assert not changed, name
+        if name.endswith("gamma") or name.startswith("decoder_a_bn/moving"):
+            assert changed, name
+
+    # Without --freeze_bn, DeepLab v2's backbone uses batch statistics (moving ones move) but its
+    # gamma/beta stay fixed, as the authors' requires_grad=False.
+    network = models.build("deeplab2_small", 3, freeze_bn=False)
+    before = _batch_norm_values(network, backbone_only=True)
+    _one_training_step(network, keras.optimizers.SGD(0.1))
+    after = _batch_norm_values(network, backbone_only=True)
+    for name in before:
+        changed = not np.array_equal(after[name], before[name])
+        assert changed == ("moving_" in name), name
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_backbone_learning_rate_is_scaled(kind):
+    """One step from fresh slots, against the update rule in numpy, per group."""
+    keras.utils.set_random_seed(3)
+    network = models.build("deeplab3plus_small", 3)
+    lr, scale = 1e-2, 0.1
+    optimizer = optim.build_optimizer(kind, lr, sgd_momentum=0.9)
+    optimizer.build(network.trainable_variables)
+    backbone_ids = {id(v) for v in models.backbone_of(network).trainable_variables}
+    optimizer.scale_learning_rate(models.backbone_of(network).trainable_variables, scale)
+    images = tf.random.normal((2, 24, 24, 3))
+    labels = tf.random.uniform((2, 24, 24), 0, 3, tf.int32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, network(images, training=True), True))
+    variables = network.trainable_variables
+    grads = tape.gradient(loss, variables)
+    before = [v.numpy() for v in variables]
+    optimizer.apply_gradients(zip(grads, variables))
+    assert backbone_ids and len(backbone_ids) < len(variables)
+    for v, g, v0 in zip(variables, grads, before):
+        group_lr = lr * (scale if id(v) in backbone_ids else 1.0)
+        g = g.numpy().astype(np.float64)
+        if kind == "adam":
+            # First step: m = 0.1 g, v = 0.001 g^2, and Keras adds epsilon before the bias
+            # correction: lr sqrt(1 - 0.999) / (1 - 0.9) * m / (sqrt(v) + eps).
+            expected = v0 - group_lr * np.sqrt(1e-3) / 0.1 * (0.1 * g) / (np.sqrt(1e-3) * np.abs(g) + 1e-8)
+        else:               # momentum buffer starts at zero
+            expected = v0 - group_lr * g
+        # Steps are 1e-3 (backbone) and 1e-2 (head) per element; float32 rounding is far below 1e-6.
+        np.testing.assert_allclose(v.numpy(), expected, rtol=0, atol=1e-6, err_msg=v.path)
+
+
+# --- the layers, each against a formula ---------------------------------------------------------
+
+def test_align_corners_resize_matches_the_formula():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 5, 7, 2)).astype(np.float32)
+    out = layers.ResizeLike(align_corners=True)([x, tf.zeros((1, 13, 9, 1))]).numpy()
+
+    def sample(size_in, size_out):  # source = target * (in - 1) / (out - 1)
+        pos = np.arange(size_out) * (size_in - 1) / (size_out - 1)
+        low = np.minimum(np.floor(pos).astype(int), size_in - 2)
+        return low, pos - low
+    (ylo, yf), (xlo, xf) = sample(5, 13), sample(7, 9)
+    top = x[0, ylo][:, xlo] * (1 - xf)[None, :, None] + x[0, ylo][:, xlo + 1] * xf[None, :, None]
+    bottom = (x[0, ylo + 1][:, xlo] * (1 - xf)[None, :, None]
+              + x[0, ylo + 1][:, xlo + 1] * xf[None, :, None])
+    expected = top * (1 - yf)[:, None, None] + bottom * yf[:, None, None]
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    # The corners are exactly the input's corners.
+    np.testing.assert_allclose(out[0, [0, 0, -1, -1], [0, -1, 0, -1]], x[0, [0, 0, -1, -1], [0, -1, 0, -1]],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("size,ceil_mode,expected_size", [(160, True, 81), (160, False, 80),
+                                                           (161, True, 81), (161, False, 81)])
+def test_torch_max_pool_sizes_and_values(size, ceil_mode, expected_size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, size, 3, 1)).astype(np.float32)
+    out = layers.MaxPoolTorch(3, 2, 1, ceil_mode=ceil_mode)(x).numpy()
+    assert out.shape[1] == expected_size
+    for i in range(expected_size):   # window rows 2i-1 .. 2i+1, clipped to the image
+        rows = x[0, max(2 * i - 1, 0):min(2 * i + 2, size)]
+        for j in range(out.shape[2]):
+            np.testing.assert_allclose(out[0, i, j, 0], rows[:, max(2 * j - 1, 0):2 * j + 2].max())
+
+
+def test_adaptive_average_pool_matches_pytorch_bins():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 13, 10, 3)).astype(np.float32)
+    for bins in (1, 2, 3, 6):
+        out = layers.AdaptiveAveragePool(bins)(x).numpy()
+        for i in range(bins):
+            r0, r1 = (i * 13) // bins, -(-(i + 1) * 13 // bins)
+            for j in range(bins):
+                c0, c1 = (j * 10) // bins, -(-(j + 1) * 10 // bins)
+                np.testing.assert_allclose(out[:, i, j], x[:, r0:r1, c0:c1].mean(axis=(1, 2)),
+                                           atol=1e-5)
+
+
+def test_pad_to_multiple_is_centred_and_crop_undoes_it():
+    x = tf.reshape(tf.range(1 * 33 * 30 * 1, dtype=tf.float32), (1, 33, 30, 1)) + 1
+    padded = layers.PadToMultiple(32)(x)
+    assert padded.shape == (1, 64, 32, 1)
+    # 31 rows of padding: 15 above, 16 below; 2 columns: 1 each side.
+    assert float(tf.reduce_sum(padded[:, :15])) == 0 and float(tf.reduce_sum(padded[:, 15])) > 0
+    assert float(tf.reduce_sum(padded[:, 48:])) == 0 and float(tf.reduce_sum(padded[:, 47])) > 0
+    np.testing.assert_array_equal(layers.CropLike()([padded, x]).numpy(), x.numpy())
