@@ -37,8 +37,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("methods", nargs="+", help="NAME=FLAGFILE pairs; the first is the reference")
     parser.add_argument("--steps", type=int, default=300, help="steps per method")
-    args, extra = parser.parse_known_args()
-    extra = [a for a in extra if a != "--"]
+    # Flags after `--` are the runs'; argparse would take them for more NAME=FLAGFILE pairs.
+    argv, extra = sys.argv[1:], []
+    if "--" in argv:
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    args = parser.parse_args(argv)
     rows = []
     for method in args.methods:
         name, flagfile = method.split("=", 1)

@@ -24,9 +24,9 @@ from PIL import Image
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
-from semiseg_tf.models import weights
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
+from semiseg_tf.models import weights
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
 FLAGS_FILE = "flags.txt"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import parse_flags
 from semiseg_tf import config, models, training
 from semiseg_tf.models import weights as weights_lib
 
@@ -174,3 +175,14 @@ def test_cli_reports_a_mismatched_weights_file_in_one_line(tmp_path):
         f"error: {tmp_path}/dense.h5: no weights for layer 'conv1' of deeplab2_small's backbone "
         "(is it the file for this network?)")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, learning_rate", [
+    ("deeplab2_resnet101", 3e-5), ("deeplab3plus_resnet101", 1e-5), ("pspnet_resnet101", 1e-4),
+    ("dense_unet_densenet161", 3e-4)])
+def test_network_flagfiles_hold_the_papers_settings(tmp_path, name, learning_rate):
+    """Supplement Table 2's learning rates, Adam, backbone at 0.1, and the network the file names."""
+    cfg, _ = parse_flags(flagfile=os.path.join(REPO, "flags", "networks", f"{name}.flags"),
+                         workdir=str(tmp_path / "run"))
+    assert (cfg.arch, cfg.learning_rate, cfg.opt_type, cfg.backbone_lr_scale, cfg.freeze_bn) == (
+        name, learning_rate, "adam", 0.1, True)

@@ -26,7 +26,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 KERAS_APPLICATIONS_BN_EPSILON = 1.001e-5
 
 _KERAS_RESNET_NAME = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
-_BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 class WeightsError(ValueError):
@@ -90,45 +89,35 @@ def from_keras_applications_resnet(weights, rgb_mean, rgb_std, epsilon=layers.BN
       epsilon: our batch norm's epsilon (the file's is 1.001e-5; the variance absorbs the difference).
     """
     mapped = {}
-    conv_bias = {}
     for name, variables in weights.items():
-        if name in ("conv1_conv", "conv1_bn"):
-            target = "conv1" if name.endswith("conv") else "bn1"
-        else:
-            match = _KERAS_RESNET_NAME.match(name)
-            if not match:
-                continue  # the classifier, pooling, activations
-            stage, block, index, kind = match.groups()
-            prefix = f"layer{int(stage) - 1}_{int(block) - 1}"
-            if index == "0":
-                target = f"{prefix}_downsample_{0 if kind == 'conv' else 1}"
-            else:
-                target = f"{prefix}_{kind}{index}"
-        if name.endswith("_conv"):
-            kernel = np.asarray(variables["kernel"], np.float64)
-            bias = np.asarray(variables.get("bias", np.zeros(kernel.shape[-1])), np.float64)
-            if target == "conv1":
-                kernel, bias = _fold_caffe_input(kernel, bias, rgb_mean, rgb_std)
-            mapped[target] = {"kernel": kernel}
-            conv_bias[name[:-len("conv")] + "bn"] = bias
-        else:
-            mapped[target] = dict(variables)
-    for name, variables in weights.items():
-        if name.endswith("_bn") and name in conv_bias:
-            target = _mapped_name(name)
-            bn = {k: np.asarray(v, np.float64) for k, v in mapped[target].items()}
-            bn["moving_mean"] = bn["moving_mean"] - conv_bias[name]
-            bn["moving_variance"] = bn["moving_variance"] + KERAS_APPLICATIONS_BN_EPSILON - epsilon
-            mapped[target] = bn
+        if not name.endswith("_conv") or _torchvision_name(name) is None:
+            continue  # batch norms are handled with their conv; the classifier is dropped
+        kernel = np.asarray(variables["kernel"], np.float64)
+        bias = np.asarray(variables.get("bias", np.zeros(kernel.shape[-1])), np.float64)
+        if name == "conv1_conv":
+            kernel, bias = _fold_caffe_input(kernel, bias, rgb_mean, rgb_std)
+        mapped[_torchvision_name(name)] = {"kernel": kernel}
+        # Every Keras conv is followed by its batch norm: BN(conv + b) is BN'(conv) with mean - b.
+        bn_name = name[:-len("conv")] + "bn"
+        bn = {k: np.asarray(v, np.float64) for k, v in weights[bn_name].items()}
+        bn["moving_mean"] = bn["moving_mean"] - bias
+        bn["moving_variance"] = bn["moving_variance"] + KERAS_APPLICATIONS_BN_EPSILON - epsilon
+        mapped[_torchvision_name(bn_name)] = bn
     return mapped
 
 
-def _mapped_name(keras_name):
-    if keras_name == "conv1_bn":
-        return "bn1"
-    stage, block, index, _ = _KERAS_RESNET_NAME.match(keras_name).groups()
+def _torchvision_name(keras_name):
+    """`conv4_block7_2_conv` -> `layer3_6_conv2`, `conv2_block1_0_bn` -> `layer1_0_downsample_1`."""
+    if keras_name in ("conv1_conv", "conv1_bn"):
+        return "conv1" if keras_name == "conv1_conv" else "bn1"
+    match = _KERAS_RESNET_NAME.match(keras_name)
+    if not match:
+        return None
+    stage, block, index, kind = match.groups()
     prefix = f"layer{int(stage) - 1}_{int(block) - 1}"
-    return f"{prefix}_downsample_1" if index == "0" else f"{prefix}_bn{index}"
+    if index == "0":
+        return f"{prefix}_downsample_{0 if kind == 'conv' else 1}"
+    return f"{prefix}_{kind}{index}"
 
 
 def _fold_caffe_input(kernel, bias, rgb_mean, rgb_std):
