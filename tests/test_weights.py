@@ -10,7 +10,6 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from semiseg_tf import models
 from semiseg_tf.models import convert_torchvision, densenet, layers, resnet, weights

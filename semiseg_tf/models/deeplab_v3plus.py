@@ -14,10 +14,8 @@ ASPP_DILATIONS = (12, 24, 36)
 
 
 def _conv_bn_relu(x, channels, kernel, name, dilation=1):
-    x = layers.conv(x, channels, kernel, f"{name}_conv", dilation=dilation,
-                    kernel_initializer=layers.kaiming_normal())
-    x = layers.batch_norm(f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+    return layers.conv_bn_relu(x, channels, kernel, name, dilation=dilation,
+                               kernel_initializer=layers.kaiming_normal())
 
 
 def deeplab_v3plus(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, aspp_channels=256,

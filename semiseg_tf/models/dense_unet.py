@@ -19,9 +19,7 @@ MULTIPLE = 32
 def _decoder_block(x, skip, channels, name):
     x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
     x = keras.layers.Add(name=f"{name}_add")([x, skip])
-    x = layers.conv(x, channels, 3, f"{name}_conv")
-    x = layers.batch_norm(f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+    return layers.conv_bn_relu(x, channels, 3, name)
 
 
 def dense_unet(num_classes, growth=48, blocks=(6, 12, 36, 24), init_features=96, final_channels=64,

@@ -104,6 +104,15 @@ def conv(x, channels, kernel, name, stride=1, dilation=1, use_bias=False, kernel
         bias_initializer=bias_initializer or "zeros", name=name)(x)
 
 
+def conv_bn_relu(x, channels, kernel, name, dilation=1, kernel_initializer=None, bn_mode=BN_TRAIN,
+                 **bn_kwargs):
+    """`conv` (no bias), batch norm, ReLU: layers `{name}_conv`, `{name}_bn`, `{name}_relu`."""
+    x = conv(x, channels, kernel, f"{name}_conv", dilation=dilation,
+             kernel_initializer=kernel_initializer)
+    x = batch_norm(f"{name}_bn", bn_mode, **bn_kwargs)(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
 @keras.saving.register_keras_serializable("semiseg_tf")
 class MaxPoolTorch(keras.layers.Layer):
     """PyTorch's `MaxPool2d(kernel, stride, padding, ceil_mode)`: padding never wins the max.

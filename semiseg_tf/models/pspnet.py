@@ -14,9 +14,8 @@ POOL_BINS = (1, 2, 3, 6)
 
 
 def _conv_bn_relu(x, channels, kernel, name):
-    x = layers.conv(x, channels, kernel, f"{name}_conv", kernel_initializer=layers.kaiming_normal())
-    x = layers.batch_norm(f"{name}_bn", beta_initializer=keras.initializers.Constant(1e-4))(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+    return layers.conv_bn_relu(x, channels, kernel, name, kernel_initializer=layers.kaiming_normal(),
+                               beta_initializer=keras.initializers.Constant(1e-4))
 
 
 def pspnet(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, pool_channels=512,

@@ -1,19 +1,13 @@
 """A small U-Net that trains on a 2-core CPU in minutes: for the demo and the tests."""
 import keras
 
+from semiseg_tf.models.layers import batch_norm
 from semiseg_tf.models.registry import register
-
-
-def _batch_norm(name):
-    # PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5), as in the authors' networks.
-    # synchronized=True: under MirroredStrategy the batch statistics are those of the global batch,
-    # so replicas keep identical moving statistics and match single-device training.
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
 
 
 def _conv_bn_relu(x, channels, name):
     x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = _batch_norm(f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -27,7 +21,7 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
     inputs = keras.Input((None, None, 3), name="image")
     x = keras.layers.Conv2D(base_channels, 3, strides=2, padding="same", use_bias=False,
                             name="stem_conv")(inputs)
-    x = _batch_norm("stem_bn")(x)
+    x = batch_norm("stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     skips = []
     for level in range(depth):
