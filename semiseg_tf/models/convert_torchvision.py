@@ -10,7 +10,6 @@ statistics become gamma/beta/moving statistics; the classifier (`fc`, `classifie
 Needs torch to read the .pth (`pip install -e .[convert]`); nothing else in the project does.
 """
 import re
-import sys
 
 import numpy as np
 from absl import app, flags
@@ -84,7 +83,7 @@ def main(argv):
     converted = convert_state_dict(state)
     weights_lib.write_weight_file(flags.FLAGS.output, converted)
     count = sum(v.size for layer in converted.values() for v in layer.values())
-    print(f"wrote {flags.FLAGS.output}: {len(converted)} layers, {count:,} values", file=sys.stdout)
+    print(f"wrote {flags.FLAGS.output}: {len(converted)} layers, {count:,} values")
 
 
 if __name__ == "__main__":

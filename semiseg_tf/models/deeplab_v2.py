@@ -32,7 +32,7 @@ def deeplab_v2(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, freeze_bn=
     inputs = keras.Input((None, None, 3), name="image")
     features = backbone(inputs)["layer4"]
     dilations = ASPP_DILATIONS[:2] if aspp_two_branches else ASPP_DILATIONS
-    fan_in = 9 * resnet.feature_channels(width)["layer4"]
+    fan_in = 9 * features.shape[-1]
     branches = [layers.conv(features, num_classes, 3, f"aspp_conv_d{d}", dilation=d, use_bias=True,
                             kernel_initializer=init, bias_initializer=layers.TorchBiasUniform(fan_in))
                 for d in dilations]

@@ -33,10 +33,10 @@ def dense_unet(num_classes, growth=48, blocks=(6, 12, 36, 24), init_features=96,
     """
     bn_mode = layers.BN_FROZEN_STATS if freeze_bn else layers.BN_TRAIN
     backbone = densenet.densenet(growth, blocks, init_features, bn_mode=bn_mode)
-    channels = densenet.feature_channels(growth, blocks, init_features)
     inputs = keras.Input((None, None, 3), name="image")
     padded = layers.PadToMultiple(MULTIPLE, name="pad")(inputs)
     features = backbone(padded)
+    channels = {name: feature.shape[-1] for name, feature in features.items()}
     stride16 = layers.conv(features["block3"], channels["out"], 1, "line0_conv", use_bias=True,
                            bias_initializer=layers.TorchBiasUniform(channels["block3"]))
     x = _decoder_block(features["out"], stride16, channels["block2"], "decoder16")

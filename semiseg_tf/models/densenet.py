@@ -12,7 +12,6 @@ import keras
 
 from semiseg_tf.models import layers
 
-DENSENET161 = dict(growth=48, blocks=(6, 12, 36, 24), init_features=96)
 BOTTLENECK_WIDTH = 4
 
 
@@ -43,34 +42,19 @@ def densenet(growth=48, blocks=(6, 12, 36, 24), init_features=96, bn_mode=layers
     x = keras.layers.ReLU(name="relu0")(x)
     features = {"stem": x}
     x = layers.MaxPoolTorch(3, 2, 1, name="pool0")(x)
-    channels = init_features
     for block, count in enumerate(blocks, 1):
         for index in range(1, count + 1):
             x = _dense_layer(x, growth, f"denseblock{block}_denselayer{index}", bn_mode, kernel_init)
-        channels += count * growth
         if block == len(blocks):
             break
         features[f"block{block}"] = x
         name_t = f"transition{block}"
         x = layers.batch_norm(f"{name_t}_norm", bn_mode)(x)
         x = keras.layers.ReLU(name=f"{name_t}_relu")(x)
-        channels //= 2
-        x = layers.conv(x, channels, 1, f"{name_t}_conv", kernel_initializer=kernel_init)
+        compressed = x.shape[-1] // 2  # compression 0.5
+        x = layers.conv(x, compressed, 1, f"{name_t}_conv", kernel_initializer=kernel_init)
         x = keras.layers.AveragePooling2D(2, name=f"{name_t}_pool")(x)
     x = layers.batch_norm("norm5", bn_mode)(x)
     features["out"] = keras.layers.ReLU(name="relu5")(x)
     return keras.Model(inputs, features, name=name)
 
-
-def feature_channels(growth=48, blocks=(6, 12, 36, 24), init_features=96):
-    """Channels of each feature map of `densenet(...)`."""
-    channels = {"stem": init_features}
-    current = init_features
-    for block, count in enumerate(blocks, 1):
-        current += count * growth
-        if block == len(blocks):
-            channels["out"] = current
-        else:
-            channels[f"block{block}"] = current
-            current //= 2
-    return channels

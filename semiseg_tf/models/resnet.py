@@ -100,7 +100,3 @@ def resnet(layout="torchvision", blocks=RESNET101_BLOCKS, width=64, output_strid
         features[f"layer{stage}"] = x
     return keras.Model(inputs, features, name=name)
 
-
-def feature_channels(width=64):
-    """Channels of each feature map of `resnet(width=...)`."""
-    return {"layer1": 4 * width, "layer2": 8 * width, "layer3": 16 * width, "layer4": 32 * width}

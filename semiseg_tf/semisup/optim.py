@@ -53,15 +53,17 @@ class LearningRateGroupsMixin:
     key, which maps a replica's copy to its distributed variable.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lr_factors = {}  # optimiser's variable key -> factor; absent: 1
+
     def scale_learning_rate(self, variables, factor):
         """From now on `variables` are updated at `factor` times the scheduled rate."""
-        if not hasattr(self, "_lr_factors"):
-            self._lr_factors = {}
         for variable in variables:
             self._lr_factors[self._var_key(variable)] = float(factor)
 
     def learning_rate_factor(self, variable):
-        return getattr(self, "_lr_factors", {}).get(self._var_key(variable), 1.0)
+        return self._lr_factors.get(self._var_key(variable), 1.0)
 
     def update_step(self, gradient, variable, learning_rate):
         factor = self.learning_rate_factor(variable)
