@@ -8,7 +8,9 @@ Each ARCH:CROP runs twice, supervised (`--cons_weight=0`: one student pass) and 
 `MeanTeacher.train_step` compiled as in training (Adam, backbone at 0.1 of the rate), on random
 images. Each measurement is its own process, so its peak resident memory (and peak GPU memory, when
 there is a GPU) is its own. The first step (tracing) is not timed; the table gives the median of the
-next `--steps`.
+next `--steps`. With `--max_rss_gib` a measurement whose resident memory passes that ceiling is
+stopped and reported as not fitting (Linux: read from /proc), instead of meeting the kernel's
+out-of-memory killer.
 """
 import argparse
 import json
@@ -63,11 +65,50 @@ def measure(arch, crop, batch, steps, cutmix):
             "gpu_gib": gpu_peak}
 
 
+def resident_gib(pid):
+    """Resident memory of a live process in GiB, from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        return None
+    return None
+
+
+def run_child(command, env, max_rss_gib):
+    """Runs one measurement; returns (result dict or None, peak RSS seen when stopped, stderr)."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        # Pipes are drained by communicate(); the polling only reads /proc, so the child cannot
+        # block on a full pipe while the parent watches its memory.
+        if not max_rss_gib:
+            stdout, stderr = proc.communicate()
+        else:
+            peak = 0.0
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    peak = max(peak, resident_gib(proc.pid) or 0.0)
+                    if peak > max_rss_gib:
+                        proc.kill()
+                        proc.communicate()
+                        return None, peak, ""
+    if proc.returncode != 0:
+        return None, None, stderr
+    return json.loads(stdout.strip().splitlines()[-1]), None, stderr
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("networks", nargs="*", help="ARCH:CROP pairs")
     parser.add_argument("--batch", type=int, default=2, help="labelled batch (and each unlabelled)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps after the first")
+    parser.add_argument("--max_rss_gib", type=float, default=0,
+                        help="stop a measurement whose resident memory passes this (0: no ceiling)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # ARCH:CROP:cutmix|supervised
     args = parser.parse_args()
     if args.child:
@@ -84,20 +125,27 @@ def main():
         arch, crop = network.split(":")
         results = {}
         for mode in ("supervised", "cutmix"):
-            proc = subprocess.run([sys.executable, __file__, f"--child={arch}:{crop}:{mode}",
-                                   f"--batch={args.batch}", f"--steps={args.steps}"],
-                                  capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                sys.exit(f"{arch} {mode} failed:\n{proc.stderr[-3000:]}")
-            results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{arch} {mode}: {results[mode]}", file=sys.stderr, flush=True)
+            result, stopped_at, stderr = run_child(
+                [sys.executable, __file__, f"--child={arch}:{crop}:{mode}",
+                 f"--batch={args.batch}", f"--steps={args.steps}"], env, args.max_rss_gib)
+            if stopped_at is not None:
+                print(f"{arch} {mode}: stopped at {stopped_at:.1f} GiB resident "
+                      f"(ceiling {args.max_rss_gib:g} GiB)", file=sys.stderr, flush=True)
+            elif result is None:
+                sys.exit(f"{arch} {mode} failed:\n{stderr[-3000:]}")
+            else:
+                print(f"{arch} {mode}: {result}", file=sys.stderr, flush=True)
+            results[mode] = result
         sup, mix = results["supervised"], results["cutmix"]
-        memory = f"{sup['rss_gib']:.1f} / {mix['rss_gib']:.1f}"
-        if sup["gpu_gib"] is not None:
-            memory += f" (GPU {sup['gpu_gib']:.1f} / {mix['gpu_gib']:.1f})"
-        print(f"| {arch} | {crop} | {args.batch} | {sup['seconds']:.2f} | {mix['seconds']:.2f} "
-              f"| {mix['seconds'] / sup['seconds']:.2f}x | {memory} |", flush=True)
-
+        over = f"does not fit (> {args.max_rss_gib:g} GiB)"
+        seconds = [f"{r['seconds']:.2f}" if r else over for r in (sup, mix)]
+        ratio = f"{mix['seconds'] / sup['seconds']:.2f}x" if sup and mix else "-"
+        memory = " / ".join(f"{r['rss_gib']:.1f}" if r else "-" for r in (sup, mix))
+        if any(r and r["gpu_gib"] is not None for r in (sup, mix)):
+            memory += " (GPU " + " / ".join(
+                f"{r['gpu_gib']:.1f}" if r else "-" for r in (sup, mix)) + ")"
+        print(f"| {arch} | {crop} | {args.batch} | {seconds[0]} | {seconds[1]} | {ratio} "
+              f"| {memory} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ class ConfigError(ValueError):
     """A flag has a wrong value; the message names the flag."""
 
 
+DATASETS = ("synthetic", "pascal_aug", "pascal", "cityscapes", "isic2017", "camvid", "folder")
 _NAMES = []
 # Flags that change what is logged or when the run pauses, not what is trained: a resumed run may
 # give them other values.
@@ -43,11 +44,36 @@ _define("integer", "cpu_devices", 1, "Split the CPU into this many logical devic
         "--strategy=mirrored can be tried without GPUs. Ignored when a GPU is present.")
 
 # --- data ---------------------------------------------------------------------------------------------
-_define("enum", "dataset", "synthetic", ["synthetic"], "Data source. 'synthetic' is the embedded "
-        "dataset, generated from --synthetic_seed with no files.")
+_define("enum", "dataset", "synthetic", list(DATASETS),
+        "Data source: synthetic (embedded, generated from --synthetic_seed, no files); pascal_aug "
+        "(VOC 2012 + SBD labels, 10,582 training images, the paper's); pascal (VOC 2012, 1,464); "
+        "cityscapes; isic2017; camvid (SegNet layout); folder (your own images/ and masks/). The "
+        "file-based ones read --data_dir and are prepared once into --prepared_dir (README, Datasets).")
+_define("string", "data_dir", None, "The dataset's folder as downloaded: pascal*: the VOC2012 folder "
+        "(JPEGImages/, SegmentationClassAug/ or SegmentationClass/); cityscapes: leftImg8bit/ and "
+        "gtFine/ or their zips; isic2017: the official training/validation folders or zips; camvid: "
+        "train/, trainannot/, val/, ...; folder: images/, masks/ (README).")
+_define("string", "prepared_dir", None, "Where the prepared records (sharded TFRecords and a "
+        "manifest) are written once and read from. Default: ~/.cache/semiseg_tf/prepared/DATASET-HASH "
+        "(HASH from --data_dir; $XDG_CACHE_HOME is honoured). Use a shared folder for multi-machine "
+        "jobs.")
+_define("integer", "prepare_workers", 0, "Threads that decode and convert images while preparing "
+        "(0: one per CPU core).")
 _define("integer", "n_sup", 10, "Number of labelled training images (-1: all). Every training image, "
         "labelled or not, is also in the unlabelled set.")
-_define("integer", "split_seed", 12345, "Seed of the permutation that picks the labelled subset.")
+_define("integer", "split_seed", 12345, "Seed of the permutation that picks the labelled subset "
+        "(numpy RandomState over the sorted training names, as the authors': their Cityscapes seeds "
+        "12345-56789 pick their subsets). pascal_aug ignores it: it takes the shipped Mittal split.")
+_define("string", "split_file", None, "A text file of training image names, one per line: "
+        "--n_sup=k labels the first k (replaces the seeded draw, and pascal_aug's shipped split).")
+_define("integer", "n_val", 0, "Hold out this many labelled training images for validation "
+        "(drawn with --val_seed; the official validation set is then evaluated once at the end, as "
+        "a test set). 0: validate on the official validation set.")
+_define("integer", "val_seed", 131, "Seed of the --n_val hold-out draw.")
+_define("integer", "num_classes", 0, "--dataset=folder: the number of classes, when neither "
+        "classes.txt nor palette.txt says it (0: the largest id in the masks plus one).")
+_define("boolean", "bin_fill_holes", False, "Two-class datasets (ISIC 2017): fill holes in each "
+        "predicted foreground region before scoring, as the paper does.")
 _define("integer", "synthetic_num_train", 1000, "Synthetic dataset: number of training images.")
 _define("integer", "synthetic_num_val", 200, "Synthetic dataset: number of validation images.")
 _define("integer", "synthetic_image_size", 64, "Synthetic dataset: side of the square images, px.")
@@ -249,6 +275,17 @@ def from_flags(flag_values=flags.FLAGS):
         _require(values["n_sup"] <= values["synthetic_num_train"], "n_sup", values["n_sup"],
                  f"more than the {values['synthetic_num_train']} training images "
                  "(--synthetic_num_train)")
+    else:
+        _require(values["data_dir"], "data_dir", "", f"--dataset={values['dataset']} reads its "
+                 "files from --data_dir, the dataset's folder")
+        for name in ("data_dir", "prepared_dir", "split_file"):
+            if values[name]:
+                values[name] = os.path.abspath(os.path.expanduser(values[name]))
+        _require(os.path.isdir(values["data_dir"]), "data_dir", values["data_dir"], "no such folder")
+        _require(not values["split_file"] or os.path.isfile(values["split_file"]), "split_file",
+                 values["split_file"], "no such file")
+    for name in ("n_val", "num_classes", "prepare_workers"):
+        _require(values[name] >= 0, name, values[name], "must be >= 0")
     values["crop_size"] = _parse_ints("crop_size", values["crop_size"], 2)
     values["mask_prop_range"] = _parse_prop_range(values["mask_prop_range"])
     _require(values["arch"] in models.available(), "arch", values["arch"],

@@ -9,6 +9,7 @@ import sys
 from absl import app, flags, logging
 
 from semiseg_tf import config, training
+from semiseg_tf.data.native import DataError
 from semiseg_tf.models import weights
 
 # The flags live in config.py; adopting them makes `--help` list and explain every one.
@@ -22,7 +23,7 @@ def main(argv):
     try:
         cfg = config.from_flags()
         result = training.Trainer(cfg, config.to_flagfile_text()).run()
-    except (config.ConfigError, weights.WeightsError) as error:
+    except (config.ConfigError, weights.WeightsError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

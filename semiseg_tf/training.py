@@ -20,12 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from scipy import ndimage
 
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
 from semiseg_tf.augment import boxmask, colour, geometric
-from semiseg_tf.data import base, pipeline, synthetic
+from semiseg_tf.data import base, pipeline, prepared, synthetic
 from semiseg_tf.models import weights
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
@@ -66,12 +67,16 @@ def make_strategy(cfg):
     return tf.distribute.get_strategy()
 
 
-def build_source(cfg):
+def build_source(cfg, out=sys.stderr):
+    """The data source of `cfg.dataset`; file-based ones are listed, checked and prepared (once)."""
     if cfg.dataset == "synthetic":
         return synthetic.SyntheticSource(cfg.synthetic_num_train, cfg.synthetic_num_val,
                                          cfg.synthetic_image_size, cfg.synthetic_seed,
                                          cfg.synthetic_representative_split)
-    raise config_lib.ConfigError(f"--dataset={cfg.dataset}: unknown dataset")
+    return prepared.build_prepared_source(
+        cfg.dataset, cfg.data_dir, cfg.prepared_dir, n_sup=cfg.n_sup, n_val=cfg.n_val,
+        val_seed=cfg.val_seed, split_file=cfg.split_file, num_classes=cfg.num_classes,
+        workers=cfg.prepare_workers or None, out=out)
 
 
 def build_perturbation(cfg):
@@ -171,11 +176,16 @@ def check_workdir_flags(workdir, flagfile_text):
 
 
 class Evaluator:
-    """Full-image evaluation of a network on the validation set (SPEC 5)."""
+    """Full-image evaluation of a network (SPEC 5): on the validation set, or on `dataset`.
 
-    def __init__(self, source, batch_size):
+    fill_holes: two-class datasets: holes in each predicted foreground region are filled before
+    scoring (`scipy.ndimage.binary_fill_holes`, the authors' --bin_fill_holes).
+    """
+
+    def __init__(self, source, batch_size, multiple=1, fill_holes=False, dataset=None):
         self.source = source
-        self.dataset = pipeline.validation_dataset(source, batch_size)
+        self.fill_holes = fill_holes
+        self.dataset = pipeline.validation_dataset(source, batch_size, multiple, dataset)
         self._predictors = {}   # id(network) -> (network, traced predict function), traced once
 
     def _predictor(self, network):
@@ -190,8 +200,12 @@ class Evaluator:
         predict = self._predictor(network)
         confusion = np.zeros((self.source.num_classes,) * 2, np.int64)
         for batch in self.dataset:
+            predictions = predict(batch["image"])
+            if self.fill_holes:
+                predictions = np.stack([ndimage.binary_fill_holes(p != 0).astype(np.int32)
+                                        for p in predictions.numpy()])
             confusion += metrics_lib.confusion_matrix(
-                batch["label"], predict(batch["image"]), self.source.num_classes).numpy()
+                batch["label"], predictions, self.source.num_classes).numpy()
         per_class, mean_iou = metrics_lib.iou_from_confusion(confusion)
         return {"miou": mean_iou,
                 "per_class_iou": dict(zip(self.source.class_names, map(float, per_class)))}
@@ -214,7 +228,11 @@ class Trainer:
 
         self.strategy = make_strategy(cfg)
         keras.utils.set_random_seed(cfg.seed)
-        self.source = build_source(cfg)
+        self.source = build_source(cfg, out=self.out)
+        if cfg.bin_fill_holes and self.source.num_classes != 2:
+            raise config_lib.ConfigError(
+                f"--bin_fill_holes: needs a two-class dataset; {cfg.dataset} has "
+                f"{self.source.num_classes} classes")
         labelled, unlabelled = self.source.labelled_split(cfg.n_sup, cfg.split_seed)
         with self.strategy.scope():
             self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
@@ -234,7 +252,11 @@ class Trainer:
         # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(cfg.workdir, "checkpoints"), max_to_keep=cfg.keep_checkpoints)
-        self.evaluator = Evaluator(self.source, cfg.eval_batch_size)
+        multiple = models.input_multiple(cfg.arch)
+        self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes)
+        test_set = self.source.test()
+        self.test_evaluator = None if test_set is None else Evaluator(
+            self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set)
         tb_dir = os.path.join(cfg.workdir, "tensorboard")
         self.train_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "train"))
         self.eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
@@ -334,6 +356,13 @@ class Trainer:
         result = {"step": cfg.train_steps, "miou": history[-1]["miou"],
                   "per_class_iou": history[-1]["per_class_iou"], "eval_history": history,
                   "workdir": cfg.workdir}
+        if self.test_evaluator is not None:
+            # Once, at the end, as the authors do (CamVid's test set, or the official validation
+            # set when --n_val holds out validation images).
+            result["test"] = self.test_evaluator(self.model.teacher)
+            classes = "  ".join(f"{n} {100 * v:.1f}" for n, v in result["test"]["per_class_iou"].items())
+            self._print(f"test @ step {cfg.train_steps}: mIoU {100 * result['test']['miou']:.2f}%  "
+                        f"({classes})")
         atomic_write_bytes(os.path.join(cfg.workdir, METRICS_FILE),
                            json.dumps(result, indent=2).encode())
         return result

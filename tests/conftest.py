@@ -31,3 +31,17 @@ def tiny_run(tmp_path):
         values = {**TINY_RUN, "workdir": str(tmp_path / "run"), **overrides}
         return parse_flags(**values)
     return make
+
+
+@pytest.fixture(scope="session")
+def pascal_aug_dir(tmp_path_factory):
+    """A VOC2012 folder with every name of the shipped split (tiny images), prepared once per session:
+    (data_dir, prepared_dir)."""
+    import dataset_fixtures
+    from semiseg_tf.data import layouts, records
+    root = tmp_path_factory.mktemp("pascal_aug")
+    dataset_fixtures.write_pascal(root / "VOC2012", augmented=True)
+    with open(os.devnull, "w") as out:
+        records.prepare(layouts.pascal_layout(str(root / "VOC2012")), str(root / "prepared"),
+                        out=out)
+    return root / "VOC2012", root / "prepared"

@@ -17,6 +17,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ["--arch=deeplab2_small", "--backbone_lr_scale=0.1"],
 ], ids=["cutmix", "augment_colour", "vat", "deeplab2_lr_groups"])
 def test_two_replicas_match_one_device(tmp_path, flags):
+    check_two_replicas_match_one_device(tmp_path, flags)
+
+
+def test_two_replicas_match_one_device_on_prepared_records(tmp_path):
+    """The records' reader (a positioned read inside tf.data) under MirroredStrategy."""
+    import dataset_fixtures
+    dataset_fixtures.write_camvid(tmp_path / "camvid")
+    check_two_replicas_match_one_device(tmp_path, [
+        "--dataset=camvid", f"--data_dir={tmp_path}/camvid", f"--prepared_dir={tmp_path}/prepared",
+        "--n_sup=4"])
+
+
+def check_two_replicas_match_one_device(tmp_path, flags):
     # A fresh process: logical devices can only be configured before TensorFlow starts.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mirrored_equivalence.py"),

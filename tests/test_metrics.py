@@ -1,5 +1,7 @@
 """IoU from a confusion matrix, against a hand-worked example."""
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from semiseg_tf import metrics
 
@@ -29,3 +31,34 @@ def test_dataset_level_not_per_image_average():
     second = metrics.confusion_matrix(np.full(9, 1), np.zeros(9, int), 2).numpy()
     per_class, _ = metrics.iou_from_confusion(first + second)
     np.testing.assert_allclose(per_class[1], 1 / 10)   # per-image average would be (1 + 0) / 2
+
+
+def test_evaluator_fills_holes_of_binary_predictions_before_scoring():
+    """A predicted ring around a 3x3 hole against a 5x5 square lesion: filled, it is the square."""
+    from semiseg_tf import training
+    from semiseg_tf.data import base
+
+    truth = np.zeros((9, 9), np.uint8)
+    truth[2:7, 2:7] = 1
+
+    class Square(base.DataSource):
+        name, class_names, fixed_image_size = "square", ("background", "lesion"), (9, 9)
+        num_train = 0
+
+        def read_train(self, index):
+            raise NotImplementedError
+
+        def validation(self):
+            return tf.data.Dataset.from_tensors((np.zeros((9, 9, 3), np.uint8), truth))
+
+    ring = truth.copy()
+    ring[3:6, 3:6] = 0
+
+    def network(images, training=False):
+        return tf.one_hot(tf.constant(ring[None], tf.int32), 2) * tf.ones_like(images[..., :1])
+
+    plain = training.Evaluator(Square(), 1)(network)
+    filled = training.Evaluator(Square(), 1, fill_holes=True)(network)
+    assert plain["per_class_iou"]["lesion"] == pytest.approx(16 / 25)
+    assert plain["per_class_iou"]["background"] == pytest.approx(56 / 65)
+    assert filled["miou"] == 1.0

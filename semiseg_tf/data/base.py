@@ -43,6 +43,10 @@ class DataSource(abc.ABC):
     def validation(self):
         """A `tf.data.Dataset` of full-size (image, label) pairs, unbatched."""
 
+    def test(self):
+        """A `tf.data.Dataset` of the test set's (image, label) pairs, or None (the default)."""
+        return None
+
     def labelled_split(self, n_sup, split_seed):
         """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""
         return labelled_split(self.num_train, n_sup, split_seed)

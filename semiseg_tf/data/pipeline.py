@@ -10,6 +10,7 @@ import dataclasses
 import tensorflow as tf
 
 from semiseg_tf.augment import colour, geometric
+from semiseg_tf.data.base import IGNORE_LABEL
 
 # Fixed stream identities, folded into the run seed.
 LABELLED_STREAM = 0
@@ -164,10 +165,30 @@ class InputPipeline:
         return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def validation_dataset(source, batch_size):
-    """Full validation images, normalised: {'image', 'label'} batches (batch 1 if sizes differ)."""
+def pad_to_multiple(image, label, multiple):
+    """Pads a normalised image (with 0, the mean colour) and its label (with 255) centrally, `d // 2`
+    before and the rest after, to sizes that are multiples of `multiple` (the authors' `SegCollate`)."""
+    shape = tf.shape(image)
+    padded = (shape[:2] + multiple - 1) // multiple * multiple
+    before = (padded - shape[:2]) // 2
+    paddings = tf.stack([before, padded - shape[:2] - before], axis=1)
+    image = tf.pad(image, tf.concat([paddings, [[0, 0]]], axis=0))
+    label = tf.pad(label, paddings, constant_values=IGNORE_LABEL)
+    return image, label
+
+
+def validation_dataset(source, batch_size, multiple=1, dataset=None):
+    """Full validation images, normalised: {'image', 'label'} batches (batch 1 if sizes differ).
+
+    `multiple`: images are padded to multiples of it for networks that need it (labels 255 there).
+    `dataset`: (image, label) pairs to use instead of `source.validation()` (e.g. its test set).
+    """
     def prepare(image, label):
-        return {"image": normalise(image, source.rgb_mean, source.rgb_std),
-                "label": tf.cast(label, tf.int32)}
-    return (source.validation().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        image = normalise(image, source.rgb_mean, source.rgb_std)
+        label = tf.cast(label, tf.int32)
+        if multiple > 1:
+            image, label = pad_to_multiple(image, label, multiple)
+        return {"image": image, "label": label}
+    dataset = source.validation() if dataset is None else dataset
+    return (dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size if source.fixed_image_size else 1).prefetch(tf.data.AUTOTUNE))

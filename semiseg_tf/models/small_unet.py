@@ -1,7 +1,7 @@
 """A small U-Net that trains on a 2-core CPU in minutes: for the demo and the tests."""
 import keras
 
-from semiseg_tf.models.layers import batch_norm
+from semiseg_tf.models.layers import ResizeLike, batch_norm
 from semiseg_tf.models.registry import register
 
 
@@ -33,12 +33,14 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
     x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_a")
     x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_b")
     for level in reversed(range(depth)):
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
+        # Bilinear 2x, as UpSampling2D computes it, but also for images whose size is only known
+        # when they arrive (evaluation on full images of varied sizes).
+        x = ResizeLike(name=f"up{level}")([x, skips[level]])
         x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
         x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}a")
         x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}b")
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
-    logits = keras.layers.UpSampling2D(2, interpolation="bilinear", name="upsample_logits")(logits)
+    logits = ResizeLike(name="upsample_logits")([logits, inputs])
     return keras.Model(inputs, logits, name=name)
 
 

@@ -1,0 +1,227 @@
+"""Reading images and labels as users download them, and turning each into a prepared sample.
+
+Files are read from folders or straight from the official zips (`FileRef`). `convert` decodes one
+image and its label, checks them (readable, same size, label values within the classes or 255) and
+applies the dataset's preparation: Cityscapes' half resolution, ISIC's resize, a label id mapping.
+A problem raises `DataError` with one line naming the file.
+
+No TensorFlow here: this is plain file reading and image work, runnable (and testable) on its own;
+records.py runs `convert` on several threads and writes the results.
+"""
+import dataclasses
+import io
+import os
+import zipfile
+
+import cv2
+import numpy as np
+from PIL import Image
+
+IGNORE_LABEL = 255
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message is one line that names the file or folder."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRef:
+    """A file in a folder (`member` None) or a member of a zip archive (`path` is the archive)."""
+    path: str
+    member: str = None
+
+    def read(self):
+        try:
+            if self.member is None:
+                with open(self.path, "rb") as f:
+                    return f.read()
+            return _open_zip(self.path).read(self.member)
+        except (OSError, KeyError, zipfile.BadZipFile) as error:
+            raise DataError(f"{self}: cannot read ({error.__class__.__name__}: "
+                            f"{getattr(error, 'strerror', None) or error})") from None
+
+    def __str__(self):
+        return self.path if self.member is None else f"{self.path}:{self.member}"
+
+
+_open_zips = {}
+
+
+def _open_zip(path):
+    """One open ZipFile per archive and process (reading its directory again per member is slow)."""
+    if path not in _open_zips:
+        _open_zips[path] = zipfile.ZipFile(path)
+    return _open_zips[path]
+
+
+@dataclasses.dataclass(frozen=True)
+class RawSample:
+    """One sample as found on disk: its name, its image and its label (None: unlabelled only)."""
+    name: str
+    image: FileRef
+    label: FileRef = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """How a dataset's raw samples become prepared ones (applied in this order).
+
+    half_resolution: 2x2 block mean of the image, truncated to uint8, and 2x2 majority vote of the
+      raw label values, ties to the lowest (Cityscapes, SPEC 3.11).
+    resize_to: (height, width): image and raw label resized with OpenCV's area interpolation (ISIC).
+    palette: for RGB masks, ((r, g, b), ...) where entry k is the colour of class k.
+    label_lut: 256 entries, raw label value -> class id or 255 (Cityscapes ids, ISIC's threshold).
+    num_classes: labels must then lie in [0, num_classes) or be 255; None: not checked here (a folder
+      dataset whose class count is read from its labels).
+    """
+    num_classes: int = None
+    half_resolution: bool = False
+    resize_to: tuple = None
+    palette: tuple = None
+    label_lut: tuple = None
+
+
+@dataclasses.dataclass
+class PreparedSample:
+    name: str
+    image: bytes           # JPEG or PNG, RGB
+    label: bytes           # PNG, 8-bit grey, class ids and 255; b"" for an unlabelled-only sample
+    height: int
+    width: int
+    label_counts: np.ndarray  # [256] pixels of each label value (255 included)
+
+
+def decode_image(ref, data=None):
+    """(uint8 RGB array [H, W, 3], PIL format name) of an image file; DataError if unreadable."""
+    data = ref.read() if data is None else data
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{ref}: not a readable image ({error})") from None
+    return array, image_format
+
+
+def decode_label(ref, palette=None):
+    """The label map of a mask file as an int array [H, W]: palette PNGs give their indices, grey
+    PNGs their values; RGB masks need `palette` (or equal channels)."""
+    data = ref.read()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mode = image.mode
+            array = np.asarray(image.convert("RGB") if mode in ("RGBA", "LA") else image)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{ref}: not a readable label image ({error})") from None
+    if array.ndim == 3:
+        if palette is not None:
+            return _colours_to_classes(ref, array[..., :3], palette)
+        if not (np.array_equal(array[..., 0], array[..., 1])
+                and np.array_equal(array[..., 0], array[..., 2])):
+            raise DataError(f"{ref}: an RGB mask with colours; give the class colours "
+                            "(palette.txt in the folder, one 'R G B' line per class)")
+        array = array[..., 0]
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    return array.astype(np.int64)
+
+
+def _colours_to_classes(ref, rgb, palette):
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    lookup = {(r << 16) | (g << 8) | b: k for k, (r, g, b) in enumerate(palette)}
+    unique, inverse = np.unique(codes, return_inverse=True)
+    unknown = [u for u in unique if u not in lookup]
+    if unknown:
+        colours = ", ".join(f"({u >> 16}, {(u >> 8) & 255}, {u & 255})" for u in unknown[:3])
+        raise DataError(f"{ref}: mask colours {colours} are not in the palette")
+    return np.array([lookup[u] for u in unique], np.int64)[inverse].reshape(codes.shape)
+
+
+def half_resolution_image(image):
+    """2x2 block mean truncated to uint8 (skimage's downscale_local_mean then astype, SPEC 3.11)."""
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    blocks = image[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).astype(np.float64)
+    return blocks.mean(axis=(1, 3)).astype(np.uint8)
+
+
+def half_resolution_label(label):
+    """2x2 majority vote; a tie goes to the lowest value (the authors' argmax of counts)."""
+    h, w = label.shape[0] // 2 * 2, label.shape[1] // 2 * 2
+    blocks = label[:h, :w].reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(h // 2, w // 2, 4)
+    values = np.unique(blocks)
+    # Counts of each present value per block; argmax takes the first (lowest) of equal counts.
+    counts = (blocks[..., None] == values).sum(axis=2)
+    return values[np.argmax(counts, axis=-1)]
+
+
+def encode_png(array):
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def convert(sample, conversion):
+    """Reads, checks and prepares one `RawSample` according to a `Conversion`; a `PreparedSample`."""
+    image_bytes = sample.image.read()
+    image, image_format = decode_image(sample.image, image_bytes)
+    label = None
+    if sample.label is not None:
+        label = decode_label(sample.label, conversion.palette)
+        if label.shape != image.shape[:2]:
+            raise DataError(f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} px but its "
+                            f"image {sample.image} is {image.shape[1]}x{image.shape[0]}")
+        if label.min() < 0 or label.max() > 255:
+            raise DataError(f"{sample.label}: label values must lie in 0-255 "
+                            f"(found {label.min()}..{label.max()})")
+    reencode = conversion.half_resolution or conversion.resize_to is not None
+    if conversion.half_resolution:
+        image = half_resolution_image(image)
+        label = None if label is None else half_resolution_label(label)
+    if conversion.resize_to is not None:
+        size = (conversion.resize_to[1], conversion.resize_to[0])
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if label is not None:
+            label = cv2.resize(label.astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+    if label is not None:
+        label = label.astype(np.uint8)
+        if conversion.label_lut is not None:
+            label = np.asarray(conversion.label_lut, np.uint8)[label]
+        counts = np.bincount(label.ravel(), minlength=256)
+        check_label_values(sample.label, counts, conversion.num_classes)
+    else:
+        counts = np.zeros(256, np.int64)
+    # JPEG and 8-bit RGB/grey PNG files are kept byte for byte; anything else is stored as PNG.
+    if reencode or image_format not in ("JPEG", "PNG"):
+        image_bytes = encode_png(image)
+    elif image_format == "PNG":
+        with Image.open(io.BytesIO(image_bytes)) as original:
+            if original.mode not in ("RGB", "L"):
+                image_bytes = encode_png(image)
+    return PreparedSample(name=sample.name, image=image_bytes,
+                          label=b"" if label is None else encode_png(label),
+                          height=image.shape[0], width=image.shape[1], label_counts=counts)
+
+
+def check_label_values(ref, counts, num_classes):
+    """DataError naming `ref` if a label holds values outside [0, num_classes) other than 255."""
+    if num_classes is None:
+        return
+    bad = [v for v in np.flatnonzero(counts) if num_classes <= v < IGNORE_LABEL]
+    if bad:
+        values = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise DataError(f"{ref}: label values {values} are outside the {num_classes} classes "
+                        f"(0-{num_classes - 1}) and are not {IGNORE_LABEL} (ignore)")
+
+
+def file_fingerprint(refs):
+    """(path, size, mtime) of every distinct file behind `refs` (zip archives once): detects raw data
+    that changed after it was prepared."""
+    seen = {}
+    for ref in refs:
+        if ref is not None and ref.path not in seen:
+            try:
+                stat = os.stat(ref.path)
+            except OSError:
+                raise DataError(f"{ref.path}: missing") from None
+            seen[ref.path] = (stat.st_size, int(stat.st_mtime))
+    return sorted((path, size, mtime) for path, (size, mtime) in seen.items())

@@ -1,0 +1,336 @@
+"""Prepared datasets: sharded TFRecord files with a manifest, made once and read by index.
+
+`prepare(layout, prepared_dir)` converts every raw sample (native.convert, on parallel threads)
+into a `tf.train.Example` with the encoded image and label, written in order into shards of about
+`SHARD_BYTES`. Each shard is written under a temporary name and renamed when complete; the
+manifest, which lists the shards with their sizes and SHA-256 digests, the byte offset of every record
+and each label's class counts, is written last, also by a rename. A preparation that was killed
+therefore has no manifest, and is redone. So is one whose raw files, conversion or format changed
+(the manifest's `key`), or whose shards no longer have the recorded sizes; `verify=True` (the
+`prepare` command's default) also re-hashes every shard. A lock file serialises preparations of the
+same folder by several processes (e.g. the workers of one multi-worker job).
+
+Reading: the training pipeline addresses samples by index (every sample is a function of its stream
+position, data/pipeline.py), so `RecordReader` reads record i with one positioned read at its recorded
+offset: random access, parallel (tf.data map workers), and no data held in memory. The shards stay
+ordinary TFRecord files that `tf.data.TFRecordDataset` also reads.
+"""
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import multiprocessing.pool
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from semiseg_tf.data import native
+from semiseg_tf.data.native import DataError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_BYTES = 256 * 2 ** 20
+# A TFRecord is: uint64 length, uint32 CRC of the length, the data, uint32 CRC of the data.
+_RECORD_HEADER, _RECORD_OVERHEAD = 12, 16
+_FEATURES = {
+    "name": tf.io.FixedLenFeature([], tf.string),
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _bytes_feature(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def serialise(sample):
+    """A `native.PreparedSample` as a serialised `tf.train.Example`."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        "name": _bytes_feature(sample.name.encode()),
+        "image": _bytes_feature(sample.image),
+        "label": _bytes_feature(sample.label),
+        "height": _int_feature(sample.height),
+        "width": _int_feature(sample.width),
+    })).SerializeToString()
+
+
+def layout_key(layout):
+    """What the prepared records depend on: format, dataset, conversion, and every raw file's path,
+    size and modification time (a changed or replaced file makes the preparation stale)."""
+    refs = [ref for samples in layout.splits.values() for s in samples for ref in (s.image, s.label)]
+    listing = json.dumps({split: [s.name for s in samples] for split, samples in layout.splits.items()})
+    digest = hashlib.sha256()
+    digest.update(repr(native.file_fingerprint(refs)).encode())
+    digest.update(listing.encode())
+    return {"format": FORMAT_VERSION, "dataset": layout.dataset,
+            "conversion": repr(layout.conversion), "raw_files": digest.hexdigest()}
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(prepared_dir):
+    """The manifest, or None when there is none (never prepared, or a preparation was cut short)."""
+    path = os.path.join(prepared_dir, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def check_prepared(prepared_dir, manifest, key=None, verify=False):
+    """Why the prepared records cannot be used, or None when they can.
+
+    Checks the manifest's key against `key` (when given), every shard's presence and size, and with
+    `verify` every shard's SHA-256 digest.
+    """
+    if manifest is None:
+        return "not prepared yet (no manifest)"
+    if key is not None and manifest.get("key") != key:
+        changed = [k for k in key if manifest.get("key", {}).get(k) != key[k]]
+        return f"prepared from other data or settings ({', '.join(changed)} changed)"
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            path = os.path.join(prepared_dir, shard["file"])
+            if not os.path.exists(path):
+                return f"{path} is missing"
+            if os.path.getsize(path) != shard["bytes"]:
+                return f"{path} has {os.path.getsize(path)} bytes, the manifest says {shard['bytes']}"
+            if verify and _sha256(path) != shard["sha256"]:
+                return f"{path}: content differs from the manifest (SHA-256)"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(prepared_dir):
+    os.makedirs(prepared_dir, exist_ok=True)
+    with open(os.path.join(prepared_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class _Progress:
+    """One line per few seconds on `out`: done/total, rate, time left."""
+
+    def __init__(self, what, total, out, every=5.0):
+        self.what, self.total, self.out, self.every = what, total, out, every
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done):
+        now = time.perf_counter()
+        if done == self.total or now - self.last >= self.every:
+            self.last = now
+            rate = done / max(now - self.start, 1e-9)
+            left = (self.total - done) / rate if rate > 0 else 0
+            print(f"  {self.what}: {done}/{self.total} ({100 * done / self.total:.0f}%), "
+                  f"{rate:.1f} images/s, {left:.0f}s left", file=self.out, flush=True)
+
+
+def _converted(samples, conversion, workers):
+    """`native.convert` of every sample, in order, on `workers` threads.
+
+    Threads, not processes: decoding and encoding (PIL, OpenCV) and numpy's array loops release the
+    GIL, and worker processes would have to be spawned (forking a process that runs TensorFlow is
+    unsafe) and would re-import the calling program, TensorFlow included.
+    """
+    if workers <= 1:
+        for sample in samples:
+            yield native.convert(sample, conversion)
+        return
+    with multiprocessing.pool.ThreadPool(workers) as pool:
+        yield from pool.imap(lambda sample: native.convert(sample, conversion), samples,
+                             chunksize=4)
+
+
+def _write_split(prepared_dir, split, samples, conversion, workers, out):
+    """Writes one split's shards; returns its manifest entry."""
+    shards, records = [], {"shard": [], "offset": [], "length": []}
+    names, labelled, sizes, counts = [], [], [], []
+    writer, tmp_path, shard_bytes = None, None, 0
+    progress = _Progress(f"{split}", len(samples), out)
+
+    def close_shard():
+        writer.close()
+        final = os.path.join(prepared_dir, f"{split}-{len(shards):05d}.tfrecord")
+        os.replace(tmp_path, final)
+        shards.append({"file": os.path.basename(final), "bytes": os.path.getsize(final),
+                       "sha256": _sha256(final)})
+
+    try:
+        for done, prepared in enumerate(_converted(samples, conversion, workers), 1):
+            if writer is None:
+                tmp_path = os.path.join(prepared_dir,
+                                        f"{split}-{len(shards):05d}.tfrecord.tmp-{os.getpid()}")
+                writer, shard_bytes = tf.io.TFRecordWriter(tmp_path), 0
+            data = serialise(prepared)
+            writer.write(data)
+            records["shard"].append(len(shards))
+            records["offset"].append(shard_bytes)
+            records["length"].append(len(data))
+            shard_bytes += len(data) + _RECORD_OVERHEAD
+            names.append(prepared.name)
+            labelled.append(bool(prepared.label))
+            sizes.append([prepared.height, prepared.width])
+            nonzero = np.flatnonzero(prepared.label_counts)
+            counts.append({int(v): int(prepared.label_counts[v]) for v in nonzero})
+            if shard_bytes >= SHARD_BYTES:
+                close_shard()
+                writer = None
+            progress.update(done)
+        if writer is not None:
+            close_shard()
+    except BaseException:
+        # Bad data (or an interrupt): leave no half-written shard behind.
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp_path)
+        raise
+    return {"names": names, "labelled": labelled, "sizes": sizes, "label_counts": counts,
+            "shards": shards, "records": records}
+
+
+def prepare(layout, prepared_dir, workers=None, verify=False, out=sys.stderr):
+    """Prepares `layout` into `prepared_dir` unless a valid preparation is there; returns the manifest.
+
+    Raises `DataError` (one line, naming the file) for unreadable or inconsistent data.
+    """
+    key = layout_key(layout)
+    workers = os.cpu_count() if workers is None else workers
+    with _locked(prepared_dir):
+        manifest = read_manifest(prepared_dir)
+        problem = check_prepared(prepared_dir, manifest, key, verify)
+        if problem is None:
+            return manifest
+        total = sum(len(s) for s in layout.splits.values())
+        print(f"preparing {layout.dataset} ({total} images) into {prepared_dir}: {problem}",
+              file=out, flush=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(prepared_dir, MANIFEST))
+        for name in os.listdir(prepared_dir):
+            if ".tfrecord" in name:
+                os.remove(os.path.join(prepared_dir, name))
+        start = time.perf_counter()
+        splits = {split: _write_split(prepared_dir, split, samples, layout.conversion, workers, out)
+                  for split, samples in layout.splits.items()}
+        class_names = layout.class_names or _classes_from_labels(layout, splits)
+        manifest = {"key": key, "dataset": layout.dataset, "class_names": list(class_names),
+                    "listed_order": layout.listed_order,
+                    "fixed_image_size": layout.fixed_image_size, "splits": splits}
+        tmp = os.path.join(prepared_dir, f"{MANIFEST}.tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f)
+        os.replace(tmp, os.path.join(prepared_dir, MANIFEST))
+        print(f"prepared {layout.dataset} in {time.perf_counter() - start:.0f}s", file=out, flush=True)
+        return manifest
+
+
+def _classes_from_labels(layout, splits):
+    """Class names for a dataset whose labels define the classes: ids 0..max seen."""
+    largest = max((max((v for v in c if v != native.IGNORE_LABEL), default=-1)
+                   for split in splits.values() for c in split["label_counts"]), default=-1)
+    if largest < 0:
+        raise DataError(f"{layout.dataset}: the masks hold no class ids (only 255, ignore)")
+    return [f"class_{k}" for k in range(largest + 1)]
+
+
+@dataclasses.dataclass
+class PreparedSplit:
+    """One split of a manifest, with numpy views of its record table."""
+    names: list
+    labelled: np.ndarray
+    label_counts: list
+    shard_paths: list
+    shard: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def from_manifest(cls, prepared_dir, entry):
+        return cls(names=entry["names"], labelled=np.array(entry["labelled"], bool),
+                   label_counts=entry["label_counts"],
+                   shard_paths=[os.path.join(prepared_dir, s["file"]) for s in entry["shards"]],
+                   shard=np.array(entry["records"]["shard"], np.int64),
+                   offset=np.array(entry["records"]["offset"], np.int64),
+                   length=np.array(entry["records"]["length"], np.int64))
+
+    def __len__(self):
+        return len(self.names)
+
+    def class_counts(self, num_classes):
+        """[records, num_classes] labelled pixels of each class (255 left out)."""
+        counts = np.zeros((len(self), num_classes), np.int64)
+        for i, record in enumerate(self.label_counts):
+            for value, count in record.items():
+                if int(value) < num_classes:
+                    counts[i, int(value)] = count
+        return counts
+
+
+class RecordReader:
+    """Random access to the serialised records of one prepared split (decode with `decode_example`)."""
+
+    def __init__(self, split):
+        self.split = split
+        self._files = {}    # shard number -> open file descriptor, per process
+
+    def read_serialised(self, index):
+        """The serialised Example of record `index` (a Python int), by one positioned read."""
+        shard = int(self.split.shard[index])
+        if shard not in self._files:
+            self._files[shard] = os.open(self.split.shard_paths[shard], os.O_RDONLY)
+        length = int(self.split.length[index])
+        data = os.pread(self._files[shard], length, int(self.split.offset[index]) + _RECORD_HEADER)
+        if len(data) != length:
+            raise DataError(f"{self.split.shard_paths[shard]}: truncated (record {index}); prepare "
+                            "the dataset again")
+        return data
+
+    def __del__(self):
+        for fd in self._files.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def decode_image(data):
+    """uint8 RGB [H, W, 3] from JPEG or PNG bytes. JPEGs are decoded with the accurate integer DCT,
+    as PIL (the authors' reader) does."""
+    image = tf.cond(tf.io.is_jpeg(data),
+                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                    lambda: tf.io.decode_png(data, channels=3))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_example(serialised):
+    """(image uint8 [H, W, 3], label uint8 [H, W]) of a serialised prepared Example; a sample stored
+    without a label gets 255 (ignore) everywhere."""
+    features = tf.io.parse_single_example(serialised, _FEATURES)
+    image = decode_image(features["image"])
+    shape = tf.stack([features["height"], features["width"]])
+    label = tf.cond(tf.strings.length(features["label"]) > 0,
+                    lambda: tf.io.decode_png(features["label"], channels=1)[..., 0],
+                    lambda: tf.fill(shape, tf.constant(native.IGNORE_LABEL, tf.uint8)))
+    label.set_shape([None, None])
+    return image, label

@@ -1,0 +1,225 @@
+"""The paper's recipes (flags/paper/), the example recipes, and smoke runs of each dataset."""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dataset_fixtures as fx
+from conftest import parse_flags
+from semiseg_tf import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import make_paper_recipes as recipes  # noqa: E402
+import paper_tables  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    # Recipes include other flagfiles by paths relative to the repository root.
+    monkeypatch.chdir(REPO)
+
+
+def test_shipped_recipes_are_what_the_generator_writes():
+    proc = subprocess.run([sys.executable, "scripts/make_paper_recipes.py", "--check"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    cells = [p for p in glob.glob("flags/paper/*/*.flags") if not p.endswith("common.flags")]
+    # Pascal v2: 6 methods x 5 sizes; v3+, Dense U-net, PSPNet: 2 x 5; Cityscapes 3 x 4; ISIC 6 + 1.
+    assert len(cells) == 30 + 3 * 10 + 12 + 7
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("flags/paper/pascal_deeplab2/cutmix_106.flags",
+     dict(dataset="pascal_aug", arch="deeplab2_resnet101", n_sup=106, learning_rate=3e-5,
+          opt_type="adam", crop_size=(321, 321), batch_size=10, train_steps=40000,
+          aug_scale_hung=True, aug_hflip=True, aug_strong_colour=False, perturbation="cutmix",
+          mask_prop_range=(0.5, 0.5), cons_weight=1.0, conf_thresh=0.97, freeze_bn=True)),
+    ("flags/paper/pascal_deeplab2/augment_1323.flags",
+     dict(perturbation="augment", cons_weight=0.003, n_sup=1323)),
+    ("flags/paper/pascal_deeplab2/ict_all.flags", dict(perturbation="ict", cons_weight=0.01, n_sup=-1)),
+    ("flags/paper/pascal_deeplab2/vat_212.flags",
+     dict(perturbation="vat", cons_weight=0.1, adaptive_vat_radius=True, vat_radius=1.0,
+          cons_loss_fn="kld")),
+    ("flags/paper/pascal_deeplab2/cutout_529.flags",
+     dict(perturbation="cutout", mask_prop_range=(0.0, 1.0), cons_weight=1.0)),
+    ("flags/paper/pascal_deeplab3plus/baseline_106.flags",
+     dict(arch="deeplab3plus_resnet101", learning_rate=1e-5, cons_weight=0.0)),
+    ("flags/paper/pascal_pspnet/cutmix_212.flags", dict(arch="pspnet_resnet101", learning_rate=1e-4)),
+    ("flags/paper/pascal_dense_unet/cutmix_all.flags",
+     dict(arch="dense_unet_densenet161", learning_rate=3e-4, n_sup=-1)),
+    ("flags/paper/cityscapes_deeplab2/cutmix_372.flags",
+     dict(dataset="cityscapes", crop_size=(256, 512), batch_size=4, aug_hflip=True,
+          aug_scale_hung=False, learning_rate=3e-5, n_sup=372, boxmask_n_boxes=1)),
+    ("flags/paper/isic2017_dense_unet/augment_50.flags",
+     dict(dataset="isic2017", arch="dense_unet_densenet161", opt_type="sgd", learning_rate=0.05,
+          sgd_nesterov=True, sgd_weight_decay=5e-4, lr_sched="poly", crop_size=(224, 224),
+          aug_vflip=True, aug_hvflip=True, aug_rot_mag=45.0, aug_max_scale=1.1, bin_fill_holes=True,
+          freeze_bn=False, cons_weight=0.1, aug_free_scale_rot=True, n_sup=50)),
+    ("flags/paper/isic2017_dense_unet/ict_50.flags", dict(perturbation="ict", cons_weight=0.0003)),
+    ("flags/paper/isic2017_dense_unet/baseline_all.flags", dict(cons_weight=0.0, n_sup=-1)),
+])
+def test_recipes_hold_the_papers_hyper_parameters(tmp_path, path, expected):
+    cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
+    assert {name: getattr(cfg, name) for name in expected} == expected
+
+
+def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path):
+    for name, table in recipes.TABLES.items():
+        for method, index, cell in paper_tables.cells(name):
+            path = f"flags/paper/{name}/{cell}.flags"
+            text = open(path).read()
+            figure = float(re.search(r"^# Paper: ([0-9.]+) mIoU", text, re.M).group(1))
+            assert figure == table["results"][method][index], path
+            assert f"python -m semiseg_tf.train --flagfile={path}" in text
+            cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"))
+            assert cfg.n_sup == table["sizes"][index] and cfg.arch == table["network"]
+
+
+def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):
+    proc = subprocess.run(
+        ["bash", "scripts/run_paper_tables.sh", "cityscapes_deeplab2", "--dry_run",
+         f"--runs={tmp_path}", "--data_dir=/data/cs"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    commands = proc.stdout.strip().splitlines()
+    assert len(commands) == 12 * 5
+    assert commands[0].endswith(
+        "-m semiseg_tf.train --flagfile=flags/paper/cityscapes_deeplab2/baseline_100.flags "
+        f"--split_seed=12345 --workdir={tmp_path}/cityscapes_deeplab2/baseline_100_12345 "
+        "--data_dir=/data/cs")
+    for seed, miou in ((12345, 0.50), (23456, 0.54)):
+        run = tmp_path / "cityscapes_deeplab2" / f"cutmix_100_{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"miou": miou}))
+    table = paper_tables.results_table("cityscapes_deeplab2", [12345, 23456], str(tmp_path))
+    # mean 52.00, sample standard deviation sqrt(2 * 2^2 / 1) = 2.83
+    assert "| CutMix | 52.00 ± 2.83 (2 runs) / 51.20 | not run / 60.34 |" in table
+    assert "| supervised baseline | not run / 44.41 |" in table
+
+
+# --- smoke runs: each dataset's recipe, a few steps on its fixture, through train and evaluate -----------
+
+def run_recipe(tmp_path, recipe, data_dir, **overrides):
+    values = {"flagfile": recipe, "data_dir": str(data_dir), "workdir": str(tmp_path / "run"),
+              "prepared_dir": str(tmp_path / "prepared"), "arch": "tiny_unet", "batch_size": 2,
+              "train_steps": 2, "eval_every": 2, "checkpoint_every": 2, "log_every": 1,
+              "image_every": 2, "eval_batch_size": 2, "freeze_bn": "false", **overrides}
+    cfg, text = parse_flags(**values)
+    with open(tmp_path / "log.txt", "w") as out:
+        result = training.Trainer(cfg, text, out=out).run()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and 0 <= metrics["miou"] <= 1
+    assert result["miou"] == metrics["miou"]
+    return cfg, metrics, (tmp_path / "log.txt").read_text()
+
+
+def test_pascal_recipe_smoke_run(tmp_path, pascal_aug_dir):
+    data_dir, prepared_dir = pascal_aug_dir
+    cfg, metrics, log = run_recipe(tmp_path, "flags/paper/pascal_deeplab2/cutmix_106.flags", data_dir,
+                                   prepared_dir=str(prepared_dir), crop_size="16,16")
+    assert len(metrics["per_class_iou"]) == 21 and cfg.n_sup == 106
+    assert "eval @ step 2" in log
+
+
+def test_cityscapes_recipe_smoke_run(tmp_path):
+    fx.write_cityscapes(tmp_path / "cs", zipped=True)
+    cfg, metrics, log = run_recipe(tmp_path, "flags/paper/cityscapes_deeplab2/cutout_100.flags",
+                                   tmp_path / "cs", crop_size="16,32", n_sup=4)
+    assert len(metrics["per_class_iou"]) == 19 and "preparing cityscapes" in log
+
+
+def test_isic_recipe_smoke_run_fills_holes(tmp_path):
+    fx.write_isic(tmp_path / "isic", n_train=8, n_val=3, size=(40, 60))
+    cfg, metrics, _ = run_recipe(tmp_path, "flags/paper/isic2017_dense_unet/augment_50.flags",
+                                 tmp_path / "isic", crop_size="16,16", n_sup=4)
+    assert cfg.bin_fill_holes and set(metrics["per_class_iou"]) == {"background", "lesion"}
+
+
+def test_camvid_example_smoke_run_scores_the_test_set(tmp_path):
+    fx.write_camvid(tmp_path / "camvid")
+    _, metrics, log = run_recipe(tmp_path, "flags/examples/camvid_cutmix.flags", tmp_path / "camvid",
+                                 crop_size="16,16", n_sup=3)
+    assert 0 <= metrics["test"]["miou"] <= 1 and "test @ step 2" in log
+
+
+def test_folder_example_smoke_run(tmp_path):
+    fx.write_folder(tmp_path / "mine")
+    _, metrics, _ = run_recipe(tmp_path, "flags/examples/folder_cutmix.flags", tmp_path / "mine",
+                               crop_size="16,16", n_sup=4)
+    assert len(metrics["per_class_iou"]) == 3
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path):
+    fx.write_camvid(tmp_path / "camvid")
+    os.remove(tmp_path / "camvid" / "trainannot" / "0001TP_000002.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "semiseg_tf.train", "--flagfile=flags/examples/camvid_cutmix.flags",
+         f"--data_dir={tmp_path}/camvid", f"--workdir={tmp_path}/run", "--n_sup=2",
+         f"--prepared_dir={tmp_path}/prepared"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/camvid/trainannot/0001TP_000002.png: missing (the label of "
+        f"{tmp_path}/camvid/train/0001TP_000002.png)")
+    assert "Traceback" not in proc.stderr
+
+
+def test_prepare_command_prepares_and_then_verifies(tmp_path):
+    fx.write_isic(tmp_path / "isic", n_train=3, n_val=2, size=(30, 30))
+    command = [sys.executable, "-m", "semiseg_tf.prepare", "--dataset=isic2017",
+               f"--data_dir={tmp_path}/isic", f"--prepared_dir={tmp_path}/prepared", "--workers=1"]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "preparing isic2017 (5 images)" in first.stderr
+    assert "train: 3 images (3 labelled)" in first.stdout and "val: 2 images" in first.stdout
+    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "preparing" not in second.stderr and "train: 3 images" in second.stdout
+
+
+@pytest.mark.parametrize("recipe, image_size", [
+    ("flags/paper/pascal_deeplab2/cutmix_106.flags", (375, 500)),       # Hung scale, 321 crop, flip
+    ("flags/paper/cityscapes_deeplab2/cutmix_372.flags", (512, 1024)),  # 256x512 crop, flip
+    ("flags/paper/isic2017_dense_unet/cutmix_50.flags", (248, 248)),    # rotate, scale, 3 flips
+])
+def test_recipe_augmentation_geometry_matches_cv2(tmp_path, recipe, image_size):
+    """Each recipe's training warp of an image at its dataset's size equals cv2.warpAffine with the
+    drawn matrix: mean-colour (0) padding and 255 labels, or mirrored borders for ISIC."""
+    import cv2
+    from test_pipeline import CV2_BORDERS
+    from semiseg_tf.augment import geometric
+    from semiseg_tf.data import pipeline
+    cfg, _ = parse_flags(flagfile=recipe, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
+    params = training.geometric_params(cfg)
+    assert params.image_border == ("REFLECT_101" if "isic" in recipe else "CONSTANT")
+    rng = np.random.RandomState(0)
+    image = rng.uniform(-2, 2, image_size + (3,)).astype(np.float32)     # normalised
+    label = rng.randint(0, 19, image_size).astype(np.int32)
+    padded = 0
+    for i in range(4):
+        seed = tf.constant([i, 5], tf.int64)
+        sample = pipeline.augment(image, label, seed, params)
+        matrix = geometric.random_geometric_matrix(seed, *image_size, params)
+        affine = matrix.numpy()[:2].astype(np.float64)
+        size = (cfg.crop_size[1], cfg.crop_size[0])
+        expected = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR,
+                                  borderMode=CV2_BORDERS[params.image_border], borderValue=0)
+        expected_label = cv2.warpAffine(label.astype(np.uint8), affine, size, flags=cv2.INTER_NEAREST,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+        assert np.abs(sample["image"].numpy() - expected).max() < 0.01
+        # Nearest neighbour may differ only where the source point lies within OpenCV's fixed-point
+        # precision (1/1024 px) of half-way between two pixels.
+        differ = np.argwhere(sample["label"].numpy() != expected_label)
+        inverse = cv2.invertAffineTransform(affine)
+        source = differ[:, ::-1] @ inverse[:, :2].T + inverse[:, 2]
+        assert np.all(np.abs(np.abs(source - np.floor(source)) - 0.5).min(axis=1) < 2 / 1024)
+        assert len(differ) < 5
+        padded += int((sample["label"].numpy() == 255).sum())
+    # A 256x512 crop of a 512x1024 image never leaves it; Hung's scale and ISIC's rotations do (labels
+    # there are 255, ignored, while ISIC's image borders are mirrored).
+    assert (padded == 0) == ("cityscapes" in recipe)
