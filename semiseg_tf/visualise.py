@@ -48,3 +48,17 @@ def panel(rows, gap=2):
             y, x = r * (height + gap), c * (width + gap)
             out[y:y + img.shape[0], x:x + img.shape[1]] = img
     return out
+
+
+def class_boundaries(label, ignore=255):
+    """[H, W] bool: pixels with a 4-neighbour of another class, pixels labelled `ignore` left out."""
+    label = np.asarray(label)
+    edge = np.zeros(label.shape, bool)
+    valid = label != ignore
+    across_columns = (label[:, 1:] != label[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    across_rows = (label[1:] != label[:-1]) & valid[1:] & valid[:-1]
+    edge[:, 1:] |= across_columns
+    edge[:, :-1] |= across_columns
+    edge[1:] |= across_rows
+    edge[:-1] |= across_rows
+    return edge

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from semiseg_tf.toy2d import data
+from semiseg_tf.visualise import class_boundaries
 
 BAND_PX = 35
 CLASS_COLOURS = ((255, 128, 0), (0, 0, 255))    # labelled points: class 0 orange, class 1 blue
@@ -21,16 +22,6 @@ def grid_points(size):
     """Normalised [y, x] of every pixel centre, row-major, [H * W, 2]."""
     rows, cols = np.mgrid[0:size[0], 0:size[1]].astype(np.float64)
     return data.to_normalised(np.stack([rows.ravel(), cols.ravel()], 1) + 0.5, size)
-
-
-def boundary(mask):
-    """Pixels with a 4-neighbour of the other class."""
-    edge = np.zeros_like(mask)
-    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
-    edge[:, :-1] |= mask[:, 1:] != mask[:, :-1]
-    edge[1:] |= mask[1:] != mask[:-1]
-    edge[:-1] |= mask[1:] != mask[:-1]
-    return edge
 
 
 def _distances_to(edge_from, edge_to):
@@ -53,7 +44,7 @@ def boundary_scores(predicted, region, distance_map, band=BAND_PX):
     """
     correct = predicted == region
     near = np.abs(distance_map) <= band
-    predicted_edge, true_edge = boundary(predicted), boundary(region)
+    predicted_edge, true_edge = class_boundaries(predicted), class_boundaries(region)
     return {
         "pixel_accuracy": float(correct.mean()),
         f"accuracy_within_{band}px": float(correct[near].mean()),
@@ -74,8 +65,8 @@ def render(probability, toy, title=None):
     picture = np.ones(size + (3,))
     picture -= 0.3 * probability[..., None] * np.array([1.0, 0.25, 1.0])     # green where class 1
     picture *= (1 - 0.35 * density)[..., None]
-    picture[boundary(toy.region)] = (1.0, 0.0, 1.0)
-    picture[boundary(probability >= 0.5)] = (0.0, 0.0, 0.0)
+    picture[class_boundaries(toy.region)] = (1.0, 0.0, 1.0)
+    picture[class_boundaries(probability >= 0.5)] = (0.0, 0.0, 0.0)
     picture = np.ascontiguousarray((picture * 255).astype(np.uint8))
     for point, cls in zip(data.to_pixels(toy.labelled_x, size), toy.labelled_y):
         centre = (int(round(point[1])), int(round(point[0])))
