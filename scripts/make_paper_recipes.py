@@ -46,12 +46,12 @@ PASCAL_DATA = [
 ]
 CITYSCAPES_DATA = [
     "--dataset=cityscapes", "--crop_size=256,512", "--aug_hflip", "--batch_size=4",
-    "--train_steps=40000",
+    "--train_steps=40000", "--eval_batch_size=4",
 ]
 ISIC_DATA = [
     "--dataset=isic2017", "--crop_size=224,224", "--aug_hflip", "--aug_vflip", "--aug_hvflip",
     "--aug_max_scale=1.1", "--aug_rot_mag=45", "--bin_fill_holes", "--batch_size=10",
-    "--train_steps=40000",
+    "--train_steps=40000", "--eval_batch_size=10",
     # SGD with Nesterov momentum at 0.05 (D.4.2); the poly schedule is the authors' scripts' (the
     # paper does not say); their ISIC runs train batch norm.
     "--opt_type=sgd", "--learning_rate=0.05", "--sgd_momentum=0.9", "--sgd_nesterov",

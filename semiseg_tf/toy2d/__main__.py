@@ -50,8 +50,11 @@ _HIDDEN = flags.DEFINE_integer("hidden_size", 512, "Units per hidden layer.")
 _NORM = flags.DEFINE_enum("norm_layer", "batch_norm", ["batch_norm", "none"], "Normalisation after "
                           "each hidden layer.")
 _DROPOUT = flags.DEFINE_boolean("dropout", True, "Dropout(0.5) before the output layer.")
-_CONS_NO_DROPOUT = flags.DEFINE_boolean("cons_no_dropout", False, "No dropout in the consistency "
-                                        "passes (the supervised pass keeps it).")
+_CONS_NO_DROPOUT = flags.DEFINE_boolean("cons_no_dropout", False, "Run the consistency passes in "
+                                        "inference mode: no dropout (the supervised pass keeps it) "
+                                        "and, with --norm_layer=batch_norm, moving statistics (the "
+                                        "authors' flag kept batch statistics; their runs that use it "
+                                        "have no batch norm).")
 _RENDER_EVERY = flags.DEFINE_integer("render_every", 10, "Write renders/epoch_NNNNN.png every N "
                                      "epochs (0: only the final decision.png).")
 
