@@ -25,6 +25,7 @@ from scipy import ndimage
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
+from semiseg_tf.files import atomic_write_bytes
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, prepared, synthetic
 from semiseg_tf.models import weights
@@ -33,14 +34,6 @@ from semiseg_tf.semisup import mean_teacher, optim, perturbations
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "eval_history.json"
-
-
-def atomic_write_bytes(path, data):
-    """Writes via a temporary file and a rename, so readers never see a half-written file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def configure_cpu_devices(count):

@@ -269,8 +269,8 @@ def main(argv=None):
     parser.add_argument("--merge", action="store_true", help="combine the shard files in --out_dir")
     parser.add_argument("--out_dir", required=True, help="shard files, merged results and figure")
     args = parser.parse_args(argv)
-    from PIL import Image
     from semiseg_tf.data.native import DataError
+    from semiseg_tf.files import atomic_write_bytes, png_bytes
     try:
         if not args.merge:
             try:
@@ -294,8 +294,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     figure = os.path.join(args.out_dir, "class_distances.png")
-    Image.fromarray(histogram_figure(merged["boundary"], merged["intra"])).save(figure + ".tmp.png")
-    os.replace(figure + ".tmp.png", figure)
+    atomic_write_bytes(figure, png_bytes(histogram_figure(merged["boundary"], merged["intra"])))
     finite = np.isfinite(merged["intra"]) & (merged["boundary"] > 0)
     ratio = merged["intra"][finite] / merged["boundary"][finite]
     print(f"{len(merged['boundary'])} anchors: median inter-class distance "

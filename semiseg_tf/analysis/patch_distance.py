@@ -91,10 +91,9 @@ def main(argv=None):
     import os
     import sys
 
-    from PIL import Image
-
     from semiseg_tf import visualise
     from semiseg_tf.data.native import DataError
+    from semiseg_tf.files import atomic_write_bytes, png_bytes
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
@@ -132,8 +131,7 @@ def main(argv=None):
             picture = picture.copy()
             picture[edges] = (255, 0, 255)
         path = os.path.join(args.out_dir, f"{name}_{suffix}.png")
-        Image.fromarray(picture).save(path + ".tmp.png")
-        os.replace(path + ".tmp.png", path)
+        atomic_write_bytes(path, png_bytes(picture))
         return path
 
     arrays = {}

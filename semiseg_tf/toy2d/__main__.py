@@ -6,7 +6,6 @@ Writes into --workdir: renders/epoch_NNNNN.png (the decision function every --re
 decision.png (the final one), flags.txt and metrics.json (boundary scores on the whole grid, see
 evaluate.py, and the authors' error rate on the generated points). `--help` explains every flag.
 """
-import io
 import json
 import math
 import os
@@ -87,31 +86,18 @@ def _check_flags():
         raise ToyFlagError(f"--conf_thresh={_CONF_THRESH.value}: must lie in [0, 1]")
 
 
-def _atomic_write(path, payload):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, path)
-
-
-def _png(picture):
-    from PIL import Image
-    out = io.BytesIO()
-    Image.fromarray(picture).save(out, format="PNG")
-    return out.getvalue()
-
-
 def run(out=sys.stdout):
     """Trains and writes the outputs; returns the metrics dict."""
     import numpy as np
 
+    from semiseg_tf.files import atomic_write_bytes, png_bytes
     from semiseg_tf.toy2d import data, evaluate, model
 
     _check_flags()
     workdir = os.path.abspath(_WORKDIR.value)
     os.makedirs(os.path.join(workdir, "renders"), exist_ok=True)
     holders = [v for v in globals().values() if isinstance(v, flags.FlagHolder)]
-    _atomic_write(os.path.join(workdir, "flags.txt"), "".join(
+    atomic_write_bytes(os.path.join(workdir, "flags.txt"), "".join(
         flags.FLAGS[h.name].serialize() + "\n" for h in holders if h.value is not None).encode())
     toy = data.load(_ERODE.value, _IMG_NOISE.value, _SEED.value)
     constraint = None
@@ -143,9 +129,9 @@ def run(out=sys.stdout):
     def write_render(epoch, final=False):
         probability = trainer.predict_probability(grid).reshape(toy.region.shape)
         picture = evaluate.render(probability, toy, f"epoch {epoch}")
-        _atomic_write(os.path.join(workdir, "renders", f"epoch_{epoch:05d}.png"), _png(picture))
+        atomic_write_bytes(os.path.join(workdir, "renders", f"epoch_{epoch:05d}.png"), png_bytes(picture))
         if final:
-            _atomic_write(os.path.join(workdir, "decision.png"), _png(picture))
+            atomic_write_bytes(os.path.join(workdir, "decision.png"), png_bytes(picture))
         return probability
 
     start = time.perf_counter()
@@ -176,7 +162,7 @@ def run(out=sys.stdout):
     metrics = {**scores, "authors_error_rate": float(np.mean(predicted != toy.unlabelled_y)),
                "epochs": _EPOCHS.value, "seconds_per_epoch": train_seconds / _EPOCHS.value}
     metrics = evaluate.json_safe(metrics)
-    _atomic_write(os.path.join(workdir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    atomic_write_bytes(os.path.join(workdir, "metrics.json"), json.dumps(metrics, indent=2).encode())
     print(f"pixel accuracy {100 * metrics['pixel_accuracy']:.2f}%, within {evaluate.BAND_PX} px of "
           f"the boundary {100 * metrics[f'accuracy_within_{evaluate.BAND_PX}px']:.2f}%, boundary "
           f"distance mean {metrics['predicted_to_true_boundary_px']['mean']} px; "

@@ -1,0 +1,19 @@
+"""Writing output files so that a reader (or a resumed run) never sees one half-written."""
+import io
+import os
+
+
+def atomic_write_bytes(path, data):
+    """Writes via a temporary file beside `path` and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def png_bytes(picture):
+    """A uint8 RGB (or grey) array encoded as PNG."""
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(picture).save(out, format="PNG")
+    return out.getvalue()
