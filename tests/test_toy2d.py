@@ -133,3 +133,23 @@ def test_toy_bad_flag_is_one_line(tmp_path, flag, message):
     proc = _toy(tmp_path, flag)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: {message}"
+
+
+def test_toy_consistency_losses_match_their_formulas():
+    from semiseg_tf.toy2d import model
+    student = np.array([[2.0, -1.0], [0.5, 0.5]], np.float32)
+    teacher = np.array([[1.0, 0.0], [-2.0, 1.0]], np.float32)
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    p, q = softmax(student), softmax(teacher)
+    expected = {
+        "var": ((p - q) ** 2).mean(-1),                         # mean over the two classes
+        "logits_var": ((student - teacher) ** 2).mean(-1),      # [1 + 1, 6.25 + 0.25] / 2
+        "bce": -(q * np.log(p + 1e-6) + (1 - q) * np.log(1 - p + 1e-6)).mean(-1),
+    }
+    np.testing.assert_allclose(expected["logits_var"], [1.0, 3.25])
+    for name, values in expected.items():
+        got = model.consistency_per_sample(student, teacher, name).numpy()
+        np.testing.assert_allclose(got, values, rtol=1e-5, err_msg=name)

@@ -101,21 +101,20 @@ class PreparedSource(base.DataSource):
         return self._splits["train"].class_counts(self.num_classes)[self.train_ids]
 
     def read_train(self, index):
-        reader, ids = self._readers["train"], self.train_ids
-        return self._read(reader, lambda i: ids[i], index)
+        return self._read(self._readers["train"], self.train_ids, index)
 
     @staticmethod
-    def _read(reader, record_of, index):
-        serialised = tf.numpy_function(lambda i: reader.read_serialised(int(record_of(int(i)))),
+    def _read(reader, record_ids, index):
+        """(image, label) of record `record_ids[index]` of `reader`'s split (traceable)."""
+        serialised = tf.numpy_function(lambda i: reader.read_serialised(int(record_ids[int(i)])),
                                        [index], tf.string, stateful=False)
         serialised.set_shape([])
         return records.decode_example(serialised)
 
     def _dataset(self, which):
         split, ids = which
-        reader = self._readers[split]
         return (tf.data.Dataset.range(len(ids))
-                .map(lambda i: self._read(reader, lambda k: ids[k], i),
+                .map(lambda i: self._read(self._readers[split], ids, i),
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
     def validation(self):
