@@ -16,7 +16,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import make_paper_recipes as recipes  # noqa: E402
+from semiseg_tf.files import atomic_write_bytes  # noqa: E402
 
 
 def cells(table_name):
@@ -109,9 +111,7 @@ def main():
     text = results_table(args.table, seeds, args.runs)
     os.makedirs(os.path.join(args.runs, args.table), exist_ok=True)
     path = os.path.join(args.runs, args.table, "results.md")
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
+    atomic_write_bytes(path, text.encode())
     print(text)
     print(f"written to {path}")
     return 0

@@ -11,6 +11,14 @@ def atomic_write_bytes(path, data):
     os.replace(tmp, path)
 
 
+def atomic_savez(path, **arrays):
+    """`numpy.savez_compressed` via a temporary file beside `path` and a rename."""
+    import numpy as np
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def png_bytes(picture):
     """A uint8 RGB (or grey) array encoded as PNG."""
     from PIL import Image

@@ -26,6 +26,10 @@ import time
 
 import numpy as np
 
+from semiseg_tf.analysis.patch_distance import box_sum
+from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
+from semiseg_tf.progress import Progress
+
 DIRECTIONS = ((0, -1), (0, 1), (-1, 0), (1, 0))     # left, right, up, down
 
 
@@ -78,10 +82,7 @@ def sliding_distances(image, patches):
     height, width = image.shape[:2]
     padded = np.pad(image, ((half, half), (half, half), (0, 0)), mode="symmetric").astype(np.float64)
     big_h, big_w = padded.shape[:2]
-    squared = (padded ** 2).sum(-1)
-    integral = np.pad(np.cumsum(np.cumsum(squared, 0), 1), ((1, 0), (1, 0)))
-    window_energy = (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size]
-                     + integral[:-size, :-size])                                  # [H, W]
+    window_energy = box_sum((padded ** 2).sum(-1), (size, size))                   # [H, W]
     patch_energy = (patches.astype(np.float64) ** 2).sum(axis=(1, 2, 3))          # [n]
     # Correlation = IFFT(FFT(image) * conj(FFT(patch zero-padded to the image's size))), summed over
     # channels; entry (y, x) is the window whose top-left corner is (y, x).
@@ -127,12 +128,14 @@ def study(images, anchors, patch_size, batch=32, progress=None):
     anchor's class (intra) and of another valid class (inter).
 
     Returns a dict of arrays: boundary, intra, inter [n] (float32, inf where no window qualifies);
-    intra_at, inter_at [n, 3] (image, y, x) of those windows' centres.
+    intra_at, inter_at [n, 3] (image, y, x) of those windows' centres. `progress`: a
+    `Progress` over anchor-image pairs, updated after each image.
     """
     n = len(anchors)
     result = {"boundary": np.zeros(n, np.float32),
               "intra": np.full(n, np.inf, np.float32), "inter": np.full(n, np.inf, np.float32),
               "intra_at": np.full((n, 3), -1, np.int64), "inter_at": np.full((n, 3), -1, np.int64)}
+    pairs_done = 0
     patches = np.zeros((n, patch_size, patch_size, 3), np.float32)
     for k, (img, direction, y, x, _) in enumerate(anchors):
         image = images.read(int(img))[0].astype(np.float32) / 255.0
@@ -154,19 +157,14 @@ def study(images, anchors, patch_size, batch=32, progress=None):
                     if value < result[kind][k]:
                         result[kind][k] = value
                         result[f"{kind}_at"][k] = (j, y, x)
+        pairs_done += len(others)
         if progress is not None:
-            progress(j + 1, images.count, len(others))
+            progress.update(pairs_done)
     return result
 
 
 def _shard_path(out_dir, index, count):
     return os.path.join(out_dir, f"shard_{index:04d}_of_{count:04d}.npz")
-
-
-def _atomic_savez(path, **arrays):
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def run_shard(source, args, index, count, out=sys.stderr):
@@ -179,23 +177,15 @@ def run_shard(source, args, index, count, out=sys.stderr):
     print(f"{len(anchors)} anchors from {images.count} images ({time.perf_counter() - start:.0f}s); "
           f"shard {index + 1}/{count}: anchors {part[0] if len(part) else 0}-"
           f"{part[-1] if len(part) else 0}", file=out, flush=True)
-    started = time.perf_counter()
-    pairs = [0]
-
-    def progress(done, total, pairs_now):
-        pairs[0] += pairs_now
-        rate = pairs[0] / (time.perf_counter() - started)
-        left = (total - done) * pairs_now / max(rate, 1e-9)
-        if done == total or done % max(1, total // 50) == 0:
-            print(f"  image {done}/{total}: {rate:.1f} anchor-image pairs/s, {left:.0f}s left",
-                  file=out, flush=True)
-
+    # Every anchor is searched in every image but its own.
+    pairs = sum(int((anchors[part, 0] != j).sum()) for j in range(images.count))
+    progress = Progress("searched", pairs, "anchor-image pairs", out)
     result = study(images, anchors[part], args.patch_size, args.batch, progress)
     meta = {"dataset": args.dataset, "patch_size": args.patch_size, "n_anchors": args.n_anchors,
             "seed": args.seed, "shards": count, "shard": index, "anchors_total": len(anchors),
-            "pairs_per_second": pairs[0] / max(time.perf_counter() - started, 1e-9)}
+            "pairs_per_second": progress.rate}
     path = _shard_path(args.out_dir, index, count)
-    _atomic_savez(path, anchors=anchors[part], positions=part, meta=json.dumps(meta), **result)
+    atomic_savez(path, anchors=anchors[part], positions=part, meta=json.dumps(meta), **result)
     return path, meta
 
 
@@ -218,7 +208,7 @@ def merge(out_dir):
     order = np.argsort(np.concatenate([d["positions"] for d in loaded]))
     merged = {key: np.concatenate([d[key] for d in loaded])[order]
               for key in ("anchors", "boundary", "intra", "inter", "intra_at", "inter_at")}
-    _atomic_savez(os.path.join(out_dir, "class_distances.npz"), meta=json.dumps(study_keys[0]),
+    atomic_savez(os.path.join(out_dir, "class_distances.npz"), meta=json.dumps(study_keys[0]),
                   **merged)
     return merged
 
@@ -270,7 +260,6 @@ def main(argv=None):
     parser.add_argument("--out_dir", required=True, help="shard files, merged results and figure")
     args = parser.parse_args(argv)
     from semiseg_tf.data.native import DataError
-    from semiseg_tf.files import atomic_write_bytes, png_bytes
     try:
         if not args.merge:
             try:

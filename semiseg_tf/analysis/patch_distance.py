@@ -68,7 +68,7 @@ def _load_sample(args):
 
     from semiseg_tf.data.native import DataError, FileRef, decode_image, decode_label
     if args.image:
-        image, _ = decode_image(FileRef(args.image))
+        image = decode_image(FileRef(args.image))[0]
         label = decode_label(FileRef(args.label)) if args.label else None
         if label is not None and label.shape != image.shape[:2]:
             raise DataError(f"{args.label}: label is {label.shape[1]}x{label.shape[0]} px, the image "
@@ -93,7 +93,7 @@ def main(argv=None):
 
     from semiseg_tf import visualise
     from semiseg_tf.data.native import DataError
-    from semiseg_tf.files import atomic_write_bytes, png_bytes
+    from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
@@ -146,8 +146,7 @@ def main(argv=None):
         arrays[f"patch{size}_average"] = average.astype(np.float32)
         written.append(save(heat(average), f"patch{size}"))
     npz = os.path.join(args.out_dir, f"{name}_distances.npz")
-    np.savez_compressed(npz + ".tmp.npz", **arrays)
-    os.replace(npz + ".tmp.npz", npz)
+    atomic_savez(npz, **arrays)
     print("\n".join(["written:"] + written + [npz]))
     return 0
 

@@ -92,15 +92,16 @@ class PreparedSample:
 
 
 def decode_image(ref, data=None):
-    """(uint8 RGB array [H, W, 3], PIL format name) of an image file; DataError if unreadable."""
+    """(uint8 RGB array [H, W, 3], PIL format name, PIL mode) of an image file; DataError if
+    unreadable."""
     data = ref.read() if data is None else data
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image_format = image.format
+            image_format, mode = image.format, image.mode
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{ref}: not a readable image ({error})") from None
-    return array, image_format
+    return array, image_format, mode
 
 
 def decode_label(ref, palette=None):
@@ -163,7 +164,7 @@ def encode_png(array):
 def convert(sample, conversion):
     """Reads, checks and prepares one `RawSample` according to a `Conversion`; a `PreparedSample`."""
     image_bytes = sample.image.read()
-    image, image_format = decode_image(sample.image, image_bytes)
+    image, image_format, image_mode = decode_image(sample.image, image_bytes)
     label = None
     if sample.label is not None:
         label = decode_label(sample.label, conversion.palette)
@@ -191,12 +192,9 @@ def convert(sample, conversion):
     else:
         counts = np.zeros(256, np.int64)
     # JPEG and 8-bit RGB/grey PNG files are kept byte for byte; anything else is stored as PNG.
-    if reencode or image_format not in ("JPEG", "PNG"):
+    kept = image_format == "JPEG" or (image_format == "PNG" and image_mode in ("RGB", "L"))
+    if reencode or not kept:
         image_bytes = encode_png(image)
-    elif image_format == "PNG":
-        with Image.open(io.BytesIO(image_bytes)) as original:
-            if original.mode not in ("RGB", "L"):
-                image_bytes = encode_png(image)
     return PreparedSample(name=sample.name, image=image_bytes,
                           label=b"" if label is None else encode_png(label),
                           height=image.shape[0], width=image.shape[1], label_counts=counts)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from semiseg_tf.augment import colour, geometric
 from semiseg_tf.data.base import IGNORE_LABEL
+from semiseg_tf.models.layers import centre_padding
 
 # Fixed stream identities, folded into the run seed.
 LABELLED_STREAM = 0
@@ -169,10 +170,8 @@ def pad_to_multiple(image, label, multiple):
     """Pads a normalised image (with 0, the mean colour) and its label (with 255) centrally, `d // 2`
     before and the rest after, to sizes that are multiples of `multiple` (the authors' `SegCollate`)."""
     shape = tf.shape(image)
-    padded = (shape[:2] + multiple - 1) // multiple * multiple
-    before = (padded - shape[:2]) // 2
-    paddings = tf.stack([before, padded - shape[:2] - before], axis=1)
-    image = tf.pad(image, tf.concat([paddings, [[0, 0]]], axis=0))
+    paddings = [centre_padding(shape[0], multiple), centre_padding(shape[1], multiple)]
+    image = tf.pad(image, paddings + [[0, 0]])
     label = tf.pad(label, paddings, constant_values=IGNORE_LABEL)
     return image, label
 

@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from semiseg_tf.data import native
+from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.progress import Progress
 from semiseg_tf.data.native import DataError
 
 FORMAT_VERSION = 1
@@ -96,15 +98,15 @@ def read_manifest(prepared_dir):
         return None
 
 
-def check_prepared(prepared_dir, manifest, key=None, verify=False):
+def check_prepared(prepared_dir, manifest, key, verify=False):
     """Why the prepared records cannot be used, or None when they can.
 
-    Checks the manifest's key against `key` (when given), every shard's presence and size, and with
-    `verify` every shard's SHA-256 digest.
+    Checks the manifest's key against `key` (`layout_key`), every shard's presence and size, and
+    with `verify` every shard's SHA-256 digest.
     """
     if manifest is None:
         return "not prepared yet (no manifest)"
-    if key is not None and manifest.get("key") != key:
+    if manifest.get("key") != key:
         changed = [k for k in key if manifest.get("key", {}).get(k) != key[k]]
         return f"prepared from other data or settings ({', '.join(changed)} changed)"
     for split in manifest["splits"].values():
@@ -130,23 +132,6 @@ def _locked(prepared_dir):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-class _Progress:
-    """One line per few seconds on `out`: done/total, rate, time left."""
-
-    def __init__(self, what, total, out, every=5.0):
-        self.what, self.total, self.out, self.every = what, total, out, every
-        self.start = self.last = time.perf_counter()
-
-    def update(self, done):
-        now = time.perf_counter()
-        if done == self.total or now - self.last >= self.every:
-            self.last = now
-            rate = done / max(now - self.start, 1e-9)
-            left = (self.total - done) / rate if rate > 0 else 0
-            print(f"  {self.what}: {done}/{self.total} ({100 * done / self.total:.0f}%), "
-                  f"{rate:.1f} images/s, {left:.0f}s left", file=self.out, flush=True)
-
-
 def _converted(samples, conversion, workers):
     """`native.convert` of every sample, in order, on `workers` threads.
 
@@ -168,7 +153,7 @@ def _write_split(prepared_dir, split, samples, conversion, workers, out):
     shards, records = [], {"shard": [], "offset": [], "length": []}
     names, labelled, sizes, counts = [], [], [], []
     writer, tmp_path, shard_bytes = None, None, 0
-    progress = _Progress(f"{split}", len(samples), out)
+    progress = Progress(split, len(samples), "images", out)
 
     def close_shard():
         writer.close()
@@ -238,10 +223,7 @@ def prepare(layout, prepared_dir, workers=None, verify=False, out=sys.stderr):
         manifest = {"key": key, "dataset": layout.dataset, "class_names": list(class_names),
                     "listed_order": layout.listed_order,
                     "fixed_image_size": layout.fixed_image_size, "splits": splits}
-        tmp = os.path.join(prepared_dir, f"{MANIFEST}.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(manifest, f)
-        os.replace(tmp, os.path.join(prepared_dir, MANIFEST))
+        atomic_write_bytes(os.path.join(prepared_dir, MANIFEST), json.dumps(manifest).encode())
         print(f"prepared {layout.dataset} in {time.perf_counter() - start:.0f}s", file=out, flush=True)
         return manifest
 

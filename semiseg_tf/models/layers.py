@@ -208,7 +208,9 @@ class AdaptiveAveragePool(keras.layers.Layer):
         return {**super().get_config(), "bins": self.bins}
 
 
-def _centre_padding(size, multiple):
+def centre_padding(size, multiple):
+    """(before, after) padding of `size` up to a multiple of `multiple`: the smaller half before, as
+    the authors' `SegCollate`."""
     total = (multiple - size % multiple) % multiple
     return total // 2, total - total // 2
 
@@ -226,8 +228,8 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, x):
         shape = tf.shape(x)
-        return tf.pad(x, [[0, 0], _centre_padding(shape[1], self.multiple),
-                          _centre_padding(shape[2], self.multiple), [0, 0]])
+        return tf.pad(x, [[0, 0], centre_padding(shape[1], self.multiple),
+                          centre_padding(shape[2], self.multiple), [0, 0]])
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, None, input_shape[3])
