@@ -79,6 +79,9 @@ def test_boundary_scores_of_a_shifted_straight_boundary():
     # Edges: true columns 31, 32; predicted 35, 36: distances 3 and 4 both ways.
     assert scores["predicted_to_true_boundary_px"]["mean"] == 3.5
     assert scores["true_to_predicted_boundary_px"]["p95"] == 4.0
+    # The true signed distance along the predicted edge: 4 px (column 35) and 5 px (column 36)
+    # inside class 1, so the level is 4.5 +- 0.5: parallel to the truth, shifted into class 1.
+    assert scores["predicted_boundary_level_px"] == {"mean": 4.5, "std": 0.5}
     perfect = evaluate.boundary_scores(region, region, distance)
     assert perfect["pixel_accuracy"] == 1 and perfect["predicted_to_true_boundary_px"]["mean"] == 0
     one_class = evaluate.boundary_scores(np.zeros_like(region), region, distance)
@@ -101,9 +104,14 @@ def test_toy_command_writes_pictures_and_scores(tmp_path, flagfile):
     assert (run / "decision.png").exists() and (run / "renders" / "epoch_00001.png").exists()
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"pixel_accuracy", "accuracy_within_35px", "predicted_to_true_boundary_px",
-                            "true_to_predicted_boundary_px", "authors_error_rate", "epochs",
-                            "seconds_per_epoch"}
-    assert 0 <= metrics["pixel_accuracy"] <= 1 and metrics["epochs"] == 2
+                            "true_to_predicted_boundary_px", "predicted_boundary_level_px",
+                            "authors_error_rate", "epochs", "seconds_per_epoch"}
+    assert metrics["epochs"] == 2
+    # The saved probability grid scores the same as metrics.json says.
+    with np.load(run / "decision.npz") as saved:
+        probability = saved["probability"]
+    assert probability.shape == (512, 512)
+    assert metrics["pixel_accuracy"] == np.mean((probability >= 0.5) == data.load_region())
     assert "--region_erode_radius=100" in (run / "flags.txt").read_text()
     assert "epoch 2/2" in proc.stdout
 

@@ -3,7 +3,8 @@
   python -m semiseg_tf.toy2d --flagfile=flags/toy2d/semisup_gap.flags --workdir=runs/toy2d/semisup_gap
 
 Writes into --workdir: renders/epoch_NNNNN.png (the decision function every --render_every epochs),
-decision.png (the final one), flags.txt and metrics.json (boundary scores on the whole grid, see
+decision.png (the final one), decision.npz (the final class-1 probability on the 512x512 grid, to
+score again later), flags.txt and metrics.json (boundary scores on the whole grid, see
 evaluate.py, and the authors' error rate on the generated points). `--help` explains every flag.
 """
 import json
@@ -90,7 +91,7 @@ def run(out=sys.stdout):
     """Trains and writes the outputs; returns the metrics dict."""
     import numpy as np
 
-    from semiseg_tf.files import atomic_write_bytes, png_bytes
+    from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
     from semiseg_tf.toy2d import data, evaluate, model
 
     _check_flags()
@@ -132,6 +133,8 @@ def run(out=sys.stdout):
         atomic_write_bytes(os.path.join(workdir, "renders", f"epoch_{epoch:05d}.png"), png_bytes(picture))
         if final:
             atomic_write_bytes(os.path.join(workdir, "decision.png"), png_bytes(picture))
+            atomic_savez(os.path.join(workdir, "decision.npz"),
+                         probability=probability.astype(np.float32))
         return probability
 
     start = time.perf_counter()

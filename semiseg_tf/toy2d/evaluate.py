@@ -4,6 +4,11 @@ The authors' error rate counts only the generated points, which leave out the er
 true boundary, so a boundary anywhere inside that band scores perfectly. These scores look at the
 whole 512x512 grid: pixel accuracy, accuracy within `band` pixels of the true boundary, and the
 distances from the predicted boundary to the true one and back (mean and 95th percentile).
+
+One more score tells a misplaced boundary from a misshapen one: the true signed distance read along
+the predicted boundary (its "level"). A boundary that follows a distance contour at some offset has a
+small spread and a mean equal to the offset (negative: towards class 0); one that cuts across the
+contours has a large spread.
 """
 import math
 
@@ -50,7 +55,14 @@ def boundary_scores(predicted, region, distance_map, band=BAND_PX):
         f"accuracy_within_{band}px": float(correct[near].mean()),
         "predicted_to_true_boundary_px": _summary(_distances_to(predicted_edge, true_edge)),
         "true_to_predicted_boundary_px": _summary(_distances_to(true_edge, predicted_edge)),
+        "predicted_boundary_level_px": _level(distance_map[predicted_edge]),
     }
+
+
+def _level(signed_distances):
+    if not signed_distances.size:
+        return {"mean": None, "std": None}
+    return {"mean": float(signed_distances.mean()), "std": float(signed_distances.std())}
 
 
 def render(probability, toy, title=None):
