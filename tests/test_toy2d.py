@@ -116,6 +116,32 @@ def test_toy_command_writes_pictures_and_scores(tmp_path, flagfile):
     assert "epoch 2/2" in proc.stdout
 
 
+def test_toy_resumes_a_killed_run_exactly(tmp_path):
+    # Stopping after epoch 1 and running the command again must give the same network as one
+    # straight run: the checkpoint carries the weights, Adam, the noise seed and the batch order.
+    small = ["--flagfile=flags/toy2d/semisup_nogap_contours.flags", "--hidden_size=16",
+             "--region_erode_radius=100", "--batch_size=1024", "--render_every=0", "--seed=3"]
+    straight = subprocess.run([sys.executable, "-m", "semiseg_tf.toy2d", *small, "--num_epochs=2",
+                               f"--workdir={tmp_path}/straight"], cwd=REPO, capture_output=True,
+                              text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = _toy(tmp_path, *small, "--num_epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = _toy(tmp_path, *small, "--num_epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming after epoch 1" in resumed.stdout and "epoch 1/2" not in resumed.stdout
+    assert "epoch 2/2" in resumed.stdout
+
+    def probability(run):
+        with np.load(tmp_path / run / "decision.npz") as saved:
+            return saved["probability"]
+    np.testing.assert_array_equal(probability("run"), probability("straight"))
+    changed = _toy(tmp_path, *small, "--num_epochs=2", "--perturb_noise_std=5")
+    assert changed.returncode == 2
+    assert "holds a run with other flags (differing: --perturb_noise_std=30.0 " \
+        "--perturb_noise_std=5)" in changed.stderr
+
+
 def test_toy_flagfiles_hold_the_four_configurations():
     expected = {
         "sup_gap": ["--region_erode_radius=35", "--num_epochs=25", "--cons_weight=0"],

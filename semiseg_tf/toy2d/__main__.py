@@ -5,7 +5,9 @@
 Writes into --workdir: renders/epoch_NNNNN.png (the decision function every --render_every epochs),
 decision.png (the final one), decision.npz (the final class-1 probability on the 512x512 grid, to
 score again later), flags.txt and metrics.json (boundary scores on the whole grid, see
-evaluate.py, and the authors' error rate on the generated points). `--help` explains every flag.
+evaluate.py, and the authors' error rate on the generated points), and checkpoint/ (the state after
+the last finished epoch). Running the same command again resumes a killed run where it was; a larger
+--num_epochs extends a finished one. `--help` explains every flag.
 """
 import json
 import math
@@ -87,9 +89,33 @@ def _check_flags():
         raise ToyFlagError(f"--conf_thresh={_CONF_THRESH.value}: must lie in [0, 1]")
 
 
+# Flags that may change when a run is resumed: more epochs extend it, renders are only pictures.
+_RESUME_MAY_CHANGE = ("num_epochs", "render_every")
+
+
+def _check_resumable(workdir, checkpoint_dir, flag_lines):
+    """A workdir with a checkpoint resumes only under the same flags (but those above)."""
+    if not os.path.exists(os.path.join(checkpoint_dir, "checkpoint")):
+        return
+    try:
+        with open(os.path.join(workdir, "flags.txt")) as f:
+            before = f.read().splitlines()
+    except OSError:
+        before = []
+
+    def significant(lines):
+        return {line for line in lines if line.split("=")[0].lstrip("-") not in _RESUME_MAY_CHANGE}
+    changed = sorted(significant(flag_lines) ^ significant(before))
+    if changed:
+        raise ToyFlagError(f"--workdir={workdir}: holds a run with other flags (differing: "
+                           f"{' '.join(changed)}); resume it with its flags.txt or use a new "
+                           "--workdir")
+
+
 def run(out=sys.stdout):
     """Trains and writes the outputs; returns the metrics dict."""
     import numpy as np
+    import tensorflow as tf
 
     from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
     from semiseg_tf.toy2d import data, evaluate, model
@@ -98,8 +124,11 @@ def run(out=sys.stdout):
     workdir = os.path.abspath(_WORKDIR.value)
     os.makedirs(os.path.join(workdir, "renders"), exist_ok=True)
     holders = [v for v in globals().values() if isinstance(v, flags.FlagHolder)]
+    flag_lines = [flags.FLAGS[h.name].serialize() for h in holders if h.value is not None]
+    checkpoint_dir = os.path.join(workdir, "checkpoint")
+    _check_resumable(workdir, checkpoint_dir, flag_lines)
     atomic_write_bytes(os.path.join(workdir, "flags.txt"), "".join(
-        flags.FLAGS[h.name].serialize() + "\n" for h in holders if h.value is not None).encode())
+        line + "\n" for line in flag_lines).encode())
     toy = data.load(_ERODE.value, _IMG_NOISE.value, _SEED.value)
     constraint = None
     if _RANGE.value > 0:
@@ -126,6 +155,19 @@ def run(out=sys.stdout):
     print(f"toy2d: {count} unlabelled points (erosion {_ERODE.value} px), 10 labelled, "
           f"{iterations} iterations per epoch, {_EPOCHS.value} epochs; workdir {workdir}",
           file=out, flush=True)
+    # One checkpoint per epoch (about 8 MB; the manager names it in its state file last, so a kill
+    # mid-save leaves the previous one in force) holds the networks, the optimiser, the noise seed
+    # and the loop's own state.
+    manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=1)
+    done_epochs, train_seconds = 0, 0.0
+    if manager.latest_checkpoint:
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        state = json.loads(trainer.loop_state.numpy().decode())
+        done_epochs, train_seconds = state["epoch"], state["train_seconds"]
+        rng.set_state(("MT19937", np.array(state["rng_key"], np.uint32), *state["rng_rest"]))
+        labelled_order = np.array(state["labelled_order"], np.int64)
+        print(f"resuming after epoch {done_epochs} from {manager.latest_checkpoint}", file=out,
+              flush=True)
 
     def write_render(epoch, final=False):
         probability = trainer.predict_probability(grid).reshape(toy.region.shape)
@@ -137,8 +179,7 @@ def run(out=sys.stdout):
                          probability=probability.astype(np.float32))
         return probability
 
-    start = time.perf_counter()
-    for epoch in range(1, _EPOCHS.value + 1):
+    for epoch in range(done_epochs + 1, _EPOCHS.value + 1):
         epoch_start = time.perf_counter()
         order = rng.permutation(count)
         totals = {}
@@ -153,12 +194,18 @@ def run(out=sys.stdout):
             for name, value in logs.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
         seconds = time.perf_counter() - epoch_start
+        train_seconds += seconds
+        _, key, *rest = rng.get_state()
+        trainer.loop_state.assign(json.dumps({
+            "epoch": epoch, "train_seconds": train_seconds, "rng_key": key.tolist(),
+            "rng_rest": [int(rest[0]), int(rest[1]), float(rest[2])],
+            "labelled_order": labelled_order.tolist()}))
+        manager.save(checkpoint_number=epoch)
         print(f"epoch {epoch}/{_EPOCHS.value}  sup {totals['sup_loss'] / iterations:.4f}  "
               f"cons {totals['cons_loss'] / iterations:.5f}  conf {totals['conf_rate'] / iterations:.3f}"
               f"  {seconds:.1f}s", file=out, flush=True)
         if _RENDER_EVERY.value and epoch % _RENDER_EVERY.value == 0 and epoch != _EPOCHS.value:
             write_render(epoch)
-    train_seconds = time.perf_counter() - start
     probability = write_render(_EPOCHS.value, final=True)
     scores = evaluate.boundary_scores(probability >= 0.5, toy.region, toy.distance_map)
     predicted = trainer.predict_probability(toy.unlabelled_x) >= 0.5

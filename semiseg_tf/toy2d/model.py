@@ -80,6 +80,16 @@ class ToyTrainer:
         self.optimizer = keras.optimizers.Adam(params.learning_rate, epsilon=1e-8)
         self.optimizer.build(self.student.trainable_variables)
         self._noise_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
+        # Where the epoch loop is (epoch, its numpy RandomState, ...), as JSON, so that one checkpoint
+        # holds the whole state of a run and a killed run resumes exactly where it was.
+        self.loop_state = tf.Variable("", dtype=tf.string, trainable=False)
+        # Dropout's random state is not among a Keras model's checkpointed variables: added by hand.
+        nets = [self.student] if self.teacher is self.student else [self.student, self.teacher]
+        dropout_states = [layer.seed_generator.state for net in nets for layer in net.layers
+                          if isinstance(layer, keras.layers.Dropout)]
+        self.checkpoint = tf.train.Checkpoint(
+            student=self.student, teacher=self.teacher, optimizer=self.optimizer,
+            noise_seed=self._noise_seed, loop_state=self.loop_state, dropout_states=dropout_states)
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, 2], tf.float64), tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([None, 2], tf.float64)])
