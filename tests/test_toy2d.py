@@ -187,3 +187,24 @@ def test_toy_consistency_losses_match_their_formulas():
     for name, values in expected.items():
         got = model.consistency_per_sample(student, teacher, name).numpy()
         np.testing.assert_allclose(got, values, rtol=1e-5, err_msg=name)
+
+
+def test_toy_table_averages_the_seeds(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import toy_table
+
+    def metrics(accuracy, level_mean):
+        return {"pixel_accuracy": accuracy, "accuracy_within_35px": 0.5,
+                "predicted_to_true_boundary_px": {"mean": 4.0, "p95": 9.0},
+                "true_to_predicted_boundary_px": {"mean": None, "p95": None},
+                "predicted_boundary_level_px": {"mean": level_mean, "std": 1.0},
+                "authors_error_rate": 0.0, "epochs": 2, "seconds_per_epoch": 3.0}
+    for seed, (accuracy, level) in {1: (0.90, -40.0), 2: (0.96, -20.0)}.items():
+        os.makedirs(tmp_path / f"sup_gap_{seed}")
+        (tmp_path / f"sup_gap_{seed}" / "metrics.json").write_text(json.dumps(metrics(accuracy, level)))
+    table = toy_table.results_table(["sup_gap", "semisup_gap"], [1, 2, 3], str(tmp_path))
+    rows = table.splitlines()
+    # mean 93.00, sample std sqrt(((90-93)^2 + (96-93)^2) / 1) = 4.24; level -30.0 ± 14.1.
+    assert rows[2] == ("| `sup_gap` | 2 | 93.00 ± 4.24 | 50.00 ± 0.00 | 4.0 ± 0.0 | 9.0 ± 0.0 | — | "
+                       "-30.0 ± 14.1 | 1.0 ± 0.0 | 0.00 ± 0.00 | 3.0 ± 0.0 |")
+    assert rows[3].startswith("| `semisup_gap` | 0 | — |")
