@@ -2,7 +2,7 @@
 
 A run lives in its workdir:
   flags.txt          the training flags, as a flagfile (`--flagfile=WORKDIR/flags.txt` reruns it)
-  checkpoints/       tf.train.CheckpointManager: student, teacher, optimiser, step
+  checkpoints/       tf.train.CheckpointManager: student, teacher, optimiser, step, dropout RNG
   tensorboard/       train/ and eval/ event files
   panels/latest.png  the most recent consistency panel
   eval_history.json  every evaluation so far (kept across resumes)
@@ -239,8 +239,10 @@ class Trainer:
                 student_colour=student_colour_params(cfg),
                 unlabelled_batch_ratio=cfg.unsup_batch_ratio),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
-        self.checkpoint = tf.train.Checkpoint(student=self.model.student, teacher=self.model.teacher,
-                                              optimizer=self.model.optimizer, step=self.step)
+        self.checkpoint = tf.train.Checkpoint(
+            student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
+            step=self.step, random_states=models.layers.random_state_variables(
+                self.model.student, self.model.teacher))
         # The manager writes each checkpoint completely, then names it in its state file by an
         # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
         self.manager = tf.train.CheckpointManager(

@@ -27,18 +27,20 @@ def weights(trainer):
     return [w.numpy() for w in trainer.model.student.weights + trainer.model.teacher.weights]
 
 
-def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path):
-    cfg, text = tiny_run(workdir=str(tmp_path / "whole"))
+# pspnet_small has a SpatialDropout2D, whose random state must come back with the checkpoint.
+@pytest.mark.parametrize("arch", ["tiny_unet", "pspnet_small"])
+def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch):
+    cfg, text = tiny_run(workdir=str(tmp_path / "whole"), arch=arch)
     whole = training.Trainer(cfg, text, out=open(os.devnull, "w"))
     whole_result = whole.run()
 
-    cfg, text = tiny_run(workdir=str(tmp_path / "split"), stop_at_step=2)
+    cfg, text = tiny_run(workdir=str(tmp_path / "split"), stop_at_step=2, arch=arch)
     paused = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     assert paused["step"] == 2 and not os.path.exists(tmp_path / "split" / "metrics.json")
     # A save killed half-way leaves files the checkpoint state does not name: they must be ignored.
     for junk in ("ckpt-3.index", "ckpt-3.data-00000-of-00001"):
         (tmp_path / "split" / "checkpoints" / junk).write_bytes(b"half-written")
-    cfg, text = tiny_run(workdir=str(tmp_path / "split"))
+    cfg, text = tiny_run(workdir=str(tmp_path / "split"), arch=arch)
     resumed = training.Trainer(cfg, text, out=open(os.devnull, "w"))
     assert resumed.restore() == 2
     resumed_result = resumed.run()

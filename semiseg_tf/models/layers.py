@@ -60,6 +60,20 @@ def batch_norm(name, mode=BN_TRAIN, **kwargs):
     return layer
 
 
+def random_state_variables(*nets):
+    """The random-number state of the layers of `nets` that draw random numbers (Dropout,
+    SpatialDropout2D, ...). Keras keeps it out of a model's weights, so a checkpoint of the weights
+    alone would restart those random streams on resume: checkpoints add these."""
+    states, seen = [], set()
+    for net in nets:
+        weights = {id(w) for w in net.weights}
+        for variable in net.variables:
+            if id(variable) not in weights and id(variable) not in seen:
+                seen.add(id(variable))
+                states.append(variable)
+    return states
+
+
 def torch_conv_init():
     """PyTorch's default conv/linear weight init: uniform within 1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5))."""
     return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")

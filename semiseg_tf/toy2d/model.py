@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from semiseg_tf.models.layers import TorchBiasUniform, torch_conv_init
+from semiseg_tf.models.layers import TorchBiasUniform, random_state_variables, torch_conv_init
 
 
 def mlp(n_hidden=3, hidden_size=512, batch_norm=True, dropout=True, seed=None, name="toy_mlp"):
@@ -83,13 +83,10 @@ class ToyTrainer:
         # Where the epoch loop is (epoch, its numpy RandomState, ...), as JSON, so that one checkpoint
         # holds the whole state of a run and a killed run resumes exactly where it was.
         self.loop_state = tf.Variable("", dtype=tf.string, trainable=False)
-        # Dropout's random state is not among a Keras model's checkpointed variables: added by hand.
-        nets = [self.student] if self.teacher is self.student else [self.student, self.teacher]
-        dropout_states = [layer.seed_generator.state for net in nets for layer in net.layers
-                          if isinstance(layer, keras.layers.Dropout)]
         self.checkpoint = tf.train.Checkpoint(
             student=self.student, teacher=self.teacher, optimizer=self.optimizer,
-            noise_seed=self._noise_seed, loop_state=self.loop_state, dropout_states=dropout_states)
+            noise_seed=self._noise_seed, loop_state=self.loop_state,
+            random_states=random_state_variables(self.student, self.teacher))
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, 2], tf.float64), tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([None, 2], tf.float64)])
