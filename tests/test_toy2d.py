@@ -208,3 +208,32 @@ def test_toy_table_averages_the_seeds(tmp_path):
     assert rows[2] == ("| `sup_gap` | 2 | 93.00 ± 4.24 | 50.00 ± 0.00 | 4.0 ± 0.0 | 9.0 ± 0.0 | — | "
                        "-30.0 ± 14.1 | 1.0 ± 0.0 | 0.00 ± 0.00 | 3.0 ± 0.0 |")
     assert rows[3].startswith("| `semisup_gap` | 0 | — |")
+
+
+def test_toy_training_treats_the_two_classes_alike():
+    # Swapping the class labels (and the sign of the distance map, and the order of the output
+    # units of an otherwise identical network) must swap the predictions exactly, through the
+    # supervised loss, the confidence mask, the contour constraint, dropout and the EMA: so a run
+    # that favours one class does so because of the data, not the code.
+    from semiseg_tf.toy2d import model
+    toy = data.load(erode_radius=0, noise_std=2.0, seed=1)
+
+    def trainer(distance_map):
+        params = model.ToyParams(cons_loss_fn="logits_var", cons_weight=1.0, conf_thresh=0.55,
+                                 cons_dropout=False, perturb_std=(30 / 256, 30 / 256))
+        return model.ToyTrainer(params, dict(hidden_size=32, batch_norm=False, dropout=True), 7,
+                                lambda x, xp: data.contour_constraint(distance_map, x, xp, 4.0))
+    ours, swapped = trainer(toy.distance_map), trainer(-toy.distance_map)
+    for net, twin in ((ours.student, swapped.student), (ours.teacher, swapped.teacher)):
+        for weight, twin_weight in zip(net.weights, twin.weights):
+            value = weight.numpy()
+            twin_weight.assign(value[..., ::-1] if weight.path.startswith("logits/") else value)
+    rng = np.random.RandomState(0)
+    for _ in range(30):
+        sup, unsup = rng.randint(0, 10, 64), rng.randint(0, len(toy.unlabelled_x), 256)
+        logs = ours.step(toy.labelled_x[sup], toy.labelled_y[sup], toy.unlabelled_x[unsup])
+        swapped.step(toy.labelled_x[sup], 1 - toy.labelled_y[sup], toy.unlabelled_x[unsup])
+    assert float(logs["conf_rate"]) > 0.5 and float(logs["cons_loss"]) > 0    # consistency was on
+    points = toy.unlabelled_x[::50]
+    np.testing.assert_allclose(ours.predict_probability(points),
+                               1 - swapped.predict_probability(points), atol=1e-5)
