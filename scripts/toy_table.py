@@ -105,8 +105,14 @@ def results_table(settings, seeds, runs):
             if os.path.exists(path):
                 with open(path) as f:
                     metrics.append(json.load(f))
-        cells = [_mean_std([_read(read, m) for m in metrics], scale, decimals)
-                 for _, read, scale, decimals in COLUMNS]
+        cells = []
+        for _, read, scale, decimals in COLUMNS:
+            values = [_read(read, m) for m in metrics]
+            cell = _mean_std(values, scale, decimals)
+            present = sum(v is not None for v in values)
+            if 0 < present < len(values):    # say when a mean leaves runs out
+                cell += f" ({present} of {len(values)} runs)"
+            cells.append(cell)
         lines.append(f"| `{setting}` | {len(metrics)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -208,6 +208,14 @@ def test_toy_table_averages_the_seeds(tmp_path):
     assert rows[2] == ("| `sup_gap` | 2 | 93.00 ± 4.24 | 50.00 ± 0.00 | 4.0 ± 0.0 | 9.0 ± 0.0 | — | "
                        "-30.0 ± 14.1 | 1.0 ± 0.0 | 0.00 ± 0.00 | 3.0 ± 0.0 |")
     assert rows[3].startswith("| `semisup_gap` | 0 | — |")
+    # A run whose metrics.json predates a score: the mean says how many runs it covers.
+    older = metrics(0.5, None)
+    del older["predicted_boundary_level_px"]
+    os.makedirs(tmp_path / "sup_gap_3")
+    (tmp_path / "sup_gap_3" / "metrics.json").write_text(json.dumps(older))
+    row = toy_table.results_table(["sup_gap"], [1, 2, 3], str(tmp_path)).splitlines()[2]
+    assert "| -30.0 ± 14.1 (2 of 3 runs) | 1.0 ± 0.0 (2 of 3 runs) |" in row
+    assert row.startswith("| `sup_gap` | 3 | 78.67 ± 25.01 |")
 
 
 def test_toy_training_treats_the_two_classes_alike():
