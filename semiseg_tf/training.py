@@ -22,6 +22,7 @@ import tensorflow as tf
 from PIL import Image
 from scipy import ndimage
 
+from semiseg_tf import checkpoints
 from semiseg_tf import config as config_lib
 from semiseg_tf import metrics as metrics_lib
 from semiseg_tf import models, visualise
@@ -239,10 +240,11 @@ class Trainer:
                 student_colour=student_colour_params(cfg),
                 unlabelled_batch_ratio=cfg.unsup_batch_ratio),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
-        self.checkpoint = tf.train.Checkpoint(
-            student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
-            step=self.step, random_states=models.layers.random_state_variables(
-                self.model.student, self.model.teacher))
+        self._checkpointed = dict(student=self.model.student, teacher=self.model.teacher,
+                                  optimizer=self.model.optimizer, step=self.step)
+        self._random_states = models.layers.random_state_variables(self.model.student,
+                                                                    self.model.teacher)
+        self.checkpoint = checkpoints.make(self._random_states, **self._checkpointed)
         # The manager writes each checkpoint completely, then names it in its state file by an
         # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
         self.manager = tf.train.CheckpointManager(
@@ -263,8 +265,15 @@ class Trainer:
         """Restores the latest checkpoint if there is one; returns the step to start from."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                exact = checkpoints.restore(latest, self._random_states, **self._checkpointed)
+            except checkpoints.CheckpointMismatch as error:
+                raise config_lib.ConfigError(f"--workdir={self.cfg.workdir}: {error}; resume it "
+                                             "with the code that wrote it or use a new --workdir")
             self._print(f"resuming from {latest} (step {int(self.step.numpy())})")
+            if not exact:
+                self._print("  (a checkpoint from before dropout's random state was saved: "
+                            "dropout draws afresh, so the run will not equal an uninterrupted one)")
         return int(self.step.numpy())
 
     def _make_step_fn(self):

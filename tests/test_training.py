@@ -80,6 +80,17 @@ def test_resume_with_other_flags_is_refused(tiny_run):
         training.Trainer(cfg, text)
 
 
+def test_checkpoint_of_other_objects_is_refused_in_one_line(tiny_run):
+    cfg, text = tiny_run(stop_at_step=2)
+    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
+    # The latest checkpoint of the folder now holds something else (another program's state).
+    other = tf.train.Checkpoint(weights=tf.Variable(tf.zeros([3])))
+    tf.train.CheckpointManager(other, os.path.join(cfg.workdir, "checkpoints"), 5).save(3)
+    with pytest.raises(config.ConfigError, match=r"^--workdir=.*ckpt-3: does not hold this run's "
+                                                 r"objects \(.*\); resume it with the code"):
+        training.Trainer(cfg, text, out=open(os.devnull, "w")).restore()
+
+
 def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default(tiny_run):
     cfg, text = tiny_run(stop_at_step=2)
     training.Trainer(cfg, text, out=open(os.devnull, "w")).run()

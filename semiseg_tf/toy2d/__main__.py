@@ -117,6 +117,7 @@ def run(out=sys.stdout):
     import numpy as np
     import tensorflow as tf
 
+    from semiseg_tf import checkpoints
     from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
     from semiseg_tf.toy2d import data, evaluate, model
 
@@ -161,7 +162,13 @@ def run(out=sys.stdout):
     manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=1)
     done_epochs, train_seconds = 0, 0.0
     if manager.latest_checkpoint:
-        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            exact = trainer.restore(manager.latest_checkpoint)
+        except checkpoints.CheckpointMismatch as error:
+            raise ToyFlagError(f"--workdir={workdir}: {error}; use a new --workdir")
+        if not exact:
+            print("(a checkpoint from before dropout's random state was saved: dropout draws "
+                  "afresh, so the run will not equal an uninterrupted one)", file=out, flush=True)
         state = json.loads(trainer.loop_state.numpy().decode())
         done_epochs, train_seconds = state["epoch"], state["train_seconds"]
         rng.set_state(("MT19937", np.array(state["rng_key"], np.uint32), *state["rng_rest"]))
