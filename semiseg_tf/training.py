@@ -240,15 +240,14 @@ class Trainer:
                 student_colour=student_colour_params(cfg),
                 unlabelled_batch_ratio=cfg.unsup_batch_ratio),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
-        self._checkpointed = dict(student=self.model.student, teacher=self.model.teacher,
-                                  optimizer=self.model.optimizer, step=self.step)
-        self._random_states = models.layers.random_state_variables(self.model.student,
-                                                                    self.model.teacher)
-        self.checkpoint = checkpoints.make(self._random_states, **self._checkpointed)
+        self.run_checkpoint = checkpoints.RunCheckpoint(
+            student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
+            step=self.step)
         # The manager writes each checkpoint completely, then names it in its state file by an
         # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(cfg.workdir, "checkpoints"), max_to_keep=cfg.keep_checkpoints)
+            self.run_checkpoint.checkpoint, os.path.join(cfg.workdir, "checkpoints"),
+            max_to_keep=cfg.keep_checkpoints)
         multiple = models.input_multiple(cfg.arch)
         self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes)
         test_set = self.source.test()
@@ -266,14 +265,13 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest:
             try:
-                exact = checkpoints.restore(latest, self._random_states, **self._checkpointed)
+                exact = self.run_checkpoint.restore(latest)
             except checkpoints.CheckpointMismatch as error:
                 raise config_lib.ConfigError(f"--workdir={self.cfg.workdir}: {error}; resume it "
                                              "with the code that wrote it or use a new --workdir")
             self._print(f"resuming from {latest} (step {int(self.step.numpy())})")
             if not exact:
-                self._print("  (a checkpoint from before dropout's random state was saved: "
-                            "dropout draws afresh, so the run will not equal an uninterrupted one)")
+                self._print("  " + checkpoints.FRESH_DROPOUT_NOTE)
         return int(self.step.numpy())
 
     def _make_step_fn(self):

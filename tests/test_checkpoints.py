@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 from semiseg_tf import checkpoints
-from semiseg_tf.models.layers import random_state_variables
 
 
 def _net(units=64):
@@ -22,10 +21,10 @@ def _draw(net):
 def test_checkpoint_restores_weights_and_dropout_state(tmp_path):
     saved = _net()
     _draw(saved)
-    path = checkpoints.make(random_state_variables(saved), net=saved).save(str(tmp_path / "ck"))
+    path = checkpoints.RunCheckpoint(net=saved).checkpoint.save(str(tmp_path / "ck"))
     expected = _draw(saved)            # the mask drawn right after the save
     restored = _net()
-    assert checkpoints.restore(path, random_state_variables(restored), net=restored) is True
+    assert checkpoints.RunCheckpoint(net=restored).restore(path) is True
     for a, b in zip(saved.weights, restored.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(_draw(restored), expected)
@@ -36,7 +35,7 @@ def test_checkpoint_without_random_states_still_restores(tmp_path):
     saved = _net()
     path = tf.train.Checkpoint(net=saved).save(str(tmp_path / "old"))
     restored = _net()
-    assert checkpoints.restore(path, random_state_variables(restored), net=restored) is False
+    assert checkpoints.RunCheckpoint(net=restored).restore(path) is False
     for a, b in zip(saved.weights, restored.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -44,11 +43,11 @@ def test_checkpoint_without_random_states_still_restores(tmp_path):
 @pytest.mark.parametrize("other", ["wider layer", "other objects"])
 def test_checkpoint_of_other_objects_is_refused_in_one_line(tmp_path, other):
     saved = _net()
-    path = checkpoints.make(random_state_variables(saved), net=saved).save(str(tmp_path / "ck"))
+    path = checkpoints.RunCheckpoint(net=saved).checkpoint.save(str(tmp_path / "ck"))
     wrong = _net(units=65)
     objects = dict(net=wrong) if other == "wider layer" else dict(student=wrong)
     with pytest.raises(checkpoints.CheckpointMismatch) as caught:
-        checkpoints.restore(path, random_state_variables(wrong), **objects)
+        checkpoints.RunCheckpoint(**objects).restore(path)
     message = str(caught.value)
     assert message.startswith(f"checkpoint {path}: does not hold this run's objects")
     assert "\n" not in message

@@ -159,16 +159,16 @@ def run(out=sys.stdout):
     # One checkpoint per epoch (about 8 MB; the manager names it in its state file last, so a kill
     # mid-save leaves the previous one in force) holds the networks, the optimiser, the noise seed
     # and the loop's own state.
-    manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=1)
+    manager = tf.train.CheckpointManager(trainer.run_checkpoint.checkpoint, checkpoint_dir,
+                                         max_to_keep=1)
     done_epochs, train_seconds = 0, 0.0
     if manager.latest_checkpoint:
         try:
-            exact = trainer.restore(manager.latest_checkpoint)
+            exact = trainer.run_checkpoint.restore(manager.latest_checkpoint)
         except checkpoints.CheckpointMismatch as error:
             raise ToyFlagError(f"--workdir={workdir}: {error}; use a new --workdir")
         if not exact:
-            print("(a checkpoint from before dropout's random state was saved: dropout draws "
-                  "afresh, so the run will not equal an uninterrupted one)", file=out, flush=True)
+            print(checkpoints.FRESH_DROPOUT_NOTE, file=out, flush=True)
         state = json.loads(trainer.loop_state.numpy().decode())
         done_epochs, train_seconds = state["epoch"], state["train_seconds"]
         rng.set_state(("MT19937", np.array(state["rng_key"], np.uint32), *state["rng_rest"]))

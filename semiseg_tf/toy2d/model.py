@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from semiseg_tf import checkpoints
-from semiseg_tf.models.layers import TorchBiasUniform, random_state_variables, torch_conv_init
+from semiseg_tf.models.layers import TorchBiasUniform, torch_conv_init
 
 
 def mlp(n_hidden=3, hidden_size=512, batch_norm=True, dropout=True, seed=None, name="toy_mlp"):
@@ -84,19 +84,12 @@ class ToyTrainer:
         # Where the epoch loop is (epoch, its numpy RandomState, ...), as JSON, so that one checkpoint
         # holds the whole state of a run and a killed run resumes exactly where it was.
         self.loop_state = tf.Variable("", dtype=tf.string, trainable=False)
-        self._checkpointed = dict(student=self.student, teacher=self.teacher,
-                                  optimizer=self.optimizer, noise_seed=self._noise_seed,
-                                  loop_state=self.loop_state)
-        self._random_states = random_state_variables(self.student, self.teacher)
-        self.checkpoint = checkpoints.make(self._random_states, **self._checkpointed)
+        self.run_checkpoint = checkpoints.RunCheckpoint(
+            student=self.student, teacher=self.teacher, optimizer=self.optimizer,
+            noise_seed=self._noise_seed, loop_state=self.loop_state)
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, 2], tf.float64), tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([None, 2], tf.float64)])
-
-    def restore(self, path):
-        """Restores the checkpoint `path`; False if it predates saved dropout states (see
-        semiseg_tf.checkpoints)."""
-        return checkpoints.restore(path, self._random_states, **self._checkpointed)
 
     @property
     def prediction_net(self):
