@@ -20,12 +20,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--anchors", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--patch_size", type=int, default=225)
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--images", type=int, default=4,
+                        help="images timed (one more is made and left untimed)")
+    parser.add_argument("--anchors", type=int, default=32, help="anchor patches")
+    parser.add_argument("--batch", type=int, default=32, help="anchors per FFT batch")
+    parser.add_argument("--patch_size", type=int, default=225, help="odd patch side (paper: 225)")
+    parser.add_argument("--height", type=int, default=512, help="image height (paper: 512)")
+    parser.add_argument("--width", type=int, default=1024, help="image width (paper: 1024)")
     args = parser.parse_args()
     import cv2
     import tensorflow as tf

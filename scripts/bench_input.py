@@ -75,12 +75,14 @@ def measure(source, threads, steps, warmup):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default="/tmp/bench_input_data")
+    parser.add_argument("--data_dir", default="/tmp/bench_input_data",
+                        help="the dataset's folder (the stand-in is written here)")
     parser.add_argument("--dataset", default="folder", help="folder (the stand-in) or pascal_aug")
     parser.add_argument("--images", type=int, default=1000, help="stand-in training images")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="tf.data thread counts to time, one table row each")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of 30 images")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     args = parser.parse_args()
     if args.dataset == "folder":
         write_stand_in(args.data_dir, args.images)

@@ -36,7 +36,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("methods", nargs="+", help="NAME=FLAGFILE pairs")
     parser.add_argument("--runs", default="runs/bench", help="folder of the run folders")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="the training's --seed values, one run each per method")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     # Flags after `--` are the runs'; argparse would take them for more NAME=FLAGFILE pairs.
     argv, extra = sys.argv[1:], []

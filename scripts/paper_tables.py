@@ -85,7 +85,8 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog=f"tables: {', '.join(recipes.TABLES)}")
-    parser.add_argument("table", choices=sorted(recipes.TABLES))
+    parser.add_argument("table", choices=sorted(recipes.TABLES),
+                        help="which paper table to run")
     parser.add_argument("--seeds", nargs="+", type=int, help="default: the paper's (see the recipes)")
     parser.add_argument("--cells", nargs="+", help="only these cells, e.g. cutmix_106 baseline_106")
     parser.add_argument("--runs", default=os.path.join("runs", "paper"), help="runs folder")

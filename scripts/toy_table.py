@@ -119,12 +119,20 @@ def results_table(settings, seeds, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
-    parser.add_argument("--runs", default=os.path.join("runs", "toy2d"), help="runs folder")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each on its own cores)")
-    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    parser.add_argument("--collect_only", action="store_true", help="only write results.md")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
+                        help="the toy's --seed values to run each setting with (default: 1 2 3)")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
+                        help="which flags/toy2d/ settings to run (default: all four)")
+    parser.add_argument("--runs", default=os.path.join("runs", "toy2d"),
+                        help="runs folder: one SETTING_SEED workdir per run, and results.md; "
+                             "finished runs (with a metrics.json) are not run again, killed ones "
+                             "resume from their checkpoint")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time, each pinned to its own share of the cores")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the commands of the runs still to do, run nothing")
+    parser.add_argument("--collect_only", action="store_true",
+                        help="run nothing; write results.md from the runs already in --runs")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs={args.jobs}: must be at least 1")
