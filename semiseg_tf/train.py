@@ -8,12 +8,9 @@ import sys
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, training
+from semiseg_tf import config, options, training
 from semiseg_tf.data.native import DataError
 from semiseg_tf.models import weights
-
-# The flags live in config.py; adopting them makes `--help` list and explain every one.
-flags.adopt_module_key_flags(config)
 
 
 def main(argv):
@@ -36,4 +33,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)
-    app.run(main)
+    options.run_command(main, config.TRAINING_TOPICS)

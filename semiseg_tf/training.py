@@ -2,15 +2,16 @@
 
 A run lives in its workdir:
   flags.txt          the training flags, as a flagfile (`--flagfile=WORKDIR/flags.txt` reruns it)
+  run.json           what evaluate, predict and export need: classes, palette, normalisation, network
   checkpoints/       tf.train.CheckpointManager: student, teacher, optimiser, step, dropout RNG
   tensorboard/       train/ and eval/ event files
-  panels/latest.png  the most recent consistency panel
+  panels/            latest.png, the most recent consistency panel; validation.png, the latest
+                     validation predictions; confusion.png, the latest confusion matrix
   eval_history.json  every evaluation so far (kept across resumes)
   metrics.json       final mIoU, per-class IoU and the evaluation history, written at the end
 The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step is
 the whole input state: running the same command again continues exactly where the run stopped.
 """
-import io
 import json
 import os
 import sys
@@ -19,14 +20,13 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
-from scipy import ndimage
+from tensorboard.plugins.hparams import api as hparams_api
 
 from semiseg_tf import checkpoints
 from semiseg_tf import config as config_lib
-from semiseg_tf import metrics as metrics_lib
-from semiseg_tf import models, visualise
-from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf import models, run_info, visualise
+from semiseg_tf.evaluation import Evaluator
+from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, prepared, synthetic
 from semiseg_tf.models import weights
@@ -169,40 +169,10 @@ def check_workdir_flags(workdir, flagfile_text):
             f"--flagfile={path} or choose a new --workdir")
 
 
-class Evaluator:
-    """Full-image evaluation of a network (SPEC 5): on the validation set, or on `dataset`.
-
-    fill_holes: two-class datasets: holes in each predicted foreground region are filled before
-    scoring (`scipy.ndimage.binary_fill_holes`, the authors' --bin_fill_holes).
-    """
-
-    def __init__(self, source, batch_size, multiple=1, fill_holes=False, dataset=None):
-        self.source = source
-        self.fill_holes = fill_holes
-        self.dataset = pipeline.validation_dataset(source, batch_size, multiple, dataset)
-        self._predictors = {}   # id(network) -> (network, traced predict function), traced once
-
-    def _predictor(self, network):
-        if id(network) not in self._predictors:
-            @tf.function(reduce_retracing=True)
-            def predict(images):
-                return tf.argmax(network(images, training=False), axis=-1, output_type=tf.int32)
-            self._predictors[id(network)] = (network, predict)
-        return self._predictors[id(network)][1]
-
-    def __call__(self, network):
-        predict = self._predictor(network)
-        confusion = np.zeros((self.source.num_classes,) * 2, np.int64)
-        for batch in self.dataset:
-            predictions = predict(batch["image"])
-            if self.fill_holes:
-                predictions = np.stack([ndimage.binary_fill_holes(p != 0).astype(np.int32)
-                                        for p in predictions.numpy()])
-            confusion += metrics_lib.confusion_matrix(
-                batch["label"], predictions, self.source.num_classes).numpy()
-        per_class, mean_iou = metrics_lib.iou_from_confusion(confusion)
-        return {"miou": mean_iou,
-                "per_class_iou": dict(zip(self.source.class_names, map(float, per_class)))}
+def _enlargement(height):
+    """How much to enlarge pictures of `height`-pixel crops so they are readable (the demo's are 64
+    px), in whole steps so label pixels stay sharp."""
+    return max(1, min(4, 200 // max(height, 1)))
 
 
 def _format_duration(seconds):
@@ -232,6 +202,9 @@ class Trainer:
             self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
                                      self.source.rgb_std)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Written once the flags, the data and the weights have been checked.
+        self.info = run_info.from_run(cfg, self.source)
+        run_info.write(cfg.workdir, self.info)
         self.pipeline = pipeline.InputPipeline(
             self.source, labelled, unlabelled,
             pipeline.PipelineParams(
@@ -249,13 +222,17 @@ class Trainer:
             self.run_checkpoint.checkpoint, os.path.join(cfg.workdir, "checkpoints"),
             max_to_keep=cfg.keep_checkpoints)
         multiple = models.input_multiple(cfg.arch)
-        self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes)
+        options = config_lib.inference_options(cfg)
+        self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes,
+                                   options=options)
         test_set = self.source.test()
         self.test_evaluator = None if test_set is None else Evaluator(
-            self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set)
-        tb_dir = os.path.join(cfg.workdir, "tensorboard")
-        self.train_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "train"))
-        self.eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
+            self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set,
+            options=options)
+        self.tb_dir = os.path.join(cfg.workdir, "tensorboard")
+        self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
+        self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))
+        self.flagfile_text = flagfile_text
 
     def _print(self, text):
         print(text, file=self.out, flush=True)
@@ -287,13 +264,49 @@ class Trainer:
 
     def evaluate(self, step):
         result = self.evaluator(self.model.teacher)
+        confusion_png, _ = visualise.confusion_picture(result["confusion"], self.source.class_names)
+        examples = self.validation_panel()
         with self.eval_writer.as_default(step=step):
             tf.summary.scalar("miou", result["miou"])
+            tf.summary.scalar("pixel_accuracy", result["pixel_accuracy"])
             for name, iou in result["per_class_iou"].items():
                 tf.summary.scalar(f"iou/{name}", iou)
+            tf.summary.image("confusion_matrix", confusion_png[None])
+            tf.summary.image("validation/image_truth_prediction", examples[None])
+        self._save_panel("confusion.png", confusion_png)
+        self._save_panel("validation.png", examples)
         classes = "  ".join(f"{n} {100 * v:.1f}" for n, v in result["per_class_iou"].items())
-        self._print(f"eval @ step {step}: mIoU {100 * result['miou']:.2f}%  ({classes})")
+        self._print(f"eval @ step {step}: mIoU {100 * result['miou']:.2f}%, pixel accuracy "
+                    f"{100 * result['pixel_accuracy']:.2f}%  ({classes})")
         return result
+
+    def validation_panel(self, count=4):
+        """A titled picture of the first `count` validation images: image, truth, prediction."""
+        images, labels, predictions = self.evaluator.examples(self.model.teacher, count)
+        palette = self.source.palette
+        rows = [[image, visualise.colourise(label, palette), visualise.colourise(prediction, palette)]
+                for image, label, prediction in zip(images, labels, predictions)]
+        return visualise.panel(rows, titles=["image", "truth", "prediction"],
+                               scale=_enlargement(images[0].shape[0]))
+
+    def _save_panel(self, name, picture):
+        os.makedirs(os.path.join(self.cfg.workdir, "panels"), exist_ok=True)
+        atomic_write_bytes(os.path.join(self.cfg.workdir, "panels", name), png_bytes(picture))
+
+    def write_run_summary(self):
+        """The run's flags into TensorBoard, as text and as hparams (so runs compare side by side)."""
+        lines = "\n".join(f"    {line}" for line in self.flagfile_text.splitlines())
+        with self.train_writer.as_default(step=0):
+            tf.summary.text("flags", f"Training flags of `{self.cfg.workdir}`:\n\n{lines}")
+        hparams = {}
+        for name, value in vars(self.cfg).items():
+            if name == "workdir" or value is None:
+                continue
+            hparams[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+        # The hparams plugin takes the run folder's own events as the trial, and the scalars of
+        # its sub-folders (eval/miou, ...) as the trial's metrics.
+        with tf.summary.create_file_writer(self.tb_dir).as_default():
+            hparams_api.hparams(hparams, trial_id=os.path.basename(self.cfg.workdir))
 
     def write_panels(self, step, count=4):
         """TensorBoard images (and panels/latest.png) of the consistency inputs and outputs."""
@@ -303,26 +316,23 @@ class Trainer:
         terms = self.model.perturbation.consistency(self.model.student, self.model.teacher,
                                                     batch["unlabelled"], training=False)
         mean, std = self.source.rgb_mean, self.source.rgb_std
+        palette = self.source.palette
         columns = {}
         for name, images in terms.panels.items():
             images = images[:count].numpy()
             columns[name] = (visualise.to_uint8_rgb(images, mean, std) if images.shape[-1] == 3
                              else visualise.grey_to_rgb(images))
         columns["teacher_target"] = visualise.colourise(
-            np.argmax(terms.teacher_probs[:count].numpy(), axis=-1))
+            np.argmax(terms.teacher_probs[:count].numpy(), axis=-1), palette)
         columns["student_prediction"] = visualise.colourise(
-            np.argmax(terms.student_logits[:count].numpy(), axis=-1))
+            np.argmax(terms.student_logits[:count].numpy(), axis=-1), palette)
         with self.train_writer.as_default(step=step):
             for name, images in columns.items():
                 tf.summary.image(f"consistency/{name}", images, max_outputs=count)
         rows = [[columns[name][i] for name in columns] for i in range(len(columns["teacher_target"]))]
-        picture = visualise.panel(rows)
-        os.makedirs(os.path.join(self.cfg.workdir, "panels"), exist_ok=True)
-        # Crops are small (64 px in the demo): enlarge the file 3x, without blurring the labels.
-        png = io.BytesIO()
-        Image.fromarray(picture).resize((picture.shape[1] * 3, picture.shape[0] * 3),
-                                        Image.NEAREST).save(png, format="PNG")
-        atomic_write_bytes(os.path.join(self.cfg.workdir, "panels", "latest.png"), png.getvalue())
+        picture = visualise.panel(rows, titles=[name.replace("_", " ") for name in columns],
+                                  scale=_enlargement(rows[0][0].shape[0]))
+        self._save_panel("latest.png", picture)
 
     def _load_history(self, start):
         """Evaluations of the steps up to `start` (later ones belong to work the checkpoint lost)."""
@@ -341,6 +351,8 @@ class Trainer:
         cfg = self.cfg
         start = self.restore()
         end = min(cfg.train_steps, cfg.stop_at_step or cfg.train_steps)
+        if start == 0:
+            self.write_run_summary()
         history = self._load_history(start)
         if start < end:
             self._print(f"training {cfg.arch} with "
@@ -355,9 +367,9 @@ class Trainer:
         if not history or history[-1]["step"] != cfg.train_steps:
             history.append({"step": cfg.train_steps, **self.evaluate(cfg.train_steps)})
             self._save_history(history)
-        result = {"step": cfg.train_steps, "miou": history[-1]["miou"],
-                  "per_class_iou": history[-1]["per_class_iou"], "eval_history": history,
-                  "workdir": cfg.workdir}
+        # The last evaluation's scores (older runs' entries hold fewer of them).
+        result = {**history[-1], "class_names": list(self.source.class_names),
+                  "eval_history": history, "workdir": cfg.workdir}
         if self.test_evaluator is not None:
             # Once, at the end, as the authors do (CamVid's test set, or the official validation
             # set when --n_val holds out validation images).
@@ -375,26 +387,35 @@ class Trainer:
         step_fn = self._make_step_fn()
         iterator = iter(self.strategy.experimental_distribute_dataset(
             self.pipeline.train_dataset(start)))
-        window_start, window_steps = time.perf_counter(), 0
         run_start = time.perf_counter()
+        # The speed is timed from the end of the first step, which also traces the step function:
+        # counted in, it would make the first ETA far too long.
+        window_start, window_steps = None, 0
         for step in range(start + 1, end + 1):
             logs = step_fn(iterator)
             self.step.assign(step)
-            window_steps += 1
+            if window_start is None:
+                # Waits for the step to finish (its outputs are read), then starts the clock.
+                logs = {k: float(v) for k, v in logs.items()}
+                window_start = time.perf_counter()
+            else:
+                window_steps += 1
             if step % cfg.log_every == 0 or step == end:
                 logs = {k: float(v) for k, v in logs.items()}
                 now = time.perf_counter()
-                rate = window_steps / (now - window_start)
-                window_start, window_steps = now, 0
-                eta = (end - step) / rate
+                rate = window_steps / (now - window_start) if window_steps else None
+                if window_steps:
+                    window_start, window_steps = now, 0
+                speed = (f"{rate:.1f} steps/s  ETA {_format_duration((end - step) / rate)}"
+                         if rate else "(timing from the next step)")
                 self._print(f"step {step}/{cfg.train_steps}  sup {logs['sup_loss']:.4f}  "
                             f"cons {logs['cons_loss']:.5f}  conf {logs['conf_share']:.3f}  "
-                            f"lr {logs['learning_rate']:.2e}  {rate:.1f} steps/s  "
-                            f"ETA {_format_duration(eta)}")
+                            f"lr {logs['learning_rate']:.2e}  {speed}")
                 with self.train_writer.as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
-                    tf.summary.scalar("steps_per_second", rate)
+                    if rate:
+                        tf.summary.scalar("steps_per_second", rate)
             if cfg.image_every and step % cfg.image_every == 0:
                 self.write_panels(step)
             if step % cfg.eval_every == 0 or step == cfg.train_steps:

@@ -35,8 +35,8 @@ def test_dataset_level_not_per_image_average():
 
 def test_evaluator_fills_holes_of_binary_predictions_before_scoring():
     """A predicted ring around a 3x3 hole against a 5x5 square lesion: filled, it is the square."""
-    from semiseg_tf import training
     from semiseg_tf.data import base
+    from semiseg_tf.evaluation import Evaluator
 
     truth = np.zeros((9, 9), np.uint8)
     truth[2:7, 2:7] = 1
@@ -57,8 +57,8 @@ def test_evaluator_fills_holes_of_binary_predictions_before_scoring():
     def network(images, training=False):
         return tf.one_hot(tf.constant(ring[None], tf.int32), 2) * tf.ones_like(images[..., :1])
 
-    plain = training.Evaluator(Square(), 1)(network)
-    filled = training.Evaluator(Square(), 1, fill_holes=True)(network)
+    plain = Evaluator(Square(), 1)(network)
+    filled = Evaluator(Square(), 1, fill_holes=True)(network)
     assert plain["per_class_iou"]["lesion"] == pytest.approx(16 / 25)
     assert plain["per_class_iou"]["background"] == pytest.approx(56 / 65)
     assert filled["miou"] == 1.0

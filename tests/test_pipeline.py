@@ -303,17 +303,3 @@ def test_unlabelled_batches_grow_with_the_batch_ratio(source):
                                          perturbations.build("cutmix")).train_dataset(), 1)
     assert batch["labelled"]["image"].shape[0] == 3
     assert [s["image"].shape[0] for s in batch["unlabelled"]] == [6, 6]
-
-
-def test_validation_padding_to_a_multiple_is_central_with_ignore_labels():
-    """5x6 -> 8x8 for a network that needs multiples of 4: rows 1 before and 2 after, columns 1 and 1
-    (the authors' SegCollate: d // 2 before)."""
-    image = tf.ones((5, 6, 3))
-    label = tf.fill((5, 6), 7)
-    padded_image, padded_label = pipeline.pad_to_multiple(image, label, 4)
-    expected = np.full((8, 8), 255)
-    expected[1:6, 1:7] = 7
-    np.testing.assert_array_equal(padded_label.numpy(), expected)
-    np.testing.assert_array_equal(padded_image.numpy()[..., 0], (expected == 7).astype(np.float32))
-    same_image, same_label = pipeline.pad_to_multiple(tf.ones((8, 4, 3)), tf.fill((8, 4), 1), 4)
-    assert same_image.shape == (8, 4, 3) and same_label.shape == (8, 4)

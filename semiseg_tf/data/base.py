@@ -4,6 +4,8 @@ import abc
 import numpy as np
 import tensorflow as tf
 
+from semiseg_tf import visualise
+
 IGNORE_LABEL = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,6 +24,15 @@ class DataSource(abc.ABC):
     rgb_std: tuple = IMAGENET_STD
     # (height, width) when every image has that size, so validation images can be batched.
     fixed_image_size = None
+    # The class colours ((r, g, b) per class) of pictures and label PNGs; None: the Pascal VOC map.
+    class_palette = None
+
+    @property
+    def palette(self):
+        """((r, g, b), ...) of every class."""
+        if self.class_palette:
+            return tuple(tuple(int(v) for v in colour) for colour in self.class_palette)
+        return visualise.default_palette(self.num_classes)
 
     @property
     def num_classes(self):

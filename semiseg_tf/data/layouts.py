@@ -164,6 +164,11 @@ CITYSCAPES_TRAIN_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27
 CITYSCAPES_LUT = tuple(CITYSCAPES_TRAIN_IDS.index(i) if i in CITYSCAPES_TRAIN_IDS
                        else native.IGNORE_LABEL for i in range(256))
 CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
+# The official colours of the 19 classes (cityscapesscripts.helpers.labels), in train-id order.
+CITYSCAPES_PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+                      (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+                      (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
+                      (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
 
 def cityscapes_layout(data_dir):
@@ -219,6 +224,10 @@ def isic2017_layout(data_dir):
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",
                   "pedestrian", "bicyclist")
 CAMVID_LUT = tuple(native.IGNORE_LABEL if v == 11 else v for v in range(256))  # 11: void
+# SegNet's CamVid colours (its tutorial's label colouring), in class order.
+CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+                  (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
+                  (0, 128, 192))
 
 
 def camvid_layout(data_dir):
@@ -250,6 +259,17 @@ def _stems(tree, folder):
                                 f"'{stem}' ({files[stem]})")
             files[stem] = ref
     return files
+
+
+def dataset_palette(dataset, data_dir=None):
+    """The class colours a dataset is drawn in: Cityscapes' and CamVid's own, a folder's palette.txt;
+    None for the others (which use the Pascal VOC colour map, visualise.default_palette)."""
+    if dataset == "cityscapes":
+        return CITYSCAPES_PALETTE
+    if dataset == "camvid":
+        return CAMVID_PALETTE
+    path = os.path.join(data_dir, "palette.txt") if dataset == "folder" and data_dir else None
+    return _read_palette(path) if path and os.path.isfile(path) else None
 
 
 def _read_palette(path):

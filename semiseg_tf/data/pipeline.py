@@ -10,8 +10,6 @@ import dataclasses
 import tensorflow as tf
 
 from semiseg_tf.augment import colour, geometric
-from semiseg_tf.data.base import IGNORE_LABEL
-from semiseg_tf.models.layers import centre_padding
 
 # Fixed stream identities, folded into the run seed.
 LABELLED_STREAM = 0
@@ -166,28 +164,14 @@ class InputPipeline:
         return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def pad_to_multiple(image, label, multiple):
-    """Pads a normalised image (with 0, the mean colour) and its label (with 255) centrally, `d // 2`
-    before and the rest after, to sizes that are multiples of `multiple` (the authors' `SegCollate`)."""
-    shape = tf.shape(image)
-    paddings = [centre_padding(shape[0], multiple), centre_padding(shape[1], multiple)]
-    image = tf.pad(image, paddings + [[0, 0]])
-    label = tf.pad(label, paddings, constant_values=IGNORE_LABEL)
-    return image, label
+def validation_dataset(source, batch_size, dataset=None):
+    """Full validation images as they are, for the inference path (which normalises and pads):
+    {'image': uint8 [N, H, W, 3], 'label': int32 [N, H, W]} batches (batch 1 if sizes differ).
 
-
-def validation_dataset(source, batch_size, multiple=1, dataset=None):
-    """Full validation images, normalised: {'image', 'label'} batches (batch 1 if sizes differ).
-
-    `multiple`: images are padded to multiples of it for networks that need it (labels 255 there).
     `dataset`: (image, label) pairs to use instead of `source.validation()` (e.g. its test set).
     """
     def prepare(image, label):
-        image = normalise(image, source.rgb_mean, source.rgb_std)
-        label = tf.cast(label, tf.int32)
-        if multiple > 1:
-            image, label = pad_to_multiple(image, label, multiple)
-        return {"image": image, "label": label}
+        return {"image": tf.cast(image, tf.uint8), "label": tf.cast(label, tf.int32)}
     dataset = source.validation() if dataset is None else dataset
     return (dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size if source.fixed_image_size else 1).prefetch(tf.data.AUTOTUNE))

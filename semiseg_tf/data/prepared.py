@@ -35,11 +35,13 @@ class PreparedSource(base.DataSource):
     labelled ones validate, and the official validation set becomes the test set.
     split_file: a text file of training names in labelled-subset order (`--n_sup=k` labels the first
     k); it replaces the dataset's own order.
+    palette: the class colours ((r, g, b) per class), or None for the Pascal VOC colour map.
     """
 
-    def __init__(self, manifest, prepared_dir, n_val=0, val_seed=131, split_file=None):
+    def __init__(self, manifest, prepared_dir, n_val=0, val_seed=131, split_file=None, palette=None):
         self.name = manifest["dataset"]
         self.class_names = tuple(manifest["class_names"])
+        self.class_palette = palette
         size = manifest.get("fixed_image_size")
         self.fixed_image_size = tuple(size) if size else None
         self._splits = {name: records.PreparedSplit.from_manifest(prepared_dir, entry)
@@ -145,4 +147,4 @@ def build_prepared_source(dataset, data_dir, prepared_dir=None, n_sup=10, n_val=
     prepared_dir = prepared_dir or default_prepared_dir(dataset, data_dir)
     manifest = records.prepare(layout, prepared_dir, workers=workers, out=out)
     return PreparedSource(manifest, prepared_dir, n_val=n_val, val_seed=val_seed,
-                          split_file=split_file)
+                          split_file=split_file, palette=layouts.dataset_palette(dataset, data_dir))

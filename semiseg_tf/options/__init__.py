@@ -1,0 +1,50 @@
+"""Command-line flags, each defined once, grouped by topic.
+
+The commands (train, prepare, evaluate, predict, export) take their flags from the topics they need,
+so a flag that several of them share (--workdir, --dataset, --flip, ...) has one definition and one
+help text. Each topic is a module of this package holding a `TOPIC`; `run_command(main, topics)` starts a
+command whose `--help` shows its flags topic by topic (absl alone lists a command's flags in one
+alphabetical block under the command's name).
+"""
+import sys
+
+from absl import app, flags
+
+
+class Topic:
+    """A group of flags, shown under `title` in `--help`; `names` are its flags in definition order."""
+
+    def __init__(self, title, module):
+        self.title = title
+        self.module = module
+        self.names = []
+
+    def define(self, kind, name, default, *args):
+        """Defines an absl flag: `kind` is absl's (string, integer, float, boolean, enum, list);
+        `args` are the enum values then the help, or the help."""
+        getattr(flags, f"DEFINE_{kind}")(name, default, *args, module_name=self.module)
+        self.names.append(name)
+
+
+def help_text(topics, flag_values=flags.FLAGS):
+    """The help of `topics`' flags, one titled section per topic."""
+    sections = []
+    for topic in topics:
+        # module_help renders "\nMODULE:\n  --flag: ..."; the topic's title replaces the module name.
+        lines = flag_values.module_help(topic.module).strip("\n").splitlines()[1:]
+        sections.append(f"{topic.title}:\n" + "\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def run_command(main, topics):
+    """`app.run(main)`, with `--help` showing the command's docstring and then `topics`' flags.
+
+    absl's `--help` prints the main module's docstring and the flags that module defines or adopts;
+    the commands define and adopt none, so the grouped text appended here is the whole list.
+    """
+    module = sys.modules["__main__"]
+    grouped = help_text(topics).replace("%", "%%")   # absl %-formats the docstring
+    module.__doc__ = ((module.__doc__ or "").rstrip() + "\n\n--flagfile=FILE reads flags from a file "
+                      "(one --name=value per line);\n--helpfull lists every flag of every module.\n\n"
+                      + grouped + "\n")
+    app.run(main)

@@ -1,0 +1,10 @@
+"""Flags of the trainer's validation (how it predicts: the inference flags)."""
+from semiseg_tf.options import Topic
+
+TOPIC = Topic("Evaluation during training", __name__)
+
+TOPIC.define("boolean", "bin_fill_holes", False, "Two-class datasets (ISIC 2017): fill holes in "
+        "each predicted foreground region before scoring, as the paper does. Kept with the run: "
+        "evaluate, predict and the exported model fill them too.")
+TOPIC.define("integer", "eval_every", 500, "Evaluate the teacher on the validation set every N "
+        "steps (and at the end).")

@@ -1,0 +1,12 @@
+"""Flags of what a training run prints and saves, and how often."""
+from semiseg_tf.options import Topic
+
+TOPIC = Topic("Logging and checkpoints", __name__)
+
+TOPIC.define("integer", "log_every", 50, "Print a progress line and write TensorBoard scalars every"
+        " N steps.")
+TOPIC.define("integer", "image_every", 500, "Write TensorBoard image panels every N steps (0: "
+        "never).")
+TOPIC.define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps (and at the "
+        "end).")
+TOPIC.define("integer", "keep_checkpoints", 2, "Number of most recent checkpoints kept.")

@@ -1,0 +1,22 @@
+"""Flags that choose the network and its pretrained weights."""
+from semiseg_tf import models
+from semiseg_tf.options import Topic
+
+TOPIC = Topic("Network", __name__)
+
+TOPIC.define("string", "arch", "small_unet", "Network, by registered name: "
+        f"{', '.join(models.available())}. The *_small networks are the same code at CPU-test "
+        "size.")
+TOPIC.define("string", "backbone_weights", None, "Pretrained backbone weights, a local file "
+        "(nothing is downloaded): a keras.applications ResNet-101 weight file (.h5, e.g. "
+        "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5) or the output of `python -m "
+        "semiseg_tf.models.convert_torchvision` (torchvision's resnet101-5d3b4d8f.pth, "
+        "densenet161-8d451a50.pth, MIT CSAIL's deep-stem resnet101). Loaded into the student before"
+        " the teacher copies it.")
+TOPIC.define("boolean", "freeze_bn", True, "Backbone batch norm in inference mode (the authors' "
+        "--freeze_bn, in all their DeepLab recipes). DeepLab v2 never trains its backbone's "
+        "gamma/beta either way; the others still train them. Their ISIC recipe turns it off: "
+        "--nofreeze_bn.")
+TOPIC.define("boolean", "deeplab2_aspp_two_branches", False, "DeepLab v2: sum only the dilation-6 "
+        "and 12 classifier branches, as the authors' code does by mistake (SPEC 4.2); default all "
+        "four.")

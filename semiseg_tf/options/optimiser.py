@@ -1,0 +1,22 @@
+"""Flags of the optimiser and its learning-rate schedule."""
+from semiseg_tf.options import Topic
+
+TOPIC = Topic("Optimiser", __name__)
+
+TOPIC.define("float", "backbone_lr_scale", 0.1, "Learning rate of the backbone (the pretrained "
+        "part) as a fraction of the head's, as in the paper (1 trains all at --learning_rate, which"
+        " is also what the authors' DeepLab v3+ code does by mistake). No effect on networks "
+        "without a backbone.")
+TOPIC.define("enum", "opt_type", "adam", ["adam", "sgd"], "Optimiser: Adam (PyTorch defaults, no "
+        "weight decay) or SGD with momentum.")
+TOPIC.define("float", "learning_rate", 1e-3, "Base learning rate.")
+TOPIC.define("float", "sgd_momentum", 0.9, "SGD momentum.")
+TOPIC.define("boolean", "sgd_nesterov", False, "SGD with Nesterov momentum.")
+TOPIC.define("float", "sgd_weight_decay", 5e-4, "SGD weight decay, added to every gradient as L2 "
+        "(PyTorch style, biases and batch norm included).")
+TOPIC.define("enum", "lr_sched", "none", ["none", "poly", "cosine", "stepped"],
+        "Learning-rate schedule over --train_steps.")
+TOPIC.define("list", "lr_step_boundaries", [], "Steps at which 'stepped' multiplies the rate by "
+        "--lr_step_gamma, e.g. 30000,60000.")
+TOPIC.define("float", "lr_step_gamma", 0.1, "Factor of the 'stepped' schedule.")
+TOPIC.define("float", "lr_poly_power", 0.9, "Power of the 'poly' schedule.")

@@ -1,0 +1,70 @@
+"""Flags of the semi-supervised method: mean teacher or Pi, the perturbation, the loss."""
+from semiseg_tf.options import Topic
+from semiseg_tf.semisup import losses
+
+TOPIC = Topic("Method and perturbation", __name__)
+
+TOPIC.define("enum", "model", "mean_teacher", ["mean_teacher", "pi"],
+        "'mean_teacher': targets from an EMA teacher, which is what gets evaluated; 'pi': the "
+        "student is its own teacher (targets without gradient), and the student is evaluated.")
+TOPIC.define("string", "perturbation", "cutmix", "Consistency perturbation: cutmix (two images "
+        "mixed by box masks), cutout (student sees a box-masked image), augment (teacher and "
+        "student see differently augmented crops), ict (mixup of two images by a Beta factor), vat "
+        "(virtual adversarial). Unused when --cons_weight=0.")
+TOPIC.define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
+        "baseline (through the same trainer, teacher still evaluated).")
+TOPIC.define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the consistency loss is "
+        "scaled by the share of batch pixels whose teacher max-probability is at least this. 0 "
+        "disables.")
+TOPIC.define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
+        "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
+        "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
+        "logits_var = squared difference of logits / sqrt(classes); logits_smoothl1 = Huber of the "
+        "logit difference / sqrt(classes). VAT also uses it as the distance that finds its "
+        "direction.")
+TOPIC.define("boolean", "conf_per_pixel", False, "Confidence weighting per pixel: the loss counts "
+        "only where the teacher is confident, instead of being scaled by the batch's confident "
+        "share.")
+TOPIC.define("integer", "rampup", 0, "Sigmoid ramp-up of the consistency weight, exp(-5 (1 - t)^2),"
+        " over this many steps (the authors count epochs; 0: no ramp-up, the paper's default since "
+        "the confident share grows by itself).")
+TOPIC.define("boolean", "bn_stats_from_unlabelled", True, "Let the student's and teacher's passes "
+        "on unlabelled (perturbed) batches update their batch-norm moving statistics, as the "
+        "authors' code does. --nobn_stats_from_unlabelled keeps the statistics of the labelled pass"
+        " only (the teacher's are then the EMA of the student's); on the embedded dataset that is "
+        "worth about 4 mIoU points to standard-augmentation consistency and less to CutMix "
+        "(BENCHMARKS.md).")
+TOPIC.define("integer", "unsup_batch_ratio", 1, "Consistency losses per step, each on its own "
+        "--batch_size unlabelled batch(es), summed (the authors' repeated backward passes).")
+TOPIC.define("float", "teacher_alpha", 0.99, "EMA decay of the mean teacher, over all weights and "
+        "batch-norm moving statistics, applied after every step.")
+TOPIC.define("string", "mask_prop_range", "0.5", "Box mask area fraction: one value 'p' or a range "
+        "'a:b' drawn uniformly (CutMix: 0.5).")
+TOPIC.define("integer", "boxmask_n_boxes", 1, "Boxes per mask, combined by xor, each of area 1/n of"
+        " the drawn fraction (3 for full-size Cityscapes crops, supplement D.3).")
+TOPIC.define("boolean", "boxmask_fixed_aspect_ratio", False, "Boxes take the crop's aspect ratio "
+        "instead of a random one.")
+TOPIC.define("boolean", "boxmask_by_size", False, "--mask_prop_range gives side fractions, not "
+        "area.")
+TOPIC.define("boolean", "boxmask_outside_bounds", False, "Box centres may lie anywhere; boxes "
+        "crossing the edge are clipped.")
+TOPIC.define("boolean", "boxmask_authors_outside_bounds", False, "With --boxmask_outside_bounds, "
+        "reproduce the authors' bug: boxes crossing the top or left edge vanish (a negative slice "
+        "start) instead of being clipped.")
+TOPIC.define("boolean", "boxmask_no_invert", False, "Mask is 0 inside the boxes instead of 1 "
+        "(Cutout then erases the box instead of keeping only the box).")
+TOPIC.define("float", "ict_alpha", 0.1, "ICT: the Beta(alpha, alpha) distribution of the mixing "
+        "factor, one per sample.")
+TOPIC.define("float", "vat_radius", 0.5, "VAT: radius of the adversarial perturbation, times sqrt(C"
+        " H W) (fixed) or times the image's own variation (--adaptive_vat_radius).")
+TOPIC.define("boolean", "adaptive_vat_radius", False, "VAT: radius scaled per image by half the L2 "
+        "norm of its central differences (SPEC 2.7; the paper recommends it with radius 1).")
+TOPIC.define("boolean", "vat_dir_from_student", False, "VAT: find the adversarial direction with "
+        "the student instead of the teacher.")
+TOPIC.define("float", "vat_probe_scale", 1e-2, "VAT: size of the power iteration's probe, per image"
+        " element (its norm is this times sqrt(C H W)). The authors' 1e-6 H W / 1000 is float32 "
+        "noise; this must stay well above rounding and well below the radius.")
+TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug (SPEC "
+        "2.7): the direction network is left in inference mode, so the teacher's targets (or, with "
+        "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
+        "The supervised pass keeps batch statistics here.")

@@ -1,0 +1,152 @@
+"""What a later command needs to use a trained run, kept in its workdir as `run.json`.
+
+The trainer writes it once the flags and the data have been checked: the classes and their colours,
+the input normalisation, the network and its input multiple, the dataset. evaluate, predict and
+export read it, and the export copies it into the SavedModel's assets, so none of them has to
+re-derive these from code. A run trained before run.json existed gets it recomputed from its
+flags.txt (and its prepared data's manifest, for the class names of file-based datasets).
+"""
+import dataclasses
+import json
+import os
+
+from semiseg_tf import config as config_lib
+from semiseg_tf import models, visualise
+from semiseg_tf.data import base, layouts, prepared, records, synthetic
+from semiseg_tf.data.native import DataError
+from semiseg_tf.files import atomic_write_bytes
+
+RUN_INFO_FILE = "run.json"
+FLAGS_FILE = "flags.txt"
+FORMAT = "semiseg_tf run info, version 1"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """A run's classes, colours, input normalisation and network.
+
+    palette: (r, g, b) per class. rgb_mean, rgb_std: the network's input is
+    (uint8 RGB / 255 - rgb_mean) / rgb_std. network_options: the build options of `models.build`.
+    evaluated_network: 'teacher' (mean teacher) or 'student' (Pi model, its own teacher).
+    fill_holes: two-class runs whose predicted foreground gets its holes filled (--bin_fill_holes).
+    """
+    dataset: str
+    class_names: tuple
+    palette: tuple
+    rgb_mean: tuple
+    rgb_std: tuple
+    arch: str
+    input_multiple: int
+    crop_size: tuple
+    network_options: dict
+    evaluated_network: str = "teacher"
+    fill_holes: bool = False
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def to_json(self):
+        return {
+            "format": FORMAT, "dataset": self.dataset, "num_classes": self.num_classes,
+            "class_names": list(self.class_names), "palette": [list(c) for c in self.palette],
+            "input": {"dtype": "uint8", "channels": "RGB", "value_range": [0, 255],
+                      "normalisation": "(pixel / 255 - mean) / std", "mean": list(self.rgb_mean),
+                      "std": list(self.rgb_std)},
+            "network": {"arch": self.arch, "input_multiple": self.input_multiple,
+                        "options": dict(self.network_options),
+                        "evaluated": self.evaluated_network},
+            "crop_size": list(self.crop_size), "fill_holes": self.fill_holes,
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(dataset=data["dataset"], class_names=tuple(data["class_names"]),
+                   palette=tuple(tuple(c) for c in data["palette"]),
+                   rgb_mean=tuple(data["input"]["mean"]), rgb_std=tuple(data["input"]["std"]),
+                   arch=data["network"]["arch"], input_multiple=data["network"]["input_multiple"],
+                   crop_size=tuple(data["crop_size"]),
+                   network_options=dict(data["network"]["options"]),
+                   evaluated_network=data["network"]["evaluated"], fill_holes=data["fill_holes"])
+
+
+def network_options(values):
+    """The `models.build` options of a run's flags (a Config or {name: value})."""
+    get = values.get if isinstance(values, dict) else lambda name: getattr(values, name)
+    return {"freeze_bn": bool(get("freeze_bn")),
+            "deeplab2_aspp_two_branches": bool(get("deeplab2_aspp_two_branches"))}
+
+
+def from_run(cfg, source):
+    """The RunInfo of a training run: its Config and its DataSource."""
+    return RunInfo(dataset=cfg.dataset, class_names=tuple(source.class_names),
+                   palette=source.palette, rgb_mean=tuple(source.rgb_mean),
+                   rgb_std=tuple(source.rgb_std), arch=cfg.arch,
+                   input_multiple=models.input_multiple(cfg.arch), crop_size=tuple(cfg.crop_size),
+                   network_options=network_options(cfg),
+                   evaluated_network="student" if cfg.model == "pi" else "teacher",
+                   fill_holes=cfg.bin_fill_holes)
+
+
+def write(workdir, info):
+    atomic_write_bytes(os.path.join(workdir, RUN_INFO_FILE),
+                       json.dumps(info.to_json(), indent=2).encode())
+
+
+def load(workdir):
+    """The RunInfo of the run in `workdir`: its run.json, or, for a run from before run.json, one
+    recomputed from its flags.txt. ConfigError (one line) when neither can be read."""
+    path = os.path.join(workdir, RUN_INFO_FILE)
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                return RunInfo.from_json(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise config_lib.ConfigError(f"{path}: not a readable run.json ({error})") from None
+    return recompute(workdir)
+
+
+def recompute(workdir):
+    """The RunInfo of a run from its flags.txt: what run.json would hold."""
+    path = os.path.join(workdir, FLAGS_FILE)
+    if not os.path.isfile(path):
+        raise config_lib.ConfigError(f"--workdir={workdir}: no {RUN_INFO_FILE} or {FLAGS_FILE} there; "
+                                     "is it a training run's folder?")
+    flag_values = config_lib.read_run_flags(path)
+    values = {name: flag_values[name].value for name in flag_values}
+    dataset, arch = values["dataset"], values["arch"]
+    if arch not in models.available():
+        raise config_lib.ConfigError(f"{path}: --arch={arch} is not a network of this version")
+    class_names = _class_names(values, path)
+    return RunInfo(dataset=dataset, class_names=class_names,
+                   palette=(layouts.dataset_palette(dataset, values["data_dir"])
+                            or visualise.default_palette(len(class_names))),
+                   rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD, arch=arch,
+                   input_multiple=models.input_multiple(arch),
+                   crop_size=tuple(int(v) for v in values["crop_size"].split(",")),
+                   network_options=network_options(values),
+                   evaluated_network="student" if values["model"] == "pi" else "teacher",
+                   fill_holes=bool(values["bin_fill_holes"]))
+
+
+def _class_names(values, flags_path):
+    """A run's class names: the synthetic dataset's, else its prepared data's manifest, else the
+    dataset's own list."""
+    dataset = values["dataset"]
+    if dataset == "synthetic":
+        return synthetic.CLASS_NAMES
+    data_dir = values["data_dir"]
+    prepared_dir = values["prepared_dir"] or prepared.default_prepared_dir(dataset, data_dir)
+    manifest = records.read_manifest(prepared_dir)
+    if manifest:
+        return tuple(manifest["class_names"])
+    try:
+        names = layouts.LAYOUTS[dataset](data_dir, num_classes=values["num_classes"]).class_names
+    except DataError:
+        names = None
+    if not names:
+        raise config_lib.ConfigError(
+            f"{flags_path}: the run has no {RUN_INFO_FILE} and its classes cannot be recomputed "
+            f"(no prepared data in {prepared_dir}, and the classes of {data_dir} come from its "
+            "masks): run `python -m semiseg_tf.prepare` with the run's data flags first")
+    return tuple(names)
