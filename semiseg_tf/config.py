@@ -13,7 +13,7 @@ from absl import flags
 
 from semiseg_tf import inference, models
 from semiseg_tf.options import (augmentation, data, distribution, evaluation, labelled, logs, network,
-                                optimiser, perturbation, run, synthetic)
+                                optimiser, perturbation, run, synthetic, training)
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.semisup import perturbations
 
@@ -24,9 +24,9 @@ class ConfigError(ValueError):
 
 DATASETS = data.DATASETS
 # What `python -m semiseg_tf.train --help` shows, in this order; every flag of these is a Config field.
-TRAINING_TOPICS = tuple(m.TOPIC for m in (run, data, synthetic, labelled, augmentation, network,
-                                          perturbation, optimiser, evaluation, inference_flags, logs,
-                                          distribution))
+TRAINING_TOPICS = tuple(m.TOPIC for m in (run, training, data, synthetic, labelled, augmentation,
+                                          network, perturbation, optimiser, evaluation,
+                                          inference_flags, logs, distribution))
 _NAMES = [name for topic in TRAINING_TOPICS for name in topic.names]
 # Flags that change what is logged or when the run pauses, not what is trained: a resumed run may
 # give them other values.

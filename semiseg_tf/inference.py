@@ -45,6 +45,15 @@ class InferenceOptions:
                          f"({self.tile_overlap:.2f} overlap)")
         return ", ".join(parts) or "single pass"
 
+    def tag(self):
+        """A file-name-safe tag: '' for a single pass, else e.g. 'flip_scales0.5-1_tiles512x1024'."""
+        parts = ["flip"] if self.flip else []
+        if tuple(self.scales) != (1.0,):
+            parts.append("scales" + "-".join(f"{s:g}" for s in self.scales))
+        if self.tile_size:
+            parts.append(f"tiles{self.tile_size[0]}x{self.tile_size[1]}")
+        return "_".join(parts)
+
     def to_json(self):
         return {"flip": self.flip, "scales": list(self.scales),
                 "tile_size": list(self.tile_size) if self.tile_size else None,

@@ -1,4 +1,4 @@
-"""Prepare a dataset once: read it from its downloaded layout into sharded TFRecords with a manifest.
+r"""Prepare a dataset once: read it from its downloaded layout into sharded TFRecords with a manifest.
 
   python -m semiseg_tf.prepare --dataset=cityscapes --data_dir=/data/cityscapes \
       --prepared_dir=/data/prepared/cityscapes
@@ -12,20 +12,16 @@ import sys
 
 from absl import app, flags
 
+from semiseg_tf import options
 from semiseg_tf.data import layouts, prepared, records
 from semiseg_tf.data.native import DataError
+from semiseg_tf.options import data as data_flags
 
-_DATASET = flags.DEFINE_enum("dataset", None, sorted(layouts.LAYOUTS), "Dataset layout of --data_dir.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "The dataset's folder as downloaded (see "
-                                "`python -m semiseg_tf.train --help` and the README).")
-_PREPARED_DIR = flags.DEFINE_string("prepared_dir", None, "Output folder. Default: the one training "
-                                    "uses without --prepared_dir, ~/.cache/semiseg_tf/prepared/"
-                                    "DATASET-HASH.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "--dataset=folder: the number of classes when "
-                                    "classes.txt and palette.txt do not say (0: from the masks).")
-_WORKERS = flags.DEFINE_integer("workers", 0, "Converting threads (0: one per CPU core).")
-_VERIFY = flags.DEFINE_boolean("verify", True, "Re-hash every shard of an existing preparation "
-                               "(--noverify checks sizes only, as training does).")
+TOPIC = options.Topic("Preparation", __name__)
+TOPIC.define("boolean", "verify", True, "Re-hash every shard of an existing preparation "
+        "(--noverify checks sizes only, as training does).")
+# The name this flag had before the data flags were shared with training (--prepare_workers).
+flags.DEFINE_alias("workers", "prepare_workers")
 
 
 def summary(manifest, prepared_dir):
@@ -43,15 +39,17 @@ def summary(manifest, prepared_dir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _DATASET.value or not _DATA_DIR.value:
-        print("error: --dataset and --data_dir are required", file=sys.stderr)
+    values = flags.FLAGS
+    if values.dataset not in layouts.LAYOUTS or not values.data_dir:
+        print(f"error: --dataset ({', '.join(sorted(layouts.LAYOUTS))}) and --data_dir are "
+              "required; the synthetic dataset needs no preparation", file=sys.stderr)
         return 2
     try:
-        layout = layouts.LAYOUTS[_DATASET.value](_DATA_DIR.value, num_classes=_NUM_CLASSES.value)
-        prepared_dir = _PREPARED_DIR.value or prepared.default_prepared_dir(_DATASET.value,
-                                                                           _DATA_DIR.value)
-        manifest = records.prepare(layout, prepared_dir, workers=_WORKERS.value or None,
-                                   verify=_VERIFY.value)
+        layout = layouts.LAYOUTS[values.dataset](values.data_dir, num_classes=values.num_classes)
+        prepared_dir = values.prepared_dir or prepared.default_prepared_dir(values.dataset,
+                                                                            values.data_dir)
+        manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,
+                                   verify=values.verify)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -60,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    options.run_command(main, (data_flags.TOPIC, TOPIC))

@@ -1,5 +1,7 @@
 """Pictures: colourised label maps in a run's own colours, titled panels, overlays, and the confusion
 matrix."""
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -45,12 +47,14 @@ def colourise(labels, palette=None):
     return colour_table(palette)[np.asarray(labels, np.int64) % 256]
 
 
-def label_png_image(labels, palette=None):
-    """A palette-mode ('P') PIL image of a label map [H, W]: its pixel values are the class ids (so it
-    reads back as ids), its colours the run's."""
+def label_png(labels, palette=None):
+    """A label map [H, W] as palette-mode PNG bytes: its pixel values are the class ids (so it reads
+    back as ids), its colours `palette`'s (see `colour_table`)."""
     image = Image.fromarray(np.asarray(labels, np.uint8), mode="P")
     image.putpalette(colour_table(palette).reshape(-1).tolist())
-    return image
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def overlay(image, labels, palette=None, alpha=0.5):

@@ -161,3 +161,43 @@ class SyntheticSource(base.DataSource):
 
     def validation(self):
         return tf.data.Dataset.from_tensor_slices((self.val_images, self.val_labels))
+
+
+def write_samples(output, count, split="val", seed=0, image_size=64):
+    """Writes the first `count` scenes of a split as files, output/images/SPLIT_NNNN.png and
+    output/masks/SPLIT_NNNN.png (class ids), a folder that predict and evaluate read. Returns the
+    count."""
+    import os
+
+    from semiseg_tf import visualise
+    from semiseg_tf.files import atomic_write_bytes, png_bytes
+    images, labels = make_scenes([seed, 1 if split == "val" else 0], count, image_size)
+    for folder in ("images", "masks"):
+        os.makedirs(os.path.join(output, folder), exist_ok=True)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        name = f"{split}_{index:04d}.png"
+        atomic_write_bytes(os.path.join(output, "images", name), png_bytes(image))
+        # A palette PNG: its values are the class ids, and it shows in the Pascal VOC colours.
+        atomic_write_bytes(os.path.join(output, "masks", name), visualise.label_png(label))
+    return count
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(
+        description="Write scenes of the embedded synthetic dataset as PNG files (images/ and "
+                    "masks/), e.g. to try predict and evaluate on files.")
+    parser.add_argument("--output", required=True, help="Folder to write images/ and masks/ into.")
+    parser.add_argument("--count", type=int, default=8, help="Number of scenes (the first ones of "
+                        "the split, as training sees them).")
+    parser.add_argument("--split", choices=("val", "train"), default="val",
+                        help="Which split's scenes.")
+    parser.add_argument("--synthetic_seed", type=int, default=0,
+                        help="The dataset's seed (training's --synthetic_seed).")
+    parser.add_argument("--synthetic_image_size", type=int, default=64,
+                        help="Side of the images (training's --synthetic_image_size).")
+    args = parser.parse_args()
+    if args.count <= 0:
+        parser.error(f"--count={args.count}: must be positive")
+    write_samples(args.output, args.count, args.split, args.synthetic_seed, args.synthetic_image_size)
+    print(f"wrote {args.count} {args.split} scenes to {args.output}/images and {args.output}/masks")

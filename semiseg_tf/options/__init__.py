@@ -15,6 +15,11 @@ class Topic:
     """A group of flags, shown under `title` in `--help`; `names` are its flags in definition order."""
 
     def __init__(self, title, module):
+        if module == "__main__":
+            # A command run with `python -m`: its dotted name. absl files '__main__' flags under
+            # sys.argv[0] and lists them again after the docstring, which would show them twice.
+            spec = getattr(sys.modules["__main__"], "__spec__", None)
+            module = spec.name if spec else "__main__.command"
         self.title = title
         self.module = module
         self.names = []

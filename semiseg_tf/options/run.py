@@ -1,17 +1,9 @@
-"""Flags of the run itself: its folder, seed, length and batch."""
+"""The run's folder: the one flag every command shares."""
 from semiseg_tf.options import Topic
 
-TOPIC = Topic("The run", __name__)
+TOPIC = Topic("The run folder", __name__)
 
 TOPIC.define("string", "workdir", None, "The run's folder: its flags, run.json (classes, palette, "
         "input normalisation), checkpoints, TensorBoard events, metrics.json. train: running the "
         "same command again resumes from the last checkpoint; evaluate, predict, export: the "
         "trained run to use.")
-TOPIC.define("integer", "seed", 0, "Seed of weight initialisation and of every random draw of the "
-        "input pipeline (order, augmentation, masks). Same seed, same run.")
-TOPIC.define("integer", "train_steps", 2000, "Number of optimiser steps.")
-TOPIC.define("integer", "batch_size", 8, "Global batch size of the labelled batch and of each "
-        "unlabelled batch (split across replicas).")
-TOPIC.define("integer", "stop_at_step", 0, "Pause the run after this step (checkpointed) instead of"
-        " finishing; the same command with a later or no --stop_at_step continues it. For job "
-        "systems with time limits. 0: run to --train_steps.")

@@ -1,0 +1,13 @@
+"""Flags of a training run's length, batch and seed."""
+from semiseg_tf.options import Topic
+
+TOPIC = Topic("Training", __name__)
+
+TOPIC.define("integer", "seed", 0, "Seed of weight initialisation and of every random draw of the "
+        "input pipeline (order, augmentation, masks). Same seed, same run.")
+TOPIC.define("integer", "train_steps", 2000, "Number of optimiser steps.")
+TOPIC.define("integer", "batch_size", 8, "Global batch size of the labelled batch and of each "
+        "unlabelled batch (split across replicas).")
+TOPIC.define("integer", "stop_at_step", 0, "Pause the run after this step (checkpointed) instead of"
+        " finishing; the same command with a later or no --stop_at_step continues it. For job "
+        "systems with time limits. 0: run to --train_steps.")

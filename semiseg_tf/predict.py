@@ -1,0 +1,131 @@
+"""Predict class maps for image files with a trained run or an exported SavedModel.
+
+  python -m semiseg_tf.predict --workdir=runs/cutmix --input=photos/ --output=masks/
+  python -m semiseg_tf.predict --saved_model=saved_models/cutmix/1 --input='photos/**/*.jpg' \\
+      --output=masks/
+
+For every image, OUTPUT/labels/NAME.png is its label map (a palette PNG: pixel values are the class
+ids, colours the run's palette, so it reads back as ids) and OUTPUT/overlays/NAME.png the colours
+over the photo; NAME keeps the input's sub-folders. Images of one size go through the model in
+batches (--eval_batch_size). A file that cannot be read is reported in one line and skipped; the
+exit status is 1 when any was.
+"""
+import collections
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+
+from semiseg_tf import config, options, trained, visualise
+from semiseg_tf.data import image_files
+from semiseg_tf.data.native import DataError
+from semiseg_tf.files import atomic_write_bytes, png_bytes
+from semiseg_tf.models.weights import WeightsError
+from semiseg_tf.options import inference as inference_flags
+from semiseg_tf.options import model as model_flags
+from semiseg_tf.options import run as run_flags
+from semiseg_tf.progress import Progress
+
+TOPIC = options.Topic("Input and output", __name__)
+TOPIC.define("string", "input", None, "The images: a folder (searched with its sub-folders), a "
+        "glob ('photos/*.jpg'; '**' for any depth, quoted for the shell) or one file.")
+TOPIC.define("string", "output", None, "Output folder: labels/ (class-id PNGs) and overlays/ "
+        "(colours over the photo), with the input's relative names.")
+TOPIC.define("float", "overlay_alpha", 0.5, "Weight of the class colours in the overlays, in "
+        "[0, 1].")
+TOPIC.define("boolean", "overlays", True, "Write the overlays (--nooverlays: label maps only).")
+
+
+def _batches(paths_by_size, batch_size):
+    """[(paths)] in batches of at most `batch_size` images of one size."""
+    for paths in paths_by_size.values():
+        for start in range(0, len(paths), batch_size):
+            yield paths[start:start + batch_size]
+
+
+def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=sys.stderr):
+    """Writes label maps (and overlays) of `images` ([(path, relative path)]) under `output`.
+
+    Returns:
+      (written, failed): counts of images.
+    """
+    palette = model.info.palette
+    relative = dict(images)
+    unopened = 0
+    # The size from each header groups the images without decoding them; one that cannot even
+    # be opened is reported here.
+    by_size = collections.OrderedDict()
+    for path, _ in images:
+        try:
+            by_size.setdefault(image_files.image_size(path), []).append(path)
+        except DataError as error:
+            print(f"skipped: {error}", file=out, flush=True)
+            unopened += 1
+    failed = unopened
+    progress = Progress("predicted", len(images), "images", out=out)
+    done = written = 0
+    for paths in _batches(by_size, batch_size):
+        pixels, kept = [], []
+        for path in paths:
+            try:
+                pixels.append(image_files.read_rgb(path))
+                kept.append(path)
+            except DataError as error:
+                print(f"skipped: {error}", file=out, flush=True)
+                failed += 1
+        if kept:
+            labels = model.predict(np.stack(pixels))["labels"]
+            for path, image, label in zip(kept, pixels, labels):
+                name = os.path.splitext(relative[path])[0] + ".png"
+                _write(os.path.join(output, "labels", name), visualise.label_png(label, palette))
+                if overlays:
+                    _write(os.path.join(output, "overlays", name),
+                           png_bytes(visualise.overlay(image, label, palette, alpha)))
+                written += 1
+        done += len(paths)
+        progress.update(unopened + done)
+    return written, failed
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_bytes(path, data)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    values = flags.FLAGS
+    try:
+        if not values.input or not values.output:
+            raise config.ConfigError("--input (the images) and --output (a folder) are required")
+        if not 0 <= values.overlay_alpha <= 1:
+            raise config.ConfigError(f"--overlay_alpha={values.overlay_alpha}: must lie in [0, 1]")
+        images = image_files.list_images(values.input)
+        given_options = any(values[name].present for name in inference_flags.TOPIC.names
+                            if name != "eval_batch_size")
+        model = trained.open_model(workdir=values.workdir, saved_model=values.saved_model,
+                                   network=values.network, checkpoint=values.checkpoint,
+                                   options=config.inference_options(values),
+                                   options_given=given_options)
+        print(f"predicting {len(images)} images with {model.description}", file=sys.stderr,
+              flush=True)
+        written, failed = predict_files(model, images, os.path.abspath(values.output),
+                                        values.eval_batch_size, values.overlays,
+                                        values.overlay_alpha)
+    except (config.ConfigError, DataError, WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    what = "label maps and overlays" if values.overlays else "label maps"
+    print(f"wrote {written} {what} to {os.path.abspath(values.output)}"
+          + (f"; {failed} file(s) could not be read (listed above)" if failed else ""))
+    return 1 if failed else 0
+
+
+COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, TOPIC, inference_flags.TOPIC)
+
+if __name__ == "__main__":
+    flags.FLAGS.set_default("alsologtostderr", False)
+    options.run_command(main, COMMAND_TOPICS)
