@@ -2,14 +2,20 @@
 
   python scripts/compare_runs.py runs/demo/baseline runs/demo/cutmix
 """
+import argparse
 import json
 import os
 import sys
 
 
-def main(workdirs):
-    if not workdirs:
-        sys.exit("usage: compare_runs.py WORKDIR [WORKDIR ...]")
+def main():
+    parser = argparse.ArgumentParser(
+        description="A table of the final mIoU and per-class IoU (%) of finished training runs, "
+                    "read from each run's metrics.json; with two runs, the second's gain over the "
+                    "first.")
+    parser.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="Run folders (--workdir of "
+                        "python -m semiseg_tf.train), in the order of the table's rows.")
+    workdirs = parser.parse_args().workdirs
     rows = []
     for workdir in workdirs:
         path = os.path.join(workdir, "metrics.json")
@@ -19,11 +25,15 @@ def main(workdirs):
             rows.append((os.path.basename(os.path.normpath(workdir)), json.load(f)))
     classes = list(rows[0][1]["per_class_iou"])
     name_width = max(len("run"), *(len(name) for name, _ in rows))
-    header = f"{'run':<{name_width}}  {'mIoU':>6}  " + "  ".join(f"{c[:8]:>8}" for c in classes)
+    # Each column as wide as its class name (at least a number's width), so no name is cut.
+    widths = [max(len(c), 6) for c in classes]
+    header = f"{'run':<{name_width}}  {'mIoU':>6}  " + "  ".join(
+        f"{c:>{w}}" for c, w in zip(classes, widths))
     print(header)
     print("-" * len(header))
     for name, metrics in rows:
-        ious = "  ".join(f"{100 * metrics['per_class_iou'][c]:>8.1f}" for c in classes)
+        ious = "  ".join(f"{100 * metrics['per_class_iou'].get(c, 0.0):>{w}.1f}"
+                         for c, w in zip(classes, widths))
         print(f"{name:<{name_width}}  {100 * metrics['miou']:>6.2f}  {ious}")
     if len(rows) == 2:
         gain = 100 * (rows[1][1]["miou"] - rows[0][1]["miou"])
@@ -31,4 +41,4 @@ def main(workdirs):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

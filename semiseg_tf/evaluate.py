@@ -127,6 +127,8 @@ def evaluate(flag_values=flags.FLAGS, out=sys.stdout):
             raise config.ConfigError("give --workdir (a training run) or --saved_model (an export)")
         # The run's own inference flags, under those given here.
         workdir = os.path.abspath(os.path.expanduser(flag_values.workdir))
+        if not os.path.isdir(workdir):
+            raise config.ConfigError(f"--workdir={workdir}: no such folder")
         run_values = run_flag_values(os.path.join(workdir, run_info.FLAGS_FILE), flag_values)
         model = trained.open_model(workdir=flag_values.workdir, network=flag_values.network,
                                    checkpoint=flag_values.checkpoint,

@@ -52,4 +52,7 @@ def run_command(main, topics):
     module.__doc__ = ((module.__doc__ or "").rstrip() + "\n\n--flagfile=FILE reads flags from a file "
                       "(one --name=value per line);\n--helpfull lists every flag of every module.\n\n"
                       + grouped + "\n")
+    if any(arg in ("-h", "--help", "-help", "--helpshort", "-?") for arg in sys.argv[1:]):
+        # absl's --help exits with status 1; asking for help is not a failure.
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
     app.run(main)
