@@ -9,7 +9,8 @@ The graph holds the whole inference path (normalisation, padding, and the --flip
                    -> labels int32 [N, H, W], probabilities float32 [N, H, W, C]
   encoded          image_bytes string [N] (JPEG, PNG, BMP or GIF files; base64 in a REST request)
                    -> labels int32 [N, H, W] (-1 beyond an image smaller than the batch's largest),
-                      label_png string [N] (one-channel PNG, values = class ids),
+                      label_png_bytes string [N] (one-channel PNG, values = class ids; TF
+                        Serving's REST API sends a '_bytes' output base64-encoded),
                       image_size int32 [N, 2] (height, width)
 assets/ holds the class names, the palette, run.json, the run's flags and its final metrics, and
 export.json (what was exported, with which options); network.keras beside them is the network alone,
@@ -89,7 +90,7 @@ class ServingModule(tf.Module):
                                                            [0, largest[1] - size[1]]],
                                             constant_values=-1))
         return {"labels": tf.reshape(labels.stack(), [count, largest[0], largest[1]]),
-                "label_png": pngs.stack(), "image_size": sizes}
+                "label_png_bytes": pngs.stack(), "image_size": sizes}
 
 
 def default_export_dir(workdir, root="saved_models"):

@@ -87,6 +87,18 @@ def test_a_run_without_run_json_gets_it_recomputed_from_its_flags(run, tmp_path)
     assert run_info.load(str(old)) == run_info.load(run.cfg.workdir)
 
 
+def test_a_run_from_before_run_json_still_exports(run, tmp_path):
+    import shutil
+    old = tmp_path / "old_run"
+    shutil.copytree(run.cfg.workdir, old)
+    os.remove(old / "run.json")
+    export_dir = str(tmp_path / "saved_models" / "old_run" / "1")
+    export.export(trained.RunModel(str(old)), export_dir, keras_file=False,
+                  out=open(os.devnull, "w"))
+    with open(os.path.join(export_dir, "assets", "run.json")) as f:
+        assert run_info.RunInfo.from_json(json.load(f)) == run_info.load(run.cfg.workdir)
+
+
 def test_saved_model_in_a_fresh_process_without_semiseg_tf_equals_the_teacher(run, exported,
                                                                             tmp_path):
     rng = np.random.default_rng(0)
@@ -111,8 +123,8 @@ files = [open({str(tmp_path / "a.png")!r}, "rb").read(), open({str(tmp_path / "b
 result = encoded(image_bytes=tf.constant(files))
 out["encoded_labels"] = result["labels"].numpy()
 out["encoded_sizes"] = result["image_size"].numpy()
-out["encoded_png_0"] = tf.io.decode_png(result["label_png"][0]).numpy()
-out["encoded_png_1"] = tf.io.decode_png(result["label_png"][1]).numpy()
+out["encoded_png_0"] = tf.io.decode_png(result["label_png_bytes"][0]).numpy()
+out["encoded_png_1"] = tf.io.decode_png(result["label_png_bytes"][1]).numpy()
 np.savez({str(tmp_path / "outputs.npz")!r}, **out)
 print("semiseg_tf imported:", any(m.split(".")[0] == "semiseg_tf" for m in sys.modules))
 """
@@ -155,7 +167,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
     assert signature("encoded") == {
         ("inputs", "image_bytes"): ("DT_STRING", "-1"),
         ("outputs", "labels"): ("DT_INT32", "-1, -1, -1"),
-        ("outputs", "label_png"): ("DT_STRING", "-1"),
+        ("outputs", "label_png_bytes"): ("DT_STRING", "-1"),
         ("outputs", "image_size"): ("DT_INT32", "-1, 2")}
 
 

@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tensorboard_tags(folder):
     tags = set()
-    for name in os.listdir(folder):
+    for name in [n for n in os.listdir(folder) if n.startswith("events.")]:
         for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
             tags.update(value.tag for value in event.summary.value)
     return tags
@@ -66,7 +66,15 @@ def test_run_folder_contents(tiny_run, tmp_path):
         "sup_loss", "cons_loss", "conf_share", "learning_rate", "steps_per_second",
         "consistency/image_a", "consistency/image_b", "consistency/mix_mask",
         "consistency/mixed_input", "consistency/teacher_target", "consistency/student_prediction"}
-    assert tensorboard_tags(run / "tensorboard" / "eval") >= {"miou", "iou/background", "iou/cross"}
+    assert tensorboard_tags(run / "tensorboard" / "eval") >= {
+        "miou", "pixel_accuracy", "iou/background", "iou/cross", "confusion_matrix",
+        "validation/image_truth_prediction"}
+    assert "flags" in tensorboard_tags(run / "tensorboard" / "train")
+    # The hparams plugin's session record, at the run's TensorBoard root.
+    assert any(tag.startswith("_hparams_/") for tag in tensorboard_tags(run / "tensorboard"))
+    for name in ("latest.png", "validation.png", "confusion.png"):
+        assert os.path.exists(run / "panels" / name)
+    assert metrics["pixel_accuracy"] > 0 and len(metrics["confusion"]) == 6
     # Running the finished command again trains nothing and reports the same result.
     again = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     assert again["miou"] == result["miou"]
