@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+import semiseg_tf
 from semiseg_tf import config, options, run_info, trained
 from semiseg_tf.data.native import DataError
 from semiseg_tf.options import inference as inference_flags
@@ -123,7 +124,7 @@ def _write_assets(folder, model):
         "workdir": workdir, "network": model.which, "checkpoint": model.checkpoint,
         "step": model.step, "options": model.options.to_json(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tensorflow": tf.__version__,
+        "semiseg_tf": semiseg_tf.__version__, "tensorflow": tf.__version__,
         "finished_run": os.path.isfile(metrics_path),
     }, indent=2))
     return paths

@@ -305,8 +305,10 @@ class Trainer:
             hparams[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
         # The hparams plugin takes the run folder's own events as the trial, and the scalars of
         # its sub-folders (eval/miou, ...) as the trial's metrics.
-        with tf.summary.create_file_writer(self.tb_dir).as_default():
+        writer = tf.summary.create_file_writer(self.tb_dir)
+        with writer.as_default():
             hparams_api.hparams(hparams, trial_id=os.path.basename(self.cfg.workdir))
+        writer.close()
 
     def write_panels(self, step, count=4):
         """TensorBoard images (and panels/latest.png) of the consistency inputs and outputs."""

@@ -189,6 +189,17 @@ def test_folder_colour_masks_with_a_palette(tmp_path):
     for k, colour in enumerate(palette):
         expected[(raw == colour).all(-1)] = k
     assert np.array_equal(label, expected) and label.max() > 0
+    # The run's pictures and label PNGs use the folder's colours.
+    assert source.palette == tuple(palette)
+
+
+def test_class_colours_of_the_datasets(tmp_path):
+    fx.write_folder(tmp_path / "plain", num_classes=3)
+    plain = open_source("folder", tmp_path / "plain", tmp_path / "p1", n_sup=2)
+    assert plain.palette == ((0, 0, 0), (128, 0, 0), (0, 128, 0))      # Pascal VOC's map
+    fx.write_cityscapes(tmp_path / "cs")
+    city = open_source("cityscapes", tmp_path / "cs", tmp_path / "p2", n_sup=3)
+    assert len(city.palette) == 19 and city.palette[0] == (128, 64, 128)   # road
 
 
 def test_n_val_holds_out_labelled_images_and_makes_the_official_val_the_test_set(tmp_path):

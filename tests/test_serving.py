@@ -245,6 +245,18 @@ def test_evaluate_a_saved_model_and_a_folder_of_files_agree_with_the_trainer(run
     assert scores["miou"] == pytest.approx(final["miou"], abs=1e-12)
 
 
+def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
+    """--dataset given: the data flags start from their defaults (64-px synthetic scenes here, not
+    the run's 16-px ones), and the scores are those of these images."""
+    done = command("-m", "semiseg_tf.evaluate", f"--workdir={run.cfg.workdir}",
+                   "--dataset=synthetic", "--synthetic_num_train=4", "--synthetic_num_val=3",
+                   f"--output_dir={tmp_path}/eval")
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "eval" / "scores.json") as f:
+        scores = json.load(f)
+    assert scores["images"] == 3 and np.sum(scores["confusion"]) == 3 * 64 * 64
+
+
 @pytest.mark.parametrize("args, message", [
     (["--saved_model=/no/such"], "not a SavedModel folder"),
     (["--workdir=/no/such"], "no such folder"),

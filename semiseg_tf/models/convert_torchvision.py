@@ -16,9 +16,15 @@ from absl import app, flags
 
 from semiseg_tf.models import weights as weights_lib
 
-flags.DEFINE_string("input", None, "A PyTorch state dict (.pth): torchvision ResNet-101 or "
-                    "DenseNet-161, or MIT CSAIL's deep-stem ResNet-101.")
-flags.DEFINE_string("output", None, "The Keras HDF5 weight file to write (written atomically).")
+
+def define_flags():
+    """The command's flags, defined only when it runs as a command: importing the converter (the
+    tests do) must not take --input and --output from `python -m semiseg_tf.predict`."""
+    flags.DEFINE_string("input", None, "A PyTorch state dict (.pth): torchvision ResNet-101 or "
+                        "DenseNet-161, or MIT CSAIL's deep-stem ResNet-101.")
+    flags.DEFINE_string("output", None, "The Keras HDF5 weight file to write (written "
+                        "atomically).")
+
 
 # Old torchvision DenseNet files name `norm.1` what the module now calls `norm1` (torchvision's own
 # loader renames them the same way).
@@ -87,4 +93,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
