@@ -61,8 +61,10 @@ def run_flag_values(flags_path, flag_values=flags.FLAGS):
             values[name].value = flag_values[name].default
     for name in given:
         values[name].value = flag_values[name].value
-    # Which images are labelled plays no part in scoring.
+    # Which images are labelled, and where the pretrained weights were, play no part in scoring
+    # (and the weights file may be gone from the machine that scores).
     values["n_sup"].value, values["split_file"].value = -1, None
+    values["backbone_weights"].value = None
     return values
 
 

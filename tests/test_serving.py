@@ -245,6 +245,19 @@ def test_evaluate_a_saved_model_and_a_folder_of_files_agree_with_the_trainer(run
     assert scores["miou"] == pytest.approx(final["miou"], abs=1e-12)
 
 
+def test_evaluate_needs_neither_the_weights_file_nor_the_split_file(run, tmp_path):
+    """A run scored on another machine: its pretrained-weights file and split list are gone."""
+    import shutil
+    moved = tmp_path / "moved"
+    shutil.copytree(run.cfg.workdir, moved)
+    with open(moved / "flags.txt", "a") as f:
+        f.write("--backbone_weights=/gone/resnet101.h5\n--split_file=/gone/labelled.txt\n")
+    done = command("-m", "semiseg_tf.evaluate", f"--workdir={moved}", f"--output_dir={tmp_path}/e")
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "e" / "scores.json") as f, open(moved / "metrics.json") as g:
+        assert json.load(f)["miou"] == json.load(g)["miou"]
+
+
 def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
     """--dataset given: the data flags start from their defaults (64-px synthetic scenes here, not
     the run's 16-px ones), and the scores are those of these images."""
