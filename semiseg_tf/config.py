@@ -28,10 +28,20 @@ TRAINING_TOPICS = tuple(m.TOPIC for m in (run, training, data, synthetic, labell
                                           network, perturbation, optimiser, evaluation,
                                           inference_flags, logs, distribution))
 _NAMES = [name for topic in TRAINING_TOPICS for name in topic.names]
-# Flags that change what is logged or when the run pauses, not what is trained: a resumed run may
-# give them other values.
-RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints",
-                     "eval_batch_size", "stop_at_step"}
+# Flags a resumed run may give other values, because they do not change what it trains, by why:
+RESUMABLE_CHANGES = {
+    # what is logged, evaluated and saved, and when the run pauses;
+    **dict.fromkeys(["log_every", "image_every", "checkpoint_every", "keep_checkpoints",
+                     "eval_every", "eval_batch_size", "stop_at_step", "on_nonfinite"]
+                    + inference_flags.TOPIC.names, "what is reported"),
+    # where things are (the same data, read from elsewhere);
+    **dict.fromkeys(["data_dir", "prepared_dir", "prepare_workers"], "where the data are"),
+    # how the work is laid out on devices (the update is the same on one device as on several).
+    **dict.fromkeys(["strategy", "cpu_devices"], "the device layout"),
+}
+# Schedules whose learning rate at a step depends on --train_steps: a longer run would already have
+# had other rates, so --train_steps cannot grow on resume with them.
+LENGTH_DEPENDENT_SCHEDULES = ("poly", "cosine")
 
 
 def _parse_ints(name, text, count):

@@ -23,10 +23,15 @@ def main(argv):
     except (config.ConfigError, weights.WeightsError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except training.TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    if result.get("paused"):
+        return 0      # paused on purpose (--stop_at_step): the run said how to continue
     print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
     return 0
 

@@ -12,8 +12,10 @@ A run lives in its workdir:
 The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step is
 the whole input state: running the same command again continues exactly where the run stopped.
 """
+import fcntl
 import json
 import os
+import socket
 import sys
 import time
 
@@ -35,6 +37,24 @@ from semiseg_tf.semisup import mean_teacher, optim, perturbations
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "eval_history.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss, gradient or weight became non-finite; the message names the step and what."""
+
+
+def make_workdir(workdir):
+    """Creates the run folder (and its parents) and checks it can be written; ConfigError names it."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise config_lib.ConfigError(f"--workdir={workdir}: cannot be written "
+                                     f"({error.strerror or error})") from None
 
 
 def configure_cpu_devices(count):
@@ -129,7 +149,8 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         weight_decay=cfg.sgd_weight_decay if cfg.opt_type == "sgd" else 0.0,
         conf_per_pixel=cfg.conf_per_pixel, rampup_steps=cfg.rampup,
         unsup_batch_ratio=cfg.unsup_batch_ratio,
-        bn_stats_from_unlabelled=cfg.bn_stats_from_unlabelled)
+        bn_stats_from_unlabelled=cfg.bn_stats_from_unlabelled,
+        skip_nonfinite=cfg.on_nonfinite == "skip")
     model.compile(optimizer=optimizer)
     model.initialise(tuple(cfg.crop_size) + (3,))
     backbone = models.backbone_of(student)
@@ -139,22 +160,26 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
 
 
 def _flag_lines(text):
-    """{name: line} of a flagfile's text, without flags that do not change training."""
+    """{name: line} of a flagfile's text (the run folder itself excluded: it may move)."""
     lines = {}
     for line in text.splitlines():
         name = line.lstrip("-").split("=", 1)[0]
         if name.startswith("no"):
             name = name[2:] if name[2:] in config_lib.Config.__dataclass_fields__ else name
-        if name and name != "workdir" and name not in config_lib.RESUMABLE_CHANGES:
+        if name and name != "workdir":
             lines[name] = line
     return lines
 
 
-def check_workdir_flags(workdir, flagfile_text):
-    """Refuses to resume a run folder with different training flags (one clear line)."""
+def check_workdir_flags(workdir, flagfile_text, cfg):
+    """Whether a run folder may continue with these flags. A folder that holds no checkpoint has
+    trained nothing, so any flags may start it afresh. Otherwise flags that change what is trained
+    are refused (one line); what may change (config.RESUMABLE_CHANGES, a longer --train_steps with
+    a schedule that does not depend on it) is returned as notes to print."""
     path = os.path.join(workdir, FLAGS_FILE)
-    if not os.path.exists(path):
-        return
+    if not os.path.exists(path) or tf.train.latest_checkpoint(
+            os.path.join(workdir, CHECKPOINTS_DIR)) is None:
+        return []
     with open(path) as f:
         saved = _flag_lines(f.read())
     current = _flag_lines(flagfile_text)
@@ -162,11 +187,63 @@ def check_workdir_flags(workdir, flagfile_text):
     for name in set(current) - set(saved):
         saved[name] = config_lib.default_flag_line(name)
     changed = sorted(name for name in set(saved) | set(current) if saved.get(name) != current.get(name))
-    if changed:
-        detail = "; ".join(f"{saved.get(n, 'unset')} -> {current.get(n, 'unset')}" for n in changed[:3])
+    refused = [n for n in changed if n not in config_lib.RESUMABLE_CHANGES and n != "train_steps"]
+    if "train_steps" in changed and cfg.lr_sched in config_lib.LENGTH_DEPENDENT_SCHEDULES:
+        raise config_lib.ConfigError(
+            f"--train_steps: {saved.get('train_steps')} -> {current.get('train_steps')} for a run of "
+            f"--workdir={workdir} with --lr_sched={cfg.lr_sched}, whose learning rate at every step "
+            "depends on the run's length: the steps already trained would have had other rates. "
+            "Start a new --workdir (or train with --lr_sched=none or stepped, which extend)")
+    if refused:
+        detail = "; ".join(f"{saved.get(n, 'unset')} -> {current.get(n, 'unset')}" for n in refused[:3])
         raise config_lib.ConfigError(
             f"--workdir={workdir} holds a run with other flags ({detail}); resume it with "
             f"--flagfile={path} or choose a new --workdir")
+    notes = []
+    for name in changed:
+        if name == "stop_at_step":
+            continue      # set anew on every call of a paused run
+        why = ("the run continues to the new length (the learning-rate schedule "
+               f"'{cfg.lr_sched}' does not depend on it)" if name == "train_steps"
+               else f"{config_lib.RESUMABLE_CHANGES[name]}, not what is trained")
+        notes.append(f"note: --{name} changed ({saved.get(name, 'unset')} -> "
+                     f"{current.get(name, 'unset')}): {why}")
+    return notes
+
+
+# Run folders held by this process: {workdir: open lock file}. A second process asking for one of
+# them is refused; this process may open it again (one Trainer after another, as the tests do).
+_HELD_WORKDIRS = {}
+LOCK_FILE = ".lock"
+
+
+def lock_workdir(workdir):
+    """Makes this process the only one training in `workdir` (an flock on WORKDIR/.lock, which the
+    kernel releases when the process ends, however it ends). ConfigError names the holder."""
+    if workdir in _HELD_WORKDIRS:
+        return
+    lock = open(os.path.join(workdir, LOCK_FILE), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise config_lib.ConfigError(
+            f"--workdir={workdir}: another training is running in it ({holder}); wait for it to "
+            "end, or choose another --workdir") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    _HELD_WORKDIRS[workdir] = lock
+
+
+def release_workdir(workdir):
+    lock = _HELD_WORKDIRS.pop(workdir, None)
+    if lock is not None:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def _enlargement(height):
@@ -186,10 +263,19 @@ class Trainer:
     def __init__(self, cfg, flagfile_text, out=sys.stdout):
         self.cfg = cfg
         self.out = out
-        os.makedirs(cfg.workdir, exist_ok=True)
-        check_workdir_flags(cfg.workdir, flagfile_text)
-        atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
+        make_workdir(cfg.workdir)
+        resume_notes = check_workdir_flags(cfg.workdir, flagfile_text, cfg)
+        lock_workdir(cfg.workdir)
+        try:
+            self._build(flagfile_text)
+        except BaseException:
+            release_workdir(cfg.workdir)
+            raise
+        for note in resume_notes:
+            self._print(note)
 
+    def _build(self, flagfile_text):
+        cfg = self.cfg
         self.strategy = make_strategy(cfg)
         keras.utils.set_random_seed(cfg.seed)
         self.source = build_source(cfg, out=self.out)
@@ -202,7 +288,9 @@ class Trainer:
             self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
                                      self.source.rgb_std)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        # Written once the flags, the data and the weights have been checked.
+        # Written once the flags, the data and the weights have been checked: a command that
+        # failed on them leaves the folder as it was.
+        atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
         self.info = run_info.from_run(cfg, self.source)
         run_info.write(cfg.workdir, self.info)
         self.pipeline = pipeline.InputPipeline(
@@ -216,11 +304,7 @@ class Trainer:
         self.run_checkpoint = checkpoints.RunCheckpoint(
             student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
             step=self.step)
-        # The manager writes each checkpoint completely, then names it in its state file by an
-        # atomic rename: a crash mid-save leaves the previous checkpoint as the latest one.
-        self.manager = tf.train.CheckpointManager(
-            self.run_checkpoint.checkpoint, os.path.join(cfg.workdir, "checkpoints"),
-            max_to_keep=cfg.keep_checkpoints)
+        self.manager = self._make_manager()
         multiple = models.input_multiple(cfg.arch)
         options = config_lib.inference_options(cfg)
         self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes,
@@ -233,30 +317,132 @@ class Trainer:
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
         self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))
         self.flagfile_text = flagfile_text
+        self._nonfinite_reported = 0
+        self._weights_finite = None
 
     def _print(self, text):
         print(text, file=self.out, flush=True)
 
     def restore(self):
-        """Restores the latest checkpoint if there is one; returns the step to start from."""
-        latest = self.manager.latest_checkpoint
-        if latest:
+        """Restores the newest checkpoint that can be read, if there is one; returns the step to
+        start from. Unreadable ones (truncated, corrupted, an empty index) are named in a line each,
+        set aside (renamed *.unreadable) and the folder's checkpoint list rewritten without them."""
+        unreadable = []
+        for path in self._checkpoints_newest_first():
             try:
-                exact = self.run_checkpoint.restore(latest)
+                exact = self.run_checkpoint.restore(path)
+            except checkpoints.CheckpointUnreadable as error:
+                self._print(f"warning: {path} cannot be read ({error}); trying the one before it")
+                unreadable.append(path)
+                continue
             except checkpoints.CheckpointMismatch as error:
                 raise config_lib.ConfigError(f"--workdir={self.cfg.workdir}: {error}; resume it "
                                              "with the code that wrote it or use a new --workdir")
-            self._print(f"resuming from {latest} (step {int(self.step.numpy())})")
+            if unreadable:
+                self._set_aside(unreadable)
+            self._print(f"resuming from {path} (step {int(self.step.numpy())})")
             if not exact:
                 self._print("  " + checkpoints.FRESH_DROPOUT_NOTE)
-        return int(self.step.numpy())
+            return int(self.step.numpy())
+        if unreadable:
+            raise config_lib.ConfigError(
+                f"--workdir={self.cfg.workdir}: none of its {len(unreadable)} checkpoint(s) can be "
+                f"read (the newest, {unreadable[0]}, as said above); start a new --workdir")
+        return 0
+
+    def _checkpoints_newest_first(self):
+        """The checkpoints the manager lists and any other ckpt-N on disk, those whose files are
+        there, newest first."""
+        folder = self.manager.directory
+        paths = set(self.manager.checkpoints)
+        for name in (os.listdir(folder) if os.path.isdir(folder) else []):
+            if name.startswith("ckpt-") and name.endswith(".index"):
+                paths.add(os.path.join(folder, name[:-len(".index")]))
+
+        def number(path):
+            tail = os.path.basename(path)[len("ckpt-"):]
+            return int(tail) if tail.isdigit() else -1
+        return sorted((p for p in paths if number(p) >= 0 and os.path.exists(p + ".index")),
+                      key=number, reverse=True)
+
+    def _set_aside(self, unreadable):
+        """Renames unreadable checkpoints' files to *.unreadable (for inspection; never read
+        again) and makes the manager list only the others."""
+        for prefix in unreadable:
+            folder, base = os.path.split(prefix)
+            for name in os.listdir(folder):
+                if name.startswith(base + ".") and not name.endswith(".unreadable"):
+                    os.replace(os.path.join(folder, name), os.path.join(folder, name + ".unreadable"))
+        kept = list(reversed(self._checkpoints_newest_first()))
+        # The manager's state file (a CheckpointState text proto) naming the newest kept one; the
+        # save times let the manager go on deleting the oldest beyond --keep_checkpoints.
+        state = "".join(
+            [f'model_checkpoint_path: "{os.path.basename(kept[-1])}"\n']
+            + [f'all_model_checkpoint_paths: "{os.path.basename(p)}"\n' for p in kept]
+            + [f"all_model_checkpoint_timestamps: {os.path.getmtime(p + '.index')}\n" for p in kept])
+        atomic_write_bytes(os.path.join(self.manager.directory, "checkpoint"), state.encode())
+        self.manager = self._make_manager()
+
+    def _make_manager(self):
+        """The run's CheckpointManager. It writes each checkpoint completely, then names it in its
+        state file by an atomic rename: a crash mid-save leaves the previous one as the latest. A
+        state file that cannot be parsed is set aside (the checkpoints are found on disk)."""
+        folder = os.path.join(self.cfg.workdir, CHECKPOINTS_DIR)
+        try:
+            return tf.train.CheckpointManager(self.run_checkpoint.checkpoint, folder,
+                                              max_to_keep=self.cfg.keep_checkpoints)
+        except Exception as error:  # a damaged state file; what TF raises varies with the damage
+            state = os.path.join(folder, "checkpoint")
+            self._print(f"warning: {state} cannot be read ({checkpoints.first_line(error)}); "
+                        "looking for the checkpoints themselves")
+            os.replace(state, state + ".unreadable")
+            return tf.train.CheckpointManager(self.run_checkpoint.checkpoint, folder,
+                                              max_to_keep=self.cfg.keep_checkpoints)
+
+    def _check_nonfinite_steps(self):
+        """Stops the run (TrainingDiverged) at a step whose loss or gradient was not finite, or with
+        --on_nonfinite=skip reports the steps skipped since the last report."""
+        count = int(self.model.nonfinite_steps.numpy())
+        if count == self._nonfinite_reported:
+            return
+        first = int(self.model.first_nonfinite_step.numpy())
+        what = mean_teacher.describe_nonfinite(self.model.first_nonfinite_what.numpy())
+        if not self.model.skip_nonfinite:
+            raise TrainingDiverged(
+                f"step {first}: {what} became non-finite (nan or inf); the run stops without "
+                f"saving, so its latest checkpoint ({self.manager.latest_checkpoint or 'none yet'}) "
+                "is its last good state. Lower --learning_rate, or let it skip such steps with "
+                "--on_nonfinite=skip")
+        self._print(f"warning: {count - self._nonfinite_reported} step(s) skipped, whose loss or "
+                    f"gradient was not finite ({count} in this session; the first, step {first}: "
+                    f"{what})")
+        self._nonfinite_reported = count
+
+    def _check_weights_finite(self, step):
+        """TrainingDiverged when a weight, a batch-norm statistic or an optimiser slot is not
+        finite (an update can overflow with a finite loss and gradient)."""
+        if self._weights_finite is None:
+            variables = [v for v in (self.model.student.weights + self.model.teacher.weights
+                                     + self.model.optimizer.variables)
+                         if keras.backend.is_float_dtype(v.dtype)]
+            self._weights_finite = tf.function(lambda: tf.reduce_all(tf.stack(
+                [tf.reduce_all(tf.math.is_finite(v)) for v in variables])))
+        if not bool(self._weights_finite()):
+            raise TrainingDiverged(
+                f"step {step}: the weights are not finite (nan or inf), from an update that "
+                "overflowed; the run stops without saving, so its latest "
+                f"checkpoint ({self.manager.latest_checkpoint or 'none yet'}) is its last good "
+                "state. Lower --learning_rate")
+
+    def save_checkpoint(self, step):
+        self.manager.save(checkpoint_number=step)
 
     def _make_step_fn(self):
         model, strategy = self.model, self.strategy
 
         @tf.function
-        def step_fn(iterator):
-            per_replica = strategy.run(model.train_step, args=(next(iterator),))
+        def step_fn(iterator, step):
+            per_replica = strategy.run(model.train_step, args=(next(iterator), step))
             # Every replica returns the global values, so the mean is that value.
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                     for k, v in per_replica.items()}
@@ -349,9 +535,20 @@ class Trainer:
                            json.dumps(history, indent=2).encode())
 
     def run(self):
-        """Trains to --train_steps (or --stop_at_step); returns the metrics dict."""
+        """Trains to --train_steps (or --stop_at_step); returns the metrics dict (with 'paused':
+        True and no scores when it stopped at --stop_at_step). Releases the run folder at the end."""
+        try:
+            return self._run()
+        finally:
+            release_workdir(self.cfg.workdir)
+
+    def _run(self):
         cfg = self.cfg
         start = self.restore()
+        if start > cfg.train_steps:
+            raise config_lib.ConfigError(
+                f"--train_steps={cfg.train_steps}: the run in --workdir={cfg.workdir} is already at "
+                f"step {start}")
         end = min(cfg.train_steps, cfg.stop_at_step or cfg.train_steps)
         if start == 0:
             self.write_run_summary()
@@ -365,7 +562,7 @@ class Trainer:
         if end < cfg.train_steps:
             self._print(f"paused at step {end} of {cfg.train_steps}; run the same command without "
                         "--stop_at_step to continue")
-            return {"step": end, "eval_history": history, "workdir": cfg.workdir}
+            return {"step": end, "paused": True, "eval_history": history, "workdir": cfg.workdir}
         if not history or history[-1]["step"] != cfg.train_steps:
             history.append({"step": cfg.train_steps, **self.evaluate(cfg.train_steps)})
             self._save_history(history)
@@ -394,7 +591,7 @@ class Trainer:
         # counted in, it would make the first ETA far too long.
         window_start, window_steps = None, 0
         for step in range(start + 1, end + 1):
-            logs = step_fn(iterator)
+            logs = step_fn(iterator, tf.constant(step, tf.int64))
             self.step.assign(step)
             if window_start is None:
                 # Waits for the step to finish (its outputs are read), then starts the clock.
@@ -403,6 +600,7 @@ class Trainer:
             else:
                 window_steps += 1
             if step % cfg.log_every == 0 or step == end:
+                self._check_nonfinite_steps()
                 logs = {k: float(v) for k, v in logs.items()}
                 now = time.perf_counter()
                 rate = window_steps / (now - window_start) if window_steps else None
@@ -418,13 +616,20 @@ class Trainer:
                         tf.summary.scalar(name, value)
                     if rate:
                         tf.summary.scalar("steps_per_second", rate)
+                    tf.summary.scalar("skipped_steps", self._nonfinite_reported)
+            evaluating = step % cfg.eval_every == 0 or step == cfg.train_steps
+            saving = step % cfg.checkpoint_every == 0 or step == end
+            if evaluating or saving:
+                # Nothing non-finite is ever scored or saved.
+                self._check_nonfinite_steps()
+                self._check_weights_finite(step)
             if cfg.image_every and step % cfg.image_every == 0:
                 self.write_panels(step)
-            if step % cfg.eval_every == 0 or step == cfg.train_steps:
+            if evaluating:
                 history.append({"step": step, **self.evaluate(step)})
                 self._save_history(history)
-            if step % cfg.checkpoint_every == 0 or step == end:
-                self.manager.save(checkpoint_number=step)
+            if saving:
+                self.save_checkpoint(step)
         self.train_writer.flush()
         self.eval_writer.flush()
         self._print(f"trained {end - start} steps in "

@@ -11,3 +11,8 @@ TOPIC.define("integer", "batch_size", 8, "Global batch size of the labelled batc
 TOPIC.define("integer", "stop_at_step", 0, "Pause the run after this step (checkpointed) instead of"
         " finishing; the same command with a later or no --stop_at_step continues it. For job "
         "systems with time limits. 0: run to --train_steps.")
+TOPIC.define("enum", "on_nonfinite", "stop", ["stop", "skip"], "A step whose loss or gradient "
+        "is nan or inf never changes the weights. stop: the run then stops with one line naming the "
+        "step, saves nothing more (its latest checkpoint is its last good state) and exits with "
+        "status 3. skip: such steps are skipped, counted and reported, and training goes on (a run "
+        "whose weights themselves become non-finite stops either way).")

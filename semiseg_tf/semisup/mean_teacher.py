@@ -32,13 +32,18 @@ class MeanTeacher(keras.Model):
       bn_stats_from_unlabelled: let the passes on unlabelled batches update the batch-norm moving
         statistics of student and teacher, as the authors' code does. False keeps the statistics the
         labelled pass leaves (the teacher's are then the EMA of the student's).
+      skip_nonfinite: a step whose loss or gradient is not finite changes nothing either way (no
+        update, no EMA; `nonfinite_steps` counts it and the first is recorded). True also puts back
+        the batch-norm moving statistics its forward passes changed, so training can go on; False
+        (the trainer then stops the run) leaves them, as they will not be saved.
     Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
     and there is no EMA.
     """
 
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
                  teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
-                 rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True, **kwargs):
+                 rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True,
+                 skip_nonfinite=False, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -52,6 +57,7 @@ class MeanTeacher(keras.Model):
         self.rampup_steps = int(rampup_steps)
         self.unsup_batch_ratio = int(unsup_batch_ratio)
         self.bn_stats_from_unlabelled = bool(bn_stats_from_unlabelled)
+        self.skip_nonfinite = bool(skip_nonfinite)
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
@@ -82,6 +88,11 @@ class MeanTeacher(keras.Model):
             for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
                 teacher_var.assign(student_var)
         self.optimizer.build(self.student.trainable_variables)
+        # Steps whose loss or gradient was not finite, and the first one's step and what (a
+        # NONFINITE_* bit mask). Not checkpointed: they count within one process.
+        self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.first_nonfinite_what = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.built = True
 
     def _ema_pairs(self):
@@ -127,9 +138,12 @@ class MeanTeacher(keras.Model):
         return [tf.nest.pack_sequence_as(unlabelled, [p[k] for p in pieces])
                 for k in range(self.unsup_batch_ratio)]
 
-    def train_step(self, data):
+    def train_step(self, data, step=-1):
+        """One training step. `step`: its number, recorded if it is the first non-finite one."""
         labelled = data["labelled"]
         student_vars = self.student.trainable_variables
+        statistics_before = ([(v, tf.identity(v.value)) for v in self._moving_statistics()]
+                             if self.skip_nonfinite else [])
         with tf.GradientTape() as tape:
             logits = self.student(labelled["image"], training=True)
             sup_loss = losses.cross_entropy(logits, labelled["label"])
@@ -157,9 +171,72 @@ class MeanTeacher(keras.Model):
             decay = self.weight_decay / losses.num_replicas()
             grads = [g + decay * v for g, v in zip(grads, student_vars)]
         learning_rate = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, student_vars))
-        self.update_teacher()
+        nonfinite = nonfinite_flags(sup_loss, cons_loss, grads)
+        finite = tf.logical_not(tf.reduce_any(nonfinite))
+        self._update_if_finite(finite, nonfinite, grads, student_vars, step)
+        for variable, value in statistics_before:
+            variable.assign(tf.where(finite, variable, value))
         return {"sup_loss": losses.global_sum(sup_loss),
                 "cons_loss": losses.global_sum(cons_loss),
                 "conf_share": conf_share,
-                "learning_rate": learning_rate}
+                "learning_rate": learning_rate,
+                "nonfinite": tf.cast(tf.logical_not(finite), tf.float32)}
+
+    def _apply_update(self, grads, variables):
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.update_teacher()
+
+    def _record_nonfinite(self, nonfinite, step):
+        first = self.first_nonfinite_step < 0
+        bits = tf.reduce_sum(tf.cast(nonfinite, tf.int64) * tf.constant(NONFINITE_BITS, tf.int64))
+        self.first_nonfinite_step.assign(
+            tf.where(first, tf.cast(step, tf.int64), self.first_nonfinite_step))
+        self.first_nonfinite_what.assign(tf.where(first, bits, self.first_nonfinite_what))
+        self.nonfinite_steps.assign_add(1)
+
+    def _update_if_finite(self, finite, nonfinite, grads, variables, step):
+        """The optimiser update and the EMA if `finite` (the same on every replica), else counts.
+
+        Under MirroredStrategy the choice is made in cross-replica context, as Keras's
+        LossScaleOptimizer makes it: a cond in replica context cannot hold the optimiser's
+        merge_call.
+        """
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(finite, lambda: self._apply_update(grads, variables),
+                    lambda: self._record_nonfinite(nonfinite, step))
+            return
+
+        def cross_replica(distribution, grads, finite, nonfinite, step):
+            first = distribution.experimental_local_results
+
+            def apply():
+                distribution.extended.call_for_each_replica(self._apply_update,
+                                                            args=(grads, variables))
+            tf.cond(first(finite)[0], apply,
+                    lambda: self._record_nonfinite(first(nonfinite)[0], first(step)[0]))
+        tf.distribute.get_replica_context().merge_call(
+            cross_replica, args=(grads, finite, nonfinite, tf.convert_to_tensor(step)))
+
+
+# What went non-finite in a step, as bits of `first_nonfinite_what` (and its name for messages).
+NONFINITE_PARTS = ("supervised loss", "consistency loss", "gradient")
+NONFINITE_BITS = (1, 2, 4)
+
+
+def nonfinite_flags(sup_loss, cons_loss, grads):
+    """bool [3]: whether the supervised loss, the consistency loss, the gradients hold a nan or inf
+    on any replica (one all-reduce, so every replica decides alike)."""
+    grads_finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g))
+                                           for g in grads if g is not None]))
+    local = tf.stack([tf.logical_not(tf.math.is_finite(sup_loss)),
+                      tf.logical_not(tf.math.is_finite(cons_loss)),
+                      tf.logical_not(grads_finite)])
+    return losses.global_sum(tf.cast(local, tf.float32)) > 0
+
+
+def describe_nonfinite(bits):
+    """'the supervised loss, the consistency loss and the gradient' from a NONFINITE_BITS mask."""
+    parts = [f"the {name}" for name, bit in zip(NONFINITE_PARTS, NONFINITE_BITS) if int(bits) & bit]
+    if not parts:
+        return "a value"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
