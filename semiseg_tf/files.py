@@ -4,19 +4,30 @@ import os
 
 
 def atomic_write_bytes(path, data):
-    """Writes via a temporary file beside `path` and a rename."""
+    """Writes via a temporary file beside `path` and a rename; a write that fails (a full disk)
+    leaves neither a partial file nor the temporary one."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def atomic_savez(path, **arrays):
     """`numpy.savez_compressed` via a temporary file beside `path` and a rename."""
     import numpy as np
     tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def png_bytes(picture):

@@ -46,6 +46,8 @@ def main(argv):
         return 2
     try:
         layout = layouts.LAYOUTS[values.dataset](values.data_dir, num_classes=values.num_classes)
+        for note in layout.notes:
+            print(note)
         prepared_dir = values.prepared_dir or prepared.default_prepared_dir(values.dataset,
                                                                             values.data_dir)
         manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,

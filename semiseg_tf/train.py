@@ -4,6 +4,7 @@
 
 Running the same command again resumes the run from its last checkpoint. `--help` explains every flag.
 """
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -26,10 +27,20 @@ def main(argv):
     except training.TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except training.RunFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The file system refused a write or a read (a full disk, a read-only folder).
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    if result.get("signal"):
+        # Stopped by SIGTERM or Ctrl-C after saving: the shell's status for that signal.
+        return 128 + int(getattr(signal, result["signal"]))
     if result.get("paused"):
         return 0      # paused on purpose (--stop_at_step): the run said how to continue
     print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")

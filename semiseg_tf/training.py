@@ -15,8 +15,11 @@ the whole input state: running the same command again continues exactly where th
 import fcntl
 import json
 import os
+import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 
 import keras
@@ -38,6 +41,41 @@ FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "eval_history.json"
 CHECKPOINTS_DIR = "checkpoints"
+
+
+class StopRequests:
+    """SIGTERM (what job schedulers and spot machines send) and Ctrl-C (SIGINT) ask the training
+    loop to stop at the end of the current step, with a checkpoint, instead of killing it mid-step;
+    a second Ctrl-C stops at once. `signal_name` is the request, or None. Installed only in the main
+    thread (Python runs signal handlers there only)."""
+
+    def __init__(self, out):
+        self.out = out
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        print(f"\n{self.signal_name}: stopping at the end of this step, with a checkpoint"
+              + (" (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""),
+              file=self.out, flush=True)
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be written (disk full, read-only); the message names the path."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -284,6 +322,7 @@ class Trainer:
                 f"--bin_fill_holes: needs a two-class dataset; {cfg.dataset} has "
                 f"{self.source.num_classes} classes")
         labelled, unlabelled = self.source.labelled_split(cfg.n_sup, cfg.split_seed)
+        self._warn_small_images()
         with self.strategy.scope():
             self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
                                      self.source.rgb_std)
@@ -319,6 +358,21 @@ class Trainer:
         self.flagfile_text = flagfile_text
         self._nonfinite_reported = 0
         self._weights_finite = None
+
+    def _warn_small_images(self):
+        """A warning when training images are smaller than the crop (they are padded, which is
+        legitimate, but often a mistake: a crop meant for other data)."""
+        sizes = self.source.train_image_sizes()
+        if sizes is None or not len(sizes):
+            return
+        crop_h, crop_w = self.cfg.crop_size
+        small = (sizes[:, 0] < crop_h) | (sizes[:, 1] < crop_w)
+        if small.any():
+            smallest = sizes[np.argmin(sizes[:, 0] * sizes[:, 1])]
+            self._print(f"warning: --crop_size={crop_h},{crop_w} is larger than {int(small.sum())} "
+                        f"of the {len(sizes)} training images (the smallest is "
+                        f"{smallest[0]}x{smallest[1]}, height x width): their crops are padded with "
+                        "the mean colour and ignored labels")
 
     def _print(self, text):
         print(text, file=self.out, flush=True)
@@ -434,8 +488,24 @@ class Trainer:
                 f"checkpoint ({self.manager.latest_checkpoint or 'none yet'}) is its last good "
                 "state. Lower --learning_rate")
 
+    def _flush_summaries(self):
+        self.train_writer.flush()
+        self.eval_writer.flush()
+
     def save_checkpoint(self, step):
-        self.manager.save(checkpoint_number=step)
+        """Saves ckpt-`step`. A write that fails (disk full, read-only) leaves no part of it and the
+        previous checkpoint as the latest, and stops the run with RunFolderError."""
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:
+            folder = self.manager.directory
+            for name in os.listdir(folder):
+                if name.startswith(f"ckpt-{step}.") or name.startswith(f"ckpt-{step}_temp"):
+                    path = os.path.join(folder, name)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            raise RunFolderError(
+                f"{folder}: cannot write checkpoint ckpt-{step} ({checkpoints.first_line(error)}); "
+                f"the latest checkpoint is still {self.manager.latest_checkpoint or 'none'}") from None
 
     def _make_step_fn(self):
         model, strategy = self.model, self.strategy
@@ -558,7 +628,13 @@ class Trainer:
                         f"{cfg.perturbation if self.model.uses_unlabelled else 'no'} consistency "
                         f"(weight {cfg.cons_weight}), steps {start + 1}-{end} of {cfg.train_steps}, on "
                         f"{self.strategy.num_replicas_in_sync} replica(s); workdir {cfg.workdir}")
-            self._train(start, end, history)
+            stopped = self._train(start, end, history)
+            if stopped:
+                step, name = stopped
+                self._print(f"stopped by {name} at step {step} of {cfg.train_steps}, with a "
+                            "checkpoint; run the same command to continue")
+                return {"step": step, "paused": True, "signal": name, "eval_history": history,
+                        "workdir": cfg.workdir}
         if end < cfg.train_steps:
             self._print(f"paused at step {end} of {cfg.train_steps}; run the same command without "
                         "--stop_at_step to continue")
@@ -581,7 +657,12 @@ class Trainer:
         return result
 
     def _train(self, start, end, history):
-        """Steps start+1..end; appends evaluations to `history`."""
+        """Steps start+1..end; appends evaluations to `history`. Returns (step, signal name) when a
+        signal stopped it early (see StopRequests), else None."""
+        with StopRequests(self.out) as stops:
+            return self._train_steps(start, end, history, stops)
+
+    def _train_steps(self, start, end, history, stops):
         cfg = self.cfg
         step_fn = self._make_step_fn()
         iterator = iter(self.strategy.experimental_distribute_dataset(
@@ -630,7 +711,13 @@ class Trainer:
                 self._save_history(history)
             if saving:
                 self.save_checkpoint(step)
-        self.train_writer.flush()
-        self.eval_writer.flush()
+            elif stops.signal_name:
+                self._check_nonfinite_steps()
+                self._check_weights_finite(step)
+                self.save_checkpoint(step)
+            if stops.signal_name and step < end:
+                self._flush_summaries()
+                return step, stops.signal_name
+        self._flush_summaries()
         self._print(f"trained {end - start} steps in "
                     f"{_format_duration(time.perf_counter() - run_start)}")

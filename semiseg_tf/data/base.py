@@ -58,6 +58,13 @@ class DataSource(abc.ABC):
         """A `tf.data.Dataset` of the test set's (image, label) pairs, or None (the default)."""
         return None
 
+    def train_image_sizes(self):
+        """[num_train, 2] (height, width) of the training images, or None if unknown (by default
+        from `fixed_image_size`)."""
+        if self.fixed_image_size is None:
+            return None
+        return np.tile(np.asarray(self.fixed_image_size, np.int64), (self.num_train, 1))
+
     def labelled_split(self, n_sup, split_seed):
         """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""
         return labelled_split(self.num_train, n_sup, split_seed)

@@ -10,6 +10,7 @@ first `--n_sup` of `RandomState(--split_seed).permutation` over its training nam
 which picks the authors' subsets for their seeds.
 """
 import dataclasses
+import io
 import os
 import zipfile
 
@@ -29,6 +30,7 @@ class Layout:
     listed_order: the training list is already in labelled-subset order (a split file), instead of
       being drawn with `RandomState(split_seed)`.
     fixed_image_size: (height, width) shared by every prepared image, or None.
+    notes: lines to tell the user about the data as found (e.g. a palette file that is not used).
     """
     dataset: str
     splits: dict
@@ -36,6 +38,7 @@ class Layout:
     class_names: tuple = None
     listed_order: bool = False
     fixed_image_size: tuple = None
+    notes: tuple = ()
 
 
 class Tree:
@@ -85,7 +88,9 @@ def _require_dir(data_dir, flag="data_dir"):
 
 def _require_folder(tree, folder, what):
     if not tree.has_folder(folder):
-        raise DataError(f"{os.path.join(tree.data_dir, folder)}: missing ({what})")
+        path = os.path.join(tree.data_dir, folder)
+        state = "holds no files" if os.path.isdir(path) else "missing"
+        raise DataError(f"{path}: {state} ({what})")
 
 
 def read_name_list(path):
@@ -321,10 +326,33 @@ def folder_layout(data_dir, num_classes=0):
     listed = os.path.isfile(os.path.join(data_dir, "labelled.txt"))
     if listed:
         splits["train"] = _order_by_list(splits["train"], os.path.join(data_dir, "labelled.txt"))
+    notes = _palette_png_notes(palette, splits) if palette else ()
     return Layout("folder", splits,
                   native.Conversion(num_classes=len(class_names) if class_names else None,
                                     palette=palette),
-                  class_names, listed_order=listed)
+                  class_names, listed_order=listed, notes=notes)
+
+
+def _palette_png_notes(palette, splits):
+    """A note when the masks are palette PNGs whose own colours differ from palette.txt's: their
+    pixel values are read as the class ids, and palette.txt only colours the pictures."""
+    from PIL import Image
+    mask = next((s.label for split in splits.values() for s in split if s.label), None)
+    try:
+        with Image.open(io.BytesIO(mask.read())) as image:
+            if image.mode != "P":
+                return ()
+            colours = image.getpalette()[:3 * len(palette)]
+    except (OSError, ValueError, AttributeError):
+        return ()
+    own = [tuple(colours[3 * k:3 * k + 3]) for k in range(len(colours) // 3)]
+    differ = [k for k, colour in enumerate(palette) if k < len(own) and own[k] != tuple(colour)]
+    if not differ:
+        return ()
+    return (f"note: {mask} is a palette PNG whose own colours differ from palette.txt's (class "
+            f"{differ[0]}: {own[differ[0]]} in the PNG, {tuple(palette[differ[0]])} in "
+            "palette.txt): masks of this kind are read by their pixel values, the class ids, and "
+            "palette.txt only colours the run's pictures",)
 
 
 def _folder_split(tree, images_dir, masks_dir, labels_required):

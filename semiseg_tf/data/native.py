@@ -10,6 +10,7 @@ records.py runs `convert` on several threads and writes the results.
 """
 import dataclasses
 import io
+import re
 import os
 import zipfile
 
@@ -91,6 +92,14 @@ class PreparedSample:
     label_counts: np.ndarray  # [256] pixels of each label value (255 included)
 
 
+def _unreadable(ref, what, data, error):
+    """The DataError of a file PIL cannot read, without PIL's `<_io.BytesIO object at 0x...>`."""
+    if not data:
+        return DataError(f"{ref}: an empty file (0 bytes), not {what}")
+    detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error))
+    return DataError(f"{ref}: not {what} ({detail})")
+
+
 def decode_image(ref, data=None):
     """(uint8 RGB array [H, W, 3], PIL format name, PIL mode) of an image file; DataError if
     unreadable."""
@@ -100,7 +109,7 @@ def decode_image(ref, data=None):
             image_format, mode = image.format, image.mode
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{ref}: not a readable image ({error})") from None
+        raise _unreadable(ref, "a readable image", data, error) from None
     return array, image_format, mode
 
 
@@ -113,7 +122,7 @@ def decode_label(ref, palette=None):
             mode = image.mode
             array = np.asarray(image.convert("RGB") if mode in ("RGBA", "LA") else image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{ref}: not a readable label image ({error})") from None
+        raise _unreadable(ref, "a readable label image", data, error) from None
     if array.ndim == 3:
         if palette is not None:
             return _colours_to_classes(ref, array[..., :3], palette)

@@ -69,6 +69,10 @@ class PreparedSource(base.DataSource):
     def num_train(self):
         return len(self.train_ids)
 
+    def train_image_sizes(self):
+        """[num_train, 2] (height, width) of the training images."""
+        return self._splits["train"].sizes[self.train_ids]
+
     def _labelled_positions(self):
         """Positions (indices into the training set) of the images that have labels."""
         return np.flatnonzero(self._splits["train"].labelled[self.train_ids])
@@ -135,8 +139,13 @@ def build_prepared_source(dataset, data_dir, prepared_dir=None, n_sup=10, n_val=
                           split_file=None, num_classes=0, workers=None, out=sys.stderr):
     """Lists, checks, prepares (once) and opens a dataset; `DataError` for bad data or counts."""
     layout = layouts.LAYOUTS[dataset](data_dir, num_classes=num_classes)
+    for note in layout.notes:
+        print(note, file=out, flush=True)
     labelled = sum(s.label is not None for s in layout.splits["train"])
     # Checked before the (possibly long) preparation; PreparedSource checks the exact subset.
+    if n_val > 0 and n_val >= labelled:
+        raise DataError(f"--n_val={n_val}: the {dataset} training set in {data_dir} has only "
+                        f"{labelled} labelled images, and some must be left to train on")
     if n_sup != -1 and n_sup > labelled - max(n_val, 0):
         held = f" ({n_val} held out by --n_val)" if n_val > 0 else ""
         raise DataError(f"--n_sup={n_sup}: more than the {labelled - max(n_val, 0)} labelled training "
@@ -145,6 +154,8 @@ def build_prepared_source(dataset, data_dir, prepared_dir=None, n_sup=10, n_val=
     if split_file and not os.path.isfile(split_file):
         raise DataError(f"--split_file={split_file}: no such file")
     prepared_dir = prepared_dir or default_prepared_dir(dataset, data_dir)
-    manifest = records.prepare(layout, prepared_dir, workers=workers, out=out)
+    # Every shard is re-hashed (about 1 s per GB): a shard damaged in place, its size unchanged, is
+    # found here, named, and prepared again, instead of failing deep inside a training step.
+    manifest = records.prepare(layout, prepared_dir, workers=workers, verify=True, out=out)
     return PreparedSource(manifest, prepared_dir, n_val=n_val, val_seed=val_seed,
                           split_file=split_file, palette=layouts.dataset_palette(dataset, data_dir))

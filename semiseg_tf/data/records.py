@@ -22,6 +22,7 @@ import hashlib
 import json
 import multiprocessing.pool
 import os
+import shutil
 import sys
 import time
 
@@ -185,12 +186,17 @@ def _write_split(prepared_dir, split, samples, conversion, workers, out):
             progress.update(done)
         if writer is not None:
             close_shard()
-    except BaseException:
-        # Bad data (or an interrupt): leave no half-written shard behind.
+    except BaseException as error:
+        # Bad data, a full disk or an interrupt: leave no half-written shard behind.
         if writer is not None:
-            writer.close()
+            with contextlib.suppress(Exception):
+                writer.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp_path)
+        if isinstance(error, (OSError, tf.errors.OpError)):
+            detail = getattr(error, "strerror", None) or getattr(error, "message", None) or error
+            raise DataError(f"{tmp_path or prepared_dir}: cannot write the prepared records "
+                            f"({str(detail).strip().splitlines()[0]})") from None
         raise
     return {"names": names, "labelled": labelled, "sizes": sizes, "label_counts": counts,
             "shards": shards, "records": records}
@@ -203,6 +209,16 @@ def prepare(layout, prepared_dir, workers=None, verify=False, out=sys.stderr):
     """
     key = layout_key(layout)
     workers = os.cpu_count() if workers is None else workers
+    try:
+        return _prepare_locked(layout, prepared_dir, key, workers, verify, out)
+    except BaseException:
+        # A preparation that failed before writing anything leaves no folder holding only its lock.
+        if os.path.isdir(prepared_dir) and set(os.listdir(prepared_dir)) <= {".lock"}:
+            shutil.rmtree(prepared_dir, ignore_errors=True)
+        raise
+
+
+def _prepare_locked(layout, prepared_dir, key, workers, verify, out):
     with _locked(prepared_dir):
         manifest = read_manifest(prepared_dir)
         problem = check_prepared(prepared_dir, manifest, key, verify)
@@ -219,7 +235,7 @@ def prepare(layout, prepared_dir, workers=None, verify=False, out=sys.stderr):
         start = time.perf_counter()
         splits = {split: _write_split(prepared_dir, split, samples, layout.conversion, workers, out)
                   for split, samples in layout.splits.items()}
-        class_names = layout.class_names or _classes_from_labels(layout, splits)
+        class_names = layout.class_names or _classes_from_labels(layout, splits, out)
         manifest = {"key": key, "dataset": layout.dataset, "class_names": list(class_names),
                     "listed_order": layout.listed_order,
                     "fixed_image_size": layout.fixed_image_size, "splits": splits}
@@ -228,13 +244,23 @@ def prepare(layout, prepared_dir, workers=None, verify=False, out=sys.stderr):
         return manifest
 
 
-def _classes_from_labels(layout, splits):
-    """Class names for a dataset whose labels define the classes: ids 0..max seen."""
-    largest = max((max((v for v in c if v != native.IGNORE_LABEL), default=-1)
-                   for split in splits.values() for c in split["label_counts"]), default=-1)
-    if largest < 0:
+def _classes_from_labels(layout, splits, out):
+    """Class names for a dataset whose labels define the classes: ids 0..max seen. Says so, and
+    warns when many of those ids never occur (a stray mask value would make classes of them)."""
+    present = sorted({v for split in splits.values() for c in split["label_counts"] for v in c
+                      if v != native.IGNORE_LABEL})
+    if not present:
         raise DataError(f"{layout.dataset}: the masks hold no class ids (only 255, ignore)")
-    return [f"class_{k}" for k in range(largest + 1)]
+    count = present[-1] + 1
+    print(f"{layout.dataset}: {count} classes, read from the masks (ids 0-{present[-1]}; give "
+          "classes.txt, palette.txt or --num_classes to have the masks checked against a count)",
+          file=out, flush=True)
+    if len(present) < count:
+        shown = ", ".join(map(str, present[:12])) + (", ..." if len(present) > 12 else "")
+        print(f"warning: only {len(present)} of these {count} ids occur in the masks ({shown}): "
+              "if some are stray values, the run learns classes that do not exist",
+              file=out, flush=True)
+    return [f"class_{k}" for k in range(count)]
 
 
 @dataclasses.dataclass
@@ -247,6 +273,7 @@ class PreparedSplit:
     shard: np.ndarray
     offset: np.ndarray
     length: np.ndarray
+    sizes: np.ndarray       # [records, 2] height, width
 
     @classmethod
     def from_manifest(cls, prepared_dir, entry):
@@ -255,7 +282,8 @@ class PreparedSplit:
                    shard_paths=[os.path.join(prepared_dir, s["file"]) for s in entry["shards"]],
                    shard=np.array(entry["records"]["shard"], np.int64),
                    offset=np.array(entry["records"]["offset"], np.int64),
-                   length=np.array(entry["records"]["length"], np.int64))
+                   length=np.array(entry["records"]["length"], np.int64),
+                   sizes=np.array(entry["sizes"], np.int64).reshape(-1, 2))
 
     def __len__(self):
         return len(self.names)
