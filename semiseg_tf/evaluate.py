@@ -163,6 +163,9 @@ def main(argv):
     except (config.ConfigError, DataError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 

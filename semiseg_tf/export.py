@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import semiseg_tf
-from semiseg_tf import config, options, run_info, trained
+from semiseg_tf import checkpoints, config, options, run_info, trained
 from semiseg_tf.data.native import DataError
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import model as model_flags
@@ -222,6 +222,12 @@ def main(argv):
                             onnx=values.format == "onnx")
     except (config.ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, tf.errors.OpError) as error:
+        # A full disk or a read-only folder: export() has removed its temporary folder.
+        target = values.export_dir or "the export folder"
+        print(f"error: {target}: cannot write the export ({checkpoints.first_line(error)})",
+              file=sys.stderr)
         return 2
     print(f"wrote {export_dir} ({folder_size(export_dir) / 2 ** 20:.1f} MiB, "
           f"{time.perf_counter() - start:.1f}s)\n"

@@ -11,9 +11,12 @@ def atomic_write_bytes(path, data):
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError) and not error.filename:
+            # A failed write() names no file; the caller's message should.
+            raise OSError(error.errno, error.strerror, path) from None
         raise
 
 

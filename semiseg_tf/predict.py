@@ -118,6 +118,10 @@ def main(argv):
     except (config.ConfigError, DataError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # The output folder cannot be written (full, read-only); each file is written whole or not.
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
     what = "label maps and overlays" if values.overlays else "label maps"
     print(f"wrote {written} {what} to {os.path.abspath(values.output)}"
           + (f"; {failed} file(s) could not be read (listed above)" if failed else ""))

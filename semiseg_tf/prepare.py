@@ -55,6 +55,9 @@ def main(argv):
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(summary(manifest, prepared_dir))
     return 0
 

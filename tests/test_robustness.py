@@ -1,0 +1,462 @@
+"""The bad-input corpus: what users and machines do to runs, one test per case.
+
+Each case checks the exit status (through the command where a user would meet it), that the message
+is one line naming the culprit, and that nothing half-written is left. README "When things go wrong"
+lists the cases.
+"""
+import glob
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import dataset_fixtures as fx
+from conftest import TINY_RUN, parse_flags
+from semiseg_tf import config, training
+from semiseg_tf.data import prepared
+from semiseg_tf.data.native import DataError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import kill_test  # noqa: E402
+
+TINY_ARGS = [f"--{name}={value}" for name, value in TINY_RUN.items()]
+
+
+def train(*args, timeout=300):
+    """`python -m semiseg_tf.train` on the tiny run with `args`; the finished process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "semiseg_tf.train", *TINY_ARGS, *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error(done, *fragments):
+    """The one 'error:' line of a failed command, holding every fragment, and no traceback."""
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def leftovers(folder):
+    """Files a failed write could leave: temporary files and half-written checkpoints."""
+    return [p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+            if ".tmp" in os.path.basename(p) or "_temp" in os.path.basename(p)]
+
+
+def run_in_process(workdir, out=None, **overrides):
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(workdir), **overrides})
+    trainer = training.Trainer(cfg, text, out=out or open(os.devnull, "w"))
+    return trainer, trainer.run()
+
+
+def weights(trainer):
+    return [w.numpy() for w in trainer.model.student.weights + trainer.model.teacher.weights]
+
+
+def checkpoint_finite(path):
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            return False
+    return True
+
+
+# --- non-finite losses ---------------------------------------------------------------------------
+
+def test_a_diverging_run_stops_non_zero_and_saves_nothing_non_finite(tmp_path):
+    done = train(f"--workdir={tmp_path}/run", "--learning_rate=1e8", "--train_steps=40",
+                 "--checkpoint_every=1", "--keep_checkpoints=50", "--eval_every=40")
+    assert done.returncode == 3, done.stderr[-3000:]
+    line = one_error(done, "(nan or inf)", "the run stops without saving")
+    assert line.startswith("error: step ")
+    saved = glob.glob(str(tmp_path / "run" / "checkpoints" / "ckpt-*.index"))
+    assert all(checkpoint_finite(p[:-len(".index")]) for p in saved)
+    assert not os.path.exists(tmp_path / "run" / "metrics.json")
+
+
+def test_a_non_finite_step_is_skipped_without_changing_anything(tmp_path):
+    """--on_nonfinite=skip: a labelled batch with a nan pixel makes the losses nan; the step leaves
+    weights, batch-norm statistics, the optimiser and the teacher as they were, and is counted."""
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run"),
+                               "on_nonfinite": "skip"})
+    trainer = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    model = trainer.model
+    batch = next(iter(trainer.pipeline.train_dataset(0)))
+    before = [v.numpy() for v in model.student.variables + model.teacher.variables]
+    iterations = int(model.optimizer.iterations.numpy())
+    poisoned = dict(batch, labelled=dict(batch["labelled"]))
+    poisoned["labelled"]["image"] = tf.tensor_scatter_nd_update(
+        batch["labelled"]["image"], [[0, 3, 3, 0]], [float("nan")])
+    logs = tf.function(model.train_step)(poisoned, tf.constant(7, tf.int64))
+    assert float(logs["nonfinite"]) == 1.0
+    after = [v.numpy() for v in model.student.variables + model.teacher.variables]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations.numpy()) == iterations
+    assert int(model.nonfinite_steps.numpy()) == 1 and int(model.first_nonfinite_step.numpy()) == 7
+    # A finite batch trains as usual.
+    tf.function(model.train_step)(batch, tf.constant(8, tf.int64))
+    assert int(model.optimizer.iterations.numpy()) == iterations + 1
+    assert int(model.nonfinite_steps.numpy()) == 1
+
+
+def test_two_replicas_skip_a_step_that_is_non_finite_on_one_of_them(tmp_path):
+    """Under MirroredStrategy a nan on one replica makes every replica skip (its own process: the
+    logical devices must be set before TensorFlow starts)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mirrored_nonfinite.py"),
+                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "replicas 2: skipped 1, unchanged, then trained"
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Final weights of a 6-step tiny run with a checkpoint every 2 steps."""
+    trainer, result = run_in_process(tmp_path_factory.mktemp("whole") / "run", train_steps=6,
+                                     keep_checkpoints=3)
+    return weights(trainer), result
+
+
+def damage(path, how):
+    data = glob.glob(path + ".data-*")[0]
+    if how == "truncated":
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 2)
+    elif how == "byte_flipped":
+        content = bytearray(open(data, "rb").read())
+        for position in (len(content) // 3, len(content) // 2):
+            content[position] ^= 0xFF
+        open(data, "wb").write(bytes(content))
+    else:
+        open(path + ".index", "w").close()
+
+
+@pytest.mark.parametrize("how", ["truncated", "byte_flipped", "empty_index"])
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(tmp_path, uninterrupted, how):
+    run_in_process(tmp_path / "run", train_steps=6, keep_checkpoints=3)   # finished: ckpt-2, 4, 6
+    damage(str(tmp_path / "run" / "checkpoints" / "ckpt-6"), how)
+    out = io.StringIO()
+    trainer, result = run_in_process(tmp_path / "run", out=out, train_steps=6, keep_checkpoints=3)
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("warning: ") and "ckpt-6 cannot be read" in line for line in lines)
+    assert any(line.startswith("resuming from") and line.endswith("ckpt-4 (step 4)") for line in lines)
+    for a, b in zip(weights(trainer), uninterrupted[0]):
+        np.testing.assert_array_equal(a, b)
+    assert result["miou"] == uninterrupted[1]["miou"]
+    folder = tmp_path / "run" / "checkpoints"
+    assert glob.glob(str(folder / "ckpt-6.*.unreadable"))          # set aside for inspection
+    assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-6") and checkpoint_finite(
+        tf.train.latest_checkpoint(str(folder)))                   # written anew, readable
+
+
+def test_no_readable_checkpoint_is_one_line(tmp_path):
+    run_in_process(tmp_path / "run", stop_at_step=2)
+    damage(str(tmp_path / "run" / "checkpoints" / "ckpt-2"), "empty_index")
+    done = train(f"--workdir={tmp_path}/run")
+    assert done.returncode == 2
+    one_error(done, "none of its 1 checkpoint(s) can be read", "start a new --workdir")
+
+
+def test_stop_at_step_exits_zero_and_says_how_to_continue(tmp_path):
+    done = train(f"--workdir={tmp_path}/run", "--stop_at_step=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "paused at step 2 of 4; run the same command without --stop_at_step" in done.stdout
+    done = train(f"--workdir={tmp_path}/run")
+    assert done.returncode == 0 and "final mIoU" in done.stdout
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_latest(tmp_path):
+    trainer = training.Trainer(*parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run"),
+                                               "stop_at_step": 2}), out=open(os.devnull, "w"))
+    trainer.run()
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run")})
+    trainer = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    save = trainer.manager.save
+
+    def full_disk(checkpoint_number):
+        # What a full disk leaves: a temporary folder and a partial data file, then the error.
+        folder = trainer.manager.directory
+        os.makedirs(os.path.join(folder, f"ckpt-{checkpoint_number}_temp"), exist_ok=True)
+        open(os.path.join(folder, f"ckpt-{checkpoint_number}.data-00000-of-00001"), "wb").close()
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    trainer.manager.save = full_disk
+    with pytest.raises(training.RunFolderError, match=r"cannot write checkpoint ckpt-4 \(No space "
+                       r"left on device\); the latest checkpoint is still .*ckpt-2$"):
+        trainer.run()
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    assert save is not None
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A mount point for a small tmpfs (mounting needs root; skipped where it is not allowed)."""
+    mounts = []
+
+    def mount(size, read_only=False):
+        point = tmp_path / f"mnt{len(mounts)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()[:80]})")
+        mounts.append(point)
+        return point
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def test_a_read_only_workdir_is_one_line(tmpfs):
+    point = tmpfs("1m", read_only=True)
+    done = train(f"--workdir={point}/run")
+    assert done.returncode == 2
+    one_error(done, f"--workdir={point}/run: cannot be written", "Read-only file system")
+
+
+def test_a_workdir_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    done = train(f"--workdir={tmp_path}/a_file/run")
+    assert done.returncode == 2
+    one_error(done, f"--workdir={tmp_path}/a_file/run: cannot be written")
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_checkpoint(tmpfs):
+    point = tmpfs("4m")
+    workdir = point / "run"
+    done = train(f"--workdir={workdir}", "--stop_at_step=2", "--image_every=0", "--eval_every=10")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Fill the disk but for a few kilobytes: the next checkpoint cannot fit.
+    free = shutil.disk_usage(point).free
+    with open(point / "filler", "wb") as f:
+        f.write(b"\0" * max(free - 8 * 1024, 0))
+    done = train(f"--workdir={workdir}", "--image_every=0", "--eval_every=10")
+    assert done.returncode == 2
+    one_error(done, str(workdir))
+    assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-2")
+    assert not leftovers(str(workdir)) and not glob.glob(str(workdir / "checkpoints" / "ckpt-4*"))
+
+
+# --- one run per folder, and what may change on resume -------------------------------------------
+
+def test_a_second_training_in_a_locked_workdir_stops_at_once(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from semiseg_tf import training; "
+         f"training.lock_workdir({str(workdir)!r}); print('locked', flush=True); time.sleep(120)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        start = time.perf_counter()
+        done = train(f"--workdir={workdir}")
+        assert done.returncode == 2
+        one_error(done, "another training is running in it", f"process {holder.pid}")
+        assert time.perf_counter() - start < 60       # before any data or network was built
+        assert not os.path.exists(workdir / "flags.txt")
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the lock with the process: the folder trains now.
+    assert train(f"--workdir={workdir}").returncode == 0
+
+
+def test_a_rerun_after_a_bad_data_error_with_corrected_flags_trains(tmp_path):
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    Image.fromarray(np.full((24, 32), 9, np.uint8)).save(tmp_path / "data" / "masks" / "img_001.png")
+    (tmp_path / "data" / "classes.txt").write_text("a\nb\nc\n")
+    args = ["--dataset=folder", f"--prepared_dir={tmp_path}/prepared", "--n_sup=2",
+            "--crop_size=16,16", f"--workdir={tmp_path}/run"]
+    done = train(f"--data_dir={tmp_path}/data", *args)
+    assert done.returncode == 2
+    one_error(done, "img_001.png", "label values 9")
+    assert not os.path.exists(tmp_path / "run" / "flags.txt")
+    shutil.copytree(tmp_path / "data", tmp_path / "fixed")
+    fx.write_folder(tmp_path / "fixed", num_classes=3)          # good masks again
+    done = train(f"--data_dir={tmp_path}/fixed", *args[:1], f"--prepared_dir={tmp_path}/p2",
+                 *args[2:])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_resume_may_move_the_data_and_change_the_layout_and_says_so(tmp_path):
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    common = dict(dataset="folder", n_sup=2, crop_size="16,16")
+    run_in_process(tmp_path / "run", data_dir=str(tmp_path / "data"),
+                   prepared_dir=str(tmp_path / "p1"), stop_at_step=2, **common)
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    shutil.move(tmp_path / "run", tmp_path / "moved_run")      # the run folder moves too
+    out = io.StringIO()
+    _, result = run_in_process(tmp_path / "moved_run", out=out, data_dir=str(tmp_path / "moved"),
+                               prepared_dir=str(tmp_path / "p2"), strategy="mirrored",
+                               log_every=2, **common)
+    text = out.getvalue()
+    for name in ("data_dir", "prepared_dir", "strategy", "log_every"):
+        assert f"note: --{name} changed" in text, text
+    assert "resuming from" in text and "miou" in result
+
+
+def test_a_longer_train_steps_continues_exactly_and_a_length_dependent_schedule_refuses(tmp_path):
+    whole, _ = run_in_process(tmp_path / "whole", train_steps=6)
+    run_in_process(tmp_path / "run", train_steps=4)                       # finished at 4
+    out = io.StringIO()
+    longer, result = run_in_process(tmp_path / "run", out=out, train_steps=6)
+    assert "note: --train_steps changed (--train_steps=4 -> --train_steps=6)" in out.getvalue()
+    for a, b in zip(weights(longer), weights(whole)):
+        np.testing.assert_array_equal(a, b)
+    assert result["step"] == 6
+    run_in_process(tmp_path / "poly", train_steps=4, lr_sched="poly")
+    with pytest.raises(config.ConfigError, match=r"--train_steps: --train_steps=4 -> "
+                       r"--train_steps=6 .*--lr_sched=poly, whose learning rate"):
+        run_in_process(tmp_path / "poly", train_steps=6, lr_sched="poly")
+
+
+def test_flags_that_change_training_are_still_refused(tmp_path):
+    run_in_process(tmp_path / "run", stop_at_step=2)
+    done = train(f"--workdir={tmp_path}/run", "--learning_rate=0.5")
+    assert done.returncode == 2
+    one_error(done, "holds a run with other flags", "--learning_rate=0.001 -> --learning_rate=0.5")
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def folder_with_masks(root, values):
+    fx.write_folder(root, num_classes=3)
+    label = np.zeros((24, 32), np.uint8)
+    for k, value in enumerate(values):
+        label[k, :] = value
+    Image.fromarray(label).save(root / "masks" / "img_000.png")
+
+
+def open_folder(root, prepared_dir, out=None, **kwargs):
+    return prepared.build_prepared_source("folder", str(root), str(prepared_dir),
+                                          out=out or io.StringIO(), **{"n_sup": 2, **kwargs})
+
+
+def test_stray_mask_values_with_known_classes_are_an_error(tmp_path):
+    folder_with_masks(tmp_path / "data", [0, 1, 2, 7, 200])
+    (tmp_path / "data" / "classes.txt").write_text("a\nb\nc\n")
+    with pytest.raises(DataError, match=r"img_000.png: label values 7, 200 are outside the 3 "
+                                        r"classes"):
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+
+
+def test_classes_read_from_the_masks_are_announced_and_sparse_ids_warned_about(tmp_path):
+    folder_with_masks(tmp_path / "data", [0, 1, 2, 7, 200])
+    out = io.StringIO()
+    source = open_folder(tmp_path / "data", tmp_path / "prepared", out=out)
+    assert source.num_classes == 201
+    text = out.getvalue()
+    assert "201 classes, read from the masks (ids 0-200" in text
+    assert "warning: only 5 of these 201 ids occur in the masks (0, 1, 2, 7, 200)" in text
+
+
+def test_a_shard_corrupted_in_place_is_found_before_training_and_prepared_again(tmp_path):
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    open_folder(tmp_path / "data", tmp_path / "prepared")
+    shard = sorted(glob.glob(str(tmp_path / "prepared" / "train-*.tfrecord")))[0]
+    content = bytearray(open(shard, "rb").read())
+    content[len(content) // 2] ^= 0xFF                          # same size, other bytes
+    open(shard, "wb").write(bytes(content))
+    out = io.StringIO()
+    source = open_folder(tmp_path / "data", tmp_path / "prepared", out=out)
+    assert f"{shard}: content differs from the manifest (SHA-256)" in out.getvalue()
+    image, label = source.read_train(tf.constant(0))
+    assert image.shape[-1] == 3 and label.shape == image.shape[:2]
+
+
+def test_n_val_larger_than_the_labelled_set_names_n_val(tmp_path):
+    fx.write_folder(tmp_path / "data", n_labelled=6, num_classes=3)
+    with pytest.raises(DataError, match=r"^--n_val=50: the folder training set in .* has only 6 "
+                                        r"labelled images"):
+        open_folder(tmp_path / "data", tmp_path / "prepared", n_val=50)
+
+
+def test_an_empty_image_file_is_named_without_pil_internals(tmp_path):
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    open(tmp_path / "data" / "images" / "img_004.png", "wb").close()
+    with pytest.raises(DataError) as error:
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+    assert str(error.value).endswith("img_004.png: an empty file (0 bytes), not a readable image")
+    assert "BytesIO" not in str(error.value)
+    # The failed preparation left no folder holding only its lock file.
+    assert not os.path.exists(tmp_path / "prepared")
+
+
+def test_an_empty_images_folder_is_called_empty(tmp_path):
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"data/images: holds no files \(the training images\)"):
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+
+
+def test_palette_masks_that_disagree_with_palette_txt_get_a_note(tmp_path):
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    for path in glob.glob(str(tmp_path / "data" / "**" / "masks" / "*.png"), recursive=True):
+        mask = Image.open(path).convert("L").convert("P")
+        mask.putpalette([0, 0, 0, 10, 20, 30, 40, 50, 60] + [0] * (256 * 3 - 9))
+        mask.save(path)
+    (tmp_path / "data" / "palette.txt").write_text("0 0 0\n255 0 0\n0 255 0\n")
+    out = io.StringIO()
+    open_folder(tmp_path / "data", tmp_path / "prepared", out=out)
+    assert "is a palette PNG whose own colours differ from palette.txt's (class 1: (10, 20, 30)" \
+        in out.getvalue()
+
+
+def test_a_crop_larger_than_the_images_is_warned_about(tmp_path):
+    out = io.StringIO()
+    run_in_process(tmp_path / "run", out=out, crop_size="24,24")
+    assert ("warning: --crop_size=24,24 is larger than 24 of the 24 training images (the smallest "
+            "is 16x16") in out.getvalue()
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+def test_sigterm_saves_at_the_step_boundary_and_the_run_resumes(tmp_path):
+    command = [sys.executable, "-m", "semiseg_tf.train", *TINY_ARGS, f"--workdir={tmp_path}/run",
+               "--train_steps=100000", "--log_every=10", "--checkpoint_every=100000",
+               "--eval_every=100000", "--image_every=0"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    for line in process.stdout:
+        if line.startswith("step 20/"):
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 128 + signal.SIGTERM, rest
+    assert "SIGTERM: stopping at the end of this step, with a checkpoint" in rest
+    stopped = [line for line in rest.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert len(stopped) == 1 and "run the same command to continue" in stopped[0]
+    step = int(stopped[0].split("at step ")[1].split()[0])
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
+    done = train(f"--workdir={tmp_path}/run", f"--train_steps={step + 2}", "--log_every=10",
+                 "--checkpoint_every=100000", "--eval_every=100000", "--image_every=0")
+    assert done.returncode == 0 and f"resuming from" in done.stdout, done.stderr[-3000:]
+
+
+def test_killed_runs_resume_bit_identically(tmp_path):
+    """scripts/kill_test.py with 3 SIGKILLs (BENCHMARKS.md has a run with 12)."""
+    import random
+    reference, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    kill_test.run_to_end(reference)
+    rng = random.Random(1)
+    for _ in range(3):
+        kill_test.kill_once(killed, rng, max_delay=0.6)
+    kill_test.run_to_end(killed)
+    same, detail = kill_test.compare(reference, killed)
+    assert same, detail
