@@ -33,13 +33,17 @@ def train_command(workdir, extra=()):
     return [sys.executable, "-m", "semiseg_tf.train", *RUN_FLAGS, f"--workdir={workdir}", *extra]
 
 
+# Set by --train_steps (and by the test suite, which runs a shorter version).
+EXTRA_FLAGS = []
+
+
 def environment():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
 
 
 def run_to_end(workdir):
-    done = subprocess.run(train_command(workdir), cwd=REPO, env=environment(),
+    done = subprocess.run(train_command(workdir, EXTRA_FLAGS), cwd=REPO, env=environment(),
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the run in {workdir} failed:\n{done.stderr[-3000:]}")
@@ -48,7 +52,7 @@ def run_to_end(workdir):
 def kill_once(workdir, rng, max_delay):
     """Starts the run and SIGKILLs it a random moment after its first training step. Returns (the
     step it resumed from, the last step it reported, whether it had finished before the kill)."""
-    process = subprocess.Popen(train_command(workdir), cwd=REPO, env=environment(),
+    process = subprocess.Popen(train_command(workdir, EXTRA_FLAGS), cwd=REPO, env=environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     resumed, last = 0, None
     for line in process.stdout:
@@ -94,7 +98,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="Seed of the kill moments.")
     parser.add_argument("--workdir", default="runs/kill_test",
                         help="Folder for the two runs (emptied first).")
+    parser.add_argument("--train_steps", type=int, default=100, help="Length of the run.")
     args = parser.parse_args()
+    EXTRA_FLAGS.append(f"--train_steps={args.train_steps}")
     shutil.rmtree(args.workdir, ignore_errors=True)
     reference, killed = os.path.join(args.workdir, "whole"), os.path.join(args.workdir, "killed")
     start = time.perf_counter()

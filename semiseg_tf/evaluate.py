@@ -116,8 +116,9 @@ def _default_output_dir(model, what):
     return os.path.join("evaluation", f"{name}-{what}{suffix}")
 
 
-def evaluate(flag_values=flags.FLAGS, out=sys.stdout):
+def evaluate(flag_values=flags.FLAGS, out=None):
     """The command, as a function: returns the scores dict (and writes the files)."""
+    out = out or sys.stdout
     given_options = any(flag_values[name].present for name in inference_flags.TOPIC.names
                         if name != "eval_batch_size")
     if flag_values.saved_model:

@@ -159,7 +159,7 @@ def convert_to_onnx(saved_model_dir, onnx_path):
     return float(np.abs(onnx_probabilities - tf_probabilities).max())
 
 
-def export(model, export_dir, keras_file=True, onnx=False, out=sys.stdout):
+def export(model, export_dir, keras_file=True, onnx=False, out=None):
     """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
     (`onnx`: and model.onnx beside it).
 
@@ -184,7 +184,7 @@ def export(model, export_dir, keras_file=True, onnx=False, out=sys.stdout):
         if onnx:
             difference = convert_to_onnx(staging, os.path.join(staging, ONNX_FILE))
             print(f"  {ONNX_FILE}: onnxruntime's probabilities differ from the SavedModel's by at "
-                  f"most {difference:.1e}", file=out, flush=True)
+                  f"most {difference:.1e}", file=out or sys.stdout, flush=True)
         # mkdtemp's folder is private (0700); a server running as another user must read it.
         umask = os.umask(0)
         os.umask(umask)

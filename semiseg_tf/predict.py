@@ -44,12 +44,14 @@ def _batches(paths_by_size, batch_size):
             yield paths[start:start + batch_size]
 
 
-def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=sys.stderr):
-    """Writes label maps (and overlays) of `images` ([(path, relative path)]) under `output`.
+def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=None):
+    """Writes label maps (and overlays) of `images` ([(path, relative path)]) under `output`;
+    progress and skipped files go to `out` (default: stderr).
 
     Returns:
       (written, failed): counts of images.
     """
+    out = out or sys.stderr
     palette = model.info.palette
     relative = dict(images)
     unopened = 0

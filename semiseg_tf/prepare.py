@@ -62,5 +62,7 @@ def main(argv):
     return 0
 
 
+COMMAND_TOPICS = (data_flags.TOPIC, TOPIC)
+
 if __name__ == "__main__":
-    options.run_command(main, (data_flags.TOPIC, TOPIC))
+    options.run_command(main, COMMAND_TOPICS)

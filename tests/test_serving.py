@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import io
 from io import BytesIO
 
 import numpy as np
@@ -25,6 +26,24 @@ def command(*args, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd or REPO,
                           env=env)
+
+
+def run_main(name, *args):
+    """`python -m semiseg_tf.NAME ARGS` in this process: the command's flags parsed from `args`,
+    its main() called, its output captured (a TensorFlow start-up per command would cost seconds).
+    Returns an object with returncode, stdout and stderr, as subprocess.run's."""
+    import contextlib
+    import importlib
+    import types
+
+    from absl import flags
+    module = importlib.import_module(f"semiseg_tf.{name}")
+    flags.FLAGS.unparse_flags()
+    argv = flags.FLAGS([name, *args])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = module.main(argv)
+    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +233,7 @@ def test_export_never_overwrites_and_leaves_no_partial_folder(run, exported):
 def test_evaluate_reproduces_the_trainers_final_miou_exactly(run, tmp_path):
     with open(os.path.join(run.cfg.workdir, "metrics.json")) as f:
         final = json.load(f)
-    done = command("-m", "semiseg_tf.evaluate", f"--workdir={run.cfg.workdir}",
+    done = run_main("evaluate", f"--workdir={run.cfg.workdir}",
                    f"--output_dir={tmp_path}/eval")
     assert done.returncode == 0, done.stderr[-2000:]
     with open(tmp_path / "eval" / "scores.json") as f:
@@ -235,7 +254,7 @@ def test_evaluate_a_saved_model_and_a_folder_of_files_agree_with_the_trainer(run
     with open(os.path.join(run.cfg.workdir, "metrics.json")) as f:
         final = json.load(f)
     synthetic.write_samples(str(tmp_path / "files"), VAL_IMAGES, image_size=16)
-    done = command("-m", "semiseg_tf.evaluate", f"--saved_model={exported}",
+    done = run_main("evaluate", f"--saved_model={exported}",
                    f"--images={tmp_path}/files/images", f"--masks={tmp_path}/files/masks",
                    f"--output_dir={tmp_path}/eval")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -252,7 +271,7 @@ def test_evaluate_needs_neither_the_weights_file_nor_the_split_file(run, tmp_pat
     shutil.copytree(run.cfg.workdir, moved)
     with open(moved / "flags.txt", "a") as f:
         f.write("--backbone_weights=/gone/resnet101.h5\n--split_file=/gone/labelled.txt\n")
-    done = command("-m", "semiseg_tf.evaluate", f"--workdir={moved}", f"--output_dir={tmp_path}/e")
+    done = run_main("evaluate", f"--workdir={moved}", f"--output_dir={tmp_path}/e")
     assert done.returncode == 0, done.stderr[-2000:]
     with open(tmp_path / "e" / "scores.json") as f, open(moved / "metrics.json") as g:
         assert json.load(f)["miou"] == json.load(g)["miou"]
@@ -261,7 +280,7 @@ def test_evaluate_needs_neither_the_weights_file_nor_the_split_file(run, tmp_pat
 def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
     """--dataset given: the data flags start from their defaults (64-px synthetic scenes here, not
     the run's 16-px ones), and the scores are those of these images."""
-    done = command("-m", "semiseg_tf.evaluate", f"--workdir={run.cfg.workdir}",
+    done = run_main("evaluate", f"--workdir={run.cfg.workdir}",
                    "--dataset=synthetic", "--synthetic_num_train=4", "--synthetic_num_val=3",
                    f"--output_dir={tmp_path}/eval")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -279,7 +298,7 @@ def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
 def test_evaluate_errors_are_one_line(run, args, message):
     if not any(a.startswith(("--workdir", "--saved_model")) for a in args):
         args = [f"--workdir={run.cfg.workdir}"] + args
-    done = command("-m", "semiseg_tf.evaluate", *args)
+    done = run_main("evaluate", *args)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in done.stderr
@@ -294,7 +313,7 @@ def test_predict_writes_id_pngs_and_overlays_and_skips_a_corrupt_file(run, expor
         os.makedirs(tmp_path / "in" / os.path.dirname(name), exist_ok=True)
         Image.fromarray(image).save(tmp_path / "in" / name, quality=95)
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG not really")
-    done = command("-m", "semiseg_tf.predict", f"--saved_model={exported}",
+    done = run_main("predict", f"--saved_model={exported}",
                    f"--input={tmp_path}/in", f"--output={tmp_path}/out")
     assert done.returncode == 1, done.stderr[-2000:]
     skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped:")]
@@ -330,7 +349,8 @@ def test_predict_from_the_run_folder_equals_the_teacher(run, tmp_path):
 
 def test_commands_help_groups_flags_by_topic():
     done = command("-m", "semiseg_tf.train", "--help")
-    assert done.returncode == 0
+    assert done.returncode == 0                       # asking for help is not a failure
+    assert "python -m semiseg_tf.train --flagfile=" in done.stdout
     titles = [line[:-1] for line in done.stdout.splitlines() if re.fullmatch(r"[A-Z][\w ]+:", line)]
     assert titles[:6] == ["The run folder", "Training", "Data", "Synthetic dataset",
                           "Labelled subset", "Augmentation"]
@@ -339,11 +359,16 @@ def test_commands_help_groups_flags_by_topic():
     flags_listed = re.findall(r"^  --(?:\[no\])?(\w+):", done.stdout, re.M)
     from semiseg_tf import config
     assert sorted(flags_listed) == sorted(config._NAMES)          # each once, none missing
-    for module, expected in (("evaluate", "What to score"), ("predict", "Input and output"),
-                             ("export", "Export"), ("prepare", "Preparation")):
-        done = command("-m", f"semiseg_tf.{module}", "--help")
-        assert done.returncode == 0 and f"\n{expected}" in done.stdout, module
-        assert "--[no]flip:" in done.stdout or module == "prepare"
+    # The other commands' help is the same rendering of their own topics (in this process: each
+    # command's --help costs a TensorFlow start-up).
+    from semiseg_tf import evaluate, options, predict, prepare
+    for module, title in ((evaluate, "What to score"), (predict, "Input and output"),
+                          (export, "Export")):
+        text = options.help_text(module.COMMAND_TOPICS)
+        assert f"\n\n{title}" in text and "--[no]flip:" in text, module.__name__
+    assert "Preparation:" in options.help_text((prepare.TOPIC,))
+    # prepare's example keeps its line continuation (a raw docstring).
+    assert "--data_dir=/data/cityscapes \\\n      --prepared_dir" in prepare.__doc__
 
 
 def test_compare_runs_help_and_long_class_names(run):
