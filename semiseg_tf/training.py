@@ -209,14 +209,20 @@ def _flag_lines(text):
     return lines
 
 
+def _has_checkpoints(workdir):
+    """Whether the run folder holds a checkpoint (listed, or only on disk: a damaged list)."""
+    folder = os.path.join(workdir, CHECKPOINTS_DIR)
+    return os.path.isdir(folder) and any(
+        name.startswith("ckpt-") and name.endswith(".index") for name in os.listdir(folder))
+
+
 def check_workdir_flags(workdir, flagfile_text, cfg):
     """Whether a run folder may continue with these flags. A folder that holds no checkpoint has
     trained nothing, so any flags may start it afresh. Otherwise flags that change what is trained
     are refused (one line); what may change (config.RESUMABLE_CHANGES, a longer --train_steps with
     a schedule that does not depend on it) is returned as notes to print."""
     path = os.path.join(workdir, FLAGS_FILE)
-    if not os.path.exists(path) or tf.train.latest_checkpoint(
-            os.path.join(workdir, CHECKPOINTS_DIR)) is None:
+    if not os.path.exists(path) or not _has_checkpoints(workdir):
         return []
     with open(path) as f:
         saved = _flag_lines(f.read())
