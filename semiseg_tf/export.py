@@ -229,10 +229,11 @@ def main(argv):
         print(f"error: {target}: cannot write the export ({checkpoints.first_line(error)})",
               file=sys.stderr)
         return 2
+    name = os.path.basename(os.path.dirname(export_dir))
     print(f"wrote {export_dir} ({folder_size(export_dir) / 2 ** 20:.1f} MiB, "
           f"{time.perf_counter() - start:.1f}s)\n"
-          f"  serve it:  docker run -p 8501:8501 -v {os.path.dirname(export_dir)}:/models/m "
-          "-e MODEL_NAME=m tensorflow/serving\n"
+          f"  serve it:  docker run -p 8501:8501 -v {os.path.dirname(export_dir)}:/models/{name} "
+          f"-e MODEL_NAME={name} tensorflow/serving\n"
           f"  use it:    python -m semiseg_tf.predict --saved_model={export_dir} --input=... "
           "--output=...")
     return 0

@@ -8,9 +8,9 @@ import os
 import tensorflow as tf
 
 from semiseg_tf import inference, models, run_info
+from semiseg_tf.checkpoints import CHECKPOINTS_DIR, first_line
 from semiseg_tf.config import ConfigError
 
-CHECKPOINTS_DIR = "checkpoints"
 # What an export adds to the SavedModel's assets/ besides the run's own files.
 EXPORT_INFO_FILE = "export.json"
 
@@ -46,10 +46,9 @@ def load_network(workdir, info, which, checkpoint=None):
         tf.train.Checkpoint(**{which: network}).restore(path).expect_partial() \
             .assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as error:
-        detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ConfigError(f"{path}: does not hold the {which} {info.arch} with {info.num_classes} "
-                          f"classes that {workdir}/{run_info.RUN_INFO_FILE} describes ({detail})") \
-            from None
+                          f"classes that {workdir}/{run_info.RUN_INFO_FILE} describes "
+                          f"({first_line(error)})") from None
     return network, path, checkpoint_step(path)
 
 

@@ -40,7 +40,7 @@ from semiseg_tf.semisup import mean_teacher, optim, perturbations
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "eval_history.json"
-CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINTS_DIR = checkpoints.CHECKPOINTS_DIR
 
 
 class StopRequests:
