@@ -6,6 +6,8 @@ per pixel) and by the ramp-up; one optimiser update of the student; then teacher
 (1 - alpha) * student over every float weight, batch-norm moving statistics included. A `cons_weight` of
 0 is the supervised baseline through the same code. The Pi-model is the same step with the student as
 its own teacher (no EMA). Correct under `tf.distribute`: see `losses.py` for how losses are scaled.
+A step whose loss or gradient is not finite (nan or inf, on any replica) applies neither the update
+nor the EMA; it is counted, for the trainer to stop the run or go on (`skip_nonfinite`).
 """
 import keras
 import tensorflow as tf
