@@ -37,7 +37,9 @@ RESUMABLE_CHANGES = {
     # where things are (the same data, read from elsewhere);
     **dict.fromkeys(["data_dir", "prepared_dir", "prepare_workers"], "where the data are"),
     # how the work is laid out on devices (the update is the same on one device as on several).
-    **dict.fromkeys(["strategy", "cpu_devices"], "the device layout"),
+    **dict.fromkeys(["strategy", "cluster", "cpu_devices"], "the device layout"),
+    # and how the step is compiled (the same computation; --mixed_precision is another one).
+    "jit_compile": "how the step is compiled",
 }
 # Schedules whose learning rate at a step depends on --train_steps: a longer run would already have
 # had other rates, so --train_steps cannot grow on resume with them.

@@ -52,15 +52,17 @@ class Evaluator:
       dataset: (image, label) pairs instead of `source.validation()` (e.g. its test set).
       options: `inference.InferenceOptions` (flip, scales, tiles).
       out: a stream for progress lines, or None for none.
+      jit_compile: the network's passes compiled with XLA (`inference.Segmenter`).
     """
 
     def __init__(self, source, batch_size, multiple=1, fill_holes=False, dataset=None,
-                 options=inference.InferenceOptions(), out=None):
+                 options=inference.InferenceOptions(), out=None, jit_compile=False):
         self.source = source
         self.multiple = multiple
         self.fill_holes = fill_holes
         self.options = options
         self.out = out
+        self.jit_compile = jit_compile
         self._pairs = source.validation() if dataset is None else dataset
         self.dataset = pipeline.validation_dataset(source, batch_size, self._pairs)
         self._segmenters = {}   # id(network) -> (network, Segmenter): one trace per network
@@ -70,7 +72,7 @@ class Evaluator:
         if id(network) not in self._segmenters:
             self._segmenters[id(network)] = (network, inference.Segmenter(
                 network, self.source.rgb_mean, self.source.rgb_std, self.multiple, self.options,
-                fill_holes=self.fill_holes))
+                fill_holes=self.fill_holes, jit_compile=self.jit_compile))
         return self._segmenters[id(network)][1]
 
     def __call__(self, network):

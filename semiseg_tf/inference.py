@@ -112,10 +112,12 @@ class Segmenter(tf.Module):
       rgb_mean, rgb_std: the input normalisation the network was trained with (RGB in [0, 1]).
       options: `InferenceOptions`.
       fill_holes: two-class runs (ISIC): fill holes in the predicted foreground (see `fill_holes`).
+      jit_compile: compile the network's passes with XLA (once per input size), as the trainer does
+        with --jit_compile. Exports leave it off: the serving system decides.
     """
 
     def __init__(self, network, rgb_mean, rgb_std, input_multiple=1, options=InferenceOptions(),
-                 fill_holes=False):
+                 fill_holes=False, jit_compile=False):
         super().__init__(name="segmenter")
         self.network = network
         self.rgb_mean = tuple(float(v) for v in rgb_mean)
@@ -124,6 +126,9 @@ class Segmenter(tf.Module):
         self.options = options
         self.fill_holes = fill_holes
         self._traced = None
+        self._network_pass = lambda images: self.network(images, training=False)
+        if jit_compile:
+            self._network_pass = tf.function(self._network_pass, jit_compile=True)
 
     def __call__(self, images):
         """uint8 RGB [N, H, W, 3] -> {'labels': int32 [N, H, W], 'probabilities': float32 [N, H, W, C]}
@@ -169,7 +174,7 @@ class Segmenter(tf.Module):
             top, bottom = centre_padding(height, self.input_multiple)
             left, right = centre_padding(width, self.input_multiple)
             images = tf.pad(images, [[0, 0], [top, bottom], [left, right], [0, 0]])
-        logits = tf.cast(self.network(images, training=False), tf.float32)
+        logits = tf.cast(self._network_pass(images), tf.float32)
         if self.input_multiple > 1:
             logits = logits[:, top:top + height, left:left + width]
         return tf.nn.softmax(logits, axis=-1)

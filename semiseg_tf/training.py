@@ -34,7 +34,7 @@ from semiseg_tf.evaluation import Evaluator
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, pipeline, prepared, synthetic
-from semiseg_tf.models import weights
+from semiseg_tf.models import precision, weights
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
 FLAGS_FILE = "flags.txt"
@@ -173,14 +173,19 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
     schedule = optim.AuthorsSchedule(cfg.lr_sched, cfg.learning_rate, cfg.train_steps,
                                      cfg.lr_poly_power, cfg.lr_step_boundaries, cfg.lr_step_gamma)
     optimizer = optim.build_optimizer(cfg.opt_type, schedule, cfg.sgd_momentum, cfg.sgd_nesterov)
+    grouped_optimizer = optimizer
+    if cfg.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     options = dict(freeze_bn=cfg.freeze_bn, deeplab2_aspp_two_branches=cfg.deeplab2_aspp_two_branches)
-    student = models.build(cfg.arch, num_classes, **options)
+    with precision.building_in(cfg.mixed_precision):
+        student = models.build(cfg.arch, num_classes, **options)
+        teacher = student if cfg.model == "pi" else models.build(cfg.arch, num_classes, **options)
     if cfg.backbone_weights:
         # Into the student only: `initialise` makes the teacher its copy.
         weights.load_backbone_weights(student, cfg.backbone_weights, rgb_mean, rgb_std)
     model = mean_teacher.MeanTeacher(
         student=student,
-        teacher=student if cfg.model == "pi" else models.build(cfg.arch, num_classes, **options),
+        teacher=teacher,
         perturbation=build_perturbation(cfg) if cfg.cons_weight > 0 else None,
         cons_weight=cfg.cons_weight, conf_thresh=cfg.conf_thresh, teacher_alpha=cfg.teacher_alpha,
         cons_loss_fn=cfg.cons_loss_fn,
@@ -193,7 +198,7 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
     model.initialise(tuple(cfg.crop_size) + (3,))
     backbone = models.backbone_of(student)
     if backbone is not None:
-        optimizer.scale_learning_rate(backbone.trainable_variables, cfg.backbone_lr_scale)
+        grouped_optimizer.scale_learning_rate(backbone.trainable_variables, cfg.backbone_lr_scale)
     return model
 
 
@@ -296,6 +301,27 @@ def _enlargement(height):
     return max(1, min(4, 200 // max(height, 1)))
 
 
+def _error_reason(error):
+    """The line of a TensorFlow error that says what went wrong (a 'Graph execution error' puts it
+    after the stack of the node it was detected at)."""
+    lines = [line.strip() for line in (getattr(error, "message", None) or str(error)).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(
+        ("Graph execution error", "Detected at node", "[[", "Cf.", "File ", "(defined"))]
+    return (reasons[0] if reasons else checkpoints.first_line(error))[:300]
+
+
+def check_jit_compile(cfg, strategy):
+    """ConfigError when --jit_compile cannot work with this device layout: XLA compiles the
+    replicas' steps of a strategy only on GPUs (over logical CPU devices TensorFlow's cross-device
+    merge_call and placement cannot be compiled)."""
+    if (cfg.jit_compile and strategy.num_replicas_in_sync > 1
+            and not tf.config.list_logical_devices("GPU")):
+        raise config_lib.ConfigError(
+            f"--jit_compile: XLA cannot compile a step spread over {strategy.num_replicas_in_sync} "
+            f"CPU devices (--strategy={cfg.strategy}); on CPUs compile on one device "
+            "(--strategy=default), or train without --jit_compile")
+
+
 def _format_duration(seconds):
     seconds = int(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -321,6 +347,7 @@ class Trainer:
     def _build(self, flagfile_text):
         cfg = self.cfg
         self.strategy = make_strategy(cfg)
+        check_jit_compile(cfg, self.strategy)
         keras.utils.set_random_seed(cfg.seed)
         self.source = build_source(cfg, out=self.out)
         if cfg.bin_fill_holes and self.source.num_classes != 2:
@@ -353,11 +380,11 @@ class Trainer:
         multiple = models.input_multiple(cfg.arch)
         options = config_lib.inference_options(cfg)
         self.evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes,
-                                   options=options)
+                                   options=options, jit_compile=cfg.jit_compile)
         test_set = self.source.test()
         self.test_evaluator = None if test_set is None else Evaluator(
             self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set,
-            options=options)
+            options=options, jit_compile=cfg.jit_compile)
         self.tb_dir = os.path.join(cfg.workdir, "tensorboard")
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
         self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))
@@ -515,14 +542,33 @@ class Trainer:
 
     def _make_step_fn(self):
         model, strategy = self.model, self.strategy
+        # XLA compiles each replica's step (as Keras's own trainer does); reading the next batch
+        # and combining the replicas' logs stay outside it.
+        train_step = (tf.function(model.train_step, jit_compile=True) if self.cfg.jit_compile
+                      else model.train_step)
 
         @tf.function
         def step_fn(iterator, step):
-            per_replica = strategy.run(model.train_step, args=(next(iterator), step))
+            per_replica = strategy.run(train_step, args=(next(iterator), step))
             # Every replica returns the global values, so the mean is that value.
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                     for k, v in per_replica.items()}
         return step_fn
+
+    def _first_step(self, step_fn, iterator, step):
+        """The first step of this process (it also traces and, with --jit_compile, compiles the
+        step); its logs as floats. What XLA cannot compile is said in one line."""
+        try:
+            logs = step_fn(iterator, tf.constant(step, tf.int64))
+            return {k: float(v) for k, v in logs.items()}
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.InternalError, ValueError) as error:
+            if not self.cfg.jit_compile:
+                raise
+            raise config_lib.ConfigError(
+                f"--jit_compile: XLA cannot compile this training step on "
+                f"{self.strategy.num_replicas_in_sync} replica(s) ({_error_reason(error)}); "
+                "train without --jit_compile") from None
 
     def evaluate(self, step):
         result = self.evaluator(self.model.teacher)
@@ -678,13 +724,14 @@ class Trainer:
         # counted in, it would make the first ETA far too long.
         window_start, window_steps = None, 0
         for step in range(start + 1, end + 1):
-            logs = step_fn(iterator, tf.constant(step, tf.int64))
-            self.step.assign(step)
             if window_start is None:
-                # Waits for the step to finish (its outputs are read), then starts the clock.
-                logs = {k: float(v) for k, v in logs.items()}
+                logs = self._first_step(step_fn, iterator, step)
+                # Its outputs were read, so it has finished: the clock starts now.
                 window_start = time.perf_counter()
             else:
+                logs = step_fn(iterator, tf.constant(step, tf.int64))
+            self.step.assign(step)
+            if step > start + 1:
                 window_steps += 1
             if step % cfg.log_every == 0 or step == end:
                 self._check_nonfinite_steps()
@@ -695,9 +742,13 @@ class Trainer:
                     window_start, window_steps = now, 0
                 speed = (f"{rate:.1f} steps/s  ETA {_format_duration((end - step) / rate)}"
                          if rate else "(timing from the next step)")
+                scaling = ""
+                if "loss_scale" in logs:
+                    overflows = int(self.model.overflow_steps.numpy())
+                    scaling = f"loss scale {logs['loss_scale']:.0f} ({overflows} overflow skips)  "
                 self._print(f"step {step}/{cfg.train_steps}  sup {logs['sup_loss']:.4f}  "
                             f"cons {logs['cons_loss']:.5f}  conf {logs['conf_share']:.3f}  "
-                            f"lr {logs['learning_rate']:.2e}  {speed}")
+                            f"lr {logs['learning_rate']:.2e}  {scaling}{speed}")
                 with self.train_writer.as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)

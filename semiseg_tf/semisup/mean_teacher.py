@@ -8,6 +8,10 @@ per pixel) and by the ramp-up; one optimiser update of the student; then teacher
 its own teacher (no EMA). Correct under `tf.distribute`: see `losses.py` for how losses are scaled.
 A step whose loss or gradient is not finite (nan or inf, on any replica) applies neither the update
 nor the EMA; it is counted, for the trainer to stop the run or go on (`skip_nonfinite`).
+With a `keras.optimizers.LossScaleOptimizer` (--mixed_precision=float16) the loss is scaled before
+the gradient; a step whose losses are finite but whose scaled gradient overflows is the optimiser's
+business, not a divergence: it is skipped (no update, no EMA, batch-norm statistics put back), the
+scale halved, and `overflow_steps` counts it.
 """
 import keras
 import tensorflow as tf
@@ -69,6 +73,10 @@ class MeanTeacher(keras.Model):
         return self.teacher is self.student
 
     @property
+    def loss_scaled(self):
+        return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @property
     def uses_unlabelled(self):
         return self.cons_weight > 0 and self.perturbation is not None
 
@@ -90,6 +98,8 @@ class MeanTeacher(keras.Model):
             for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
                 teacher_var.assign(student_var)
         self.optimizer.build(self.student.trainable_variables)
+        # float16's loss-scale overflows (steps skipped by the optimiser's dynamic loss scaling).
+        self.overflow_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Steps whose loss or gradient was not finite, and the first one's step and what (a
         # NONFINITE_* bit mask). Not checkpointed: they count within one process.
         self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -144,8 +154,9 @@ class MeanTeacher(keras.Model):
         """One training step. `step`: its number, recorded if it is the first non-finite one."""
         labelled = data["labelled"]
         student_vars = self.student.trainable_variables
+        # A skipped step puts back what its forward passes changed; float16 skips its overflows.
         statistics_before = ([(v, tf.identity(v.value)) for v in self._moving_statistics()]
-                             if self.skip_nonfinite else [])
+                             if self.skip_nonfinite or self.loss_scaled else [])
         with tf.GradientTape() as tape:
             logits = self.student(labelled["image"], training=True)
             sup_loss = losses.cross_entropy(logits, labelled["label"])
@@ -167,26 +178,52 @@ class MeanTeacher(keras.Model):
                     variable.assign(value)
             else:
                 cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
+            # float16: the gradient of the scaled loss, unscaled by the optimiser (weight decay too).
+            scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
+            if self.loss_scaled:
+                total = self.optimizer.scale_loss(total)
         grads = tape.gradient(total, student_vars)
         if self.weight_decay > 0:
             # Summed over replicas by the optimiser, so each replica adds its 1/N share.
-            decay = self.weight_decay / losses.num_replicas()
-            grads = [g + decay * v for g, v in zip(grads, student_vars)]
+            decay = self.weight_decay / losses.num_replicas() * scale
+            grads = [g + decay * tf.cast(v, g.dtype) for g, v in zip(grads, student_vars)]
         learning_rate = self.optimizer.learning_rate
         nonfinite = nonfinite_flags(sup_loss, cons_loss, grads)
         finite = tf.logical_not(tf.reduce_any(nonfinite))
         self._update_if_finite(finite, nonfinite, grads, student_vars, step)
         for variable, value in statistics_before:
             variable.assign(tf.where(finite, variable, value))
-        return {"sup_loss": losses.global_sum(sup_loss),
+        logs = {"sup_loss": losses.global_sum(sup_loss),
                 "cons_loss": losses.global_sum(cons_loss),
                 "conf_share": conf_share,
                 "learning_rate": learning_rate,
                 "nonfinite": tf.cast(tf.logical_not(finite), tf.float32)}
+        if self.loss_scaled:
+            logs["loss_scale"] = tf.identity(self.optimizer.dynamic_scale.value)
+        return logs
 
     def _apply_update(self, grads, variables):
-        self.optimizer.apply_gradients(zip(grads, variables))
+        if self.loss_scaled:
+            # What LossScaleOptimizer.apply does with finite gradients (unscale, the inner
+            # optimiser's update, grow the scale every `dynamic_growth_steps`), called here because
+            # the finiteness test, and the EMA with it, is this step's (keras 3.15).
+            self.optimizer._stateful_handle_finite_grads(grads, variables)
+        else:
+            self.optimizer.apply_gradients(zip(grads, variables))
         self.update_teacher()
+
+    def _skip_update(self, nonfinite, step):
+        """A step that changes no weight: a float16 overflow (finite losses, scaled gradient not
+        finite) halves the loss scale and is counted apart; anything else is a non-finite step."""
+        if not self.loss_scaled:
+            self._record_nonfinite(nonfinite, step)
+            return
+        overflow = tf.logical_and(nonfinite[2], tf.logical_not(tf.reduce_any(nonfinite[:2])))
+
+        def skip_overflow():
+            self.optimizer._stateful_handle_non_finite_grads()
+            self.overflow_steps.assign_add(1)
+        tf.cond(overflow, skip_overflow, lambda: self._record_nonfinite(nonfinite, step))
 
     def _record_nonfinite(self, nonfinite, step):
         first = self.first_nonfinite_step < 0
@@ -205,7 +242,7 @@ class MeanTeacher(keras.Model):
         """
         if tf.__internal__.distribute.strategy_supports_no_merge_call():
             tf.cond(finite, lambda: self._apply_update(grads, variables),
-                    lambda: self._record_nonfinite(nonfinite, step))
+                    lambda: self._skip_update(nonfinite, step))
             return
 
         def cross_replica(distribution, grads, finite, nonfinite, step):
@@ -215,7 +252,7 @@ class MeanTeacher(keras.Model):
                 distribution.extended.call_for_each_replica(self._apply_update,
                                                             args=(grads, variables))
             tf.cond(first(finite)[0], apply,
-                    lambda: self._record_nonfinite(first(nonfinite)[0], first(step)[0]))
+                    lambda: self._skip_update(first(nonfinite)[0], first(step)[0]))
         tf.distribute.get_replica_context().merge_call(
             cross_replica, args=(grads, finite, nonfinite, tf.convert_to_tensor(step)))
 

@@ -10,6 +10,7 @@ import dataclasses
 import tensorflow as tf
 
 from semiseg_tf.augment import boxmask, geometric
+from semiseg_tf.models import precision
 from semiseg_tf.semisup import losses
 
 _REGISTRY = {}
@@ -264,7 +265,8 @@ class VAT(Perturbation):
     resizing, which every segmentation network uses.) The probe runs inside the training step's
     tape on its own `tf.GradientTape`, with the direction network in inference mode (batch norm neither
     uses batch statistics nor updates its moving ones), so the student's statistics are updated once
-    per step, by its pass on the adversarial input.
+    per step, by its pass on the adversarial input. Under --mixed_precision the probe's passes
+    compute in float32 (`models.precision.in_float32`); the adversarial pass is in low precision.
     """
     num_unlabelled_streams = 1
 
@@ -284,13 +286,18 @@ class VAT(Perturbation):
         """Unit adversarial direction per sample, [N, H, W, 3]; `student_image` None: the student sees
         `teacher_image`."""
         student_image = teacher_image if student_image is None else student_image
-        target_logits = tf.stop_gradient(tf.cast(network(teacher_image, training=False), tf.float32))
-        target_probs = tf.nn.softmax(target_logits, axis=-1)
-        probe = _normalise_per_sample(noise) * (self.probe_scale * _sqrt_elements(student_image))
-        with tf.GradientTape() as tape:
-            tape.watch(probe)
-            logits = tf.cast(network(student_image + probe, training=False), tf.float32)
-            distance = tf.reduce_sum(self.distance(logits, target_logits, target_probs))
+        # In float32 even when the network computes in bfloat16 or float16: a probe moving each
+        # element by ~1% is about one bfloat16 step of a normalised image, so in low precision
+        # the finite difference would be rounding noise.
+        with precision.in_float32(network):
+            target_logits = tf.stop_gradient(tf.cast(network(teacher_image, training=False),
+                                                     tf.float32))
+            target_probs = tf.nn.softmax(target_logits, axis=-1)
+            probe = _normalise_per_sample(noise) * (self.probe_scale * _sqrt_elements(student_image))
+            with tf.GradientTape() as tape:
+                tape.watch(probe)
+                logits = tf.cast(network(student_image + probe, training=False), tf.float32)
+                distance = tf.reduce_sum(self.distance(logits, target_logits, target_probs))
         return tf.stop_gradient(_normalise_per_sample(tape.gradient(distance, probe)))
 
     def consistency(self, student, teacher, unlabelled, training=True):
