@@ -43,6 +43,10 @@ def main(argv):
         return 128 + int(getattr(signal, result["signal"]))
     if result.get("paused"):
         return 0      # paused on purpose (--stop_at_step): the run said how to continue
+    if result.get("worker"):
+        print(f"[{result['worker']}] trained to step {result['step']}; the chief evaluated and "
+              f"wrote {cfg.workdir}")
+        return 0
     print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
     return 0
 

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -110,7 +111,52 @@ def configure_cpu_devices(count):
                 f"--cpu_devices={count}: TensorFlow is already running with {current} CPU device(s)")
 
 
+def cluster_resolver(cfg, environ=os.environ):
+    """The cluster of --strategy=multi_worker, from TF_CONFIG or SLURM's variables (--cluster);
+    ConfigError, one line, when the variables are missing or malformed."""
+    kind = cfg.cluster
+    if kind == "auto":
+        kind = "slurm" if "SLURM_PROCID" in environ and "TF_CONFIG" not in environ else "tf_config"
+    if kind == "tf_config":
+        text = environ.get("TF_CONFIG")
+        if text is None:
+            if cfg.cluster == "tf_config":
+                raise config_lib.ConfigError("--cluster=tf_config: the TF_CONFIG environment "
+                                             "variable is not set")
+            return tf.distribute.cluster_resolver.TFConfigClusterResolver()   # this machine alone
+        try:
+            spec = json.loads(text)
+            task, workers = spec["task"], spec["cluster"]
+            if not isinstance(workers, dict) or task["type"] not in workers:
+                raise KeyError(task["type"])
+            int(task["index"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise config_lib.ConfigError(
+                f"TF_CONFIG: expected JSON with 'cluster' (job name -> list of host:port) and "
+                f"'task' (its 'type' one of those jobs, and 'index'); {type(error).__name__}: "
+                f"{error}") from None
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if "SLURM_PROCID" not in environ:
+        raise config_lib.ConfigError("--cluster=slurm: SLURM's variables (SLURM_PROCID, "
+                                     "SLURM_STEP_NODELIST, ...) are not set; start it with srun")
+    gpu_options = {}
+    if not ("CUDA_VISIBLE_DEVICES" in environ or shutil.which("nvidia-smi")):
+        # CPU nodes: the resolver hands every task of a node its own GPUs and fails without any,
+        # so it is told of one per task, and not to hide any device.
+        from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver
+        tasks = max(slurm_cluster_resolver.expand_tasks_per_node(
+            environ.get("SLURM_STEP_TASKS_PER_NODE", "1")))
+        gpu_options = dict(gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
+    try:
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(**gpu_options)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise config_lib.ConfigError(f"--cluster=slurm: {checkpoints.first_line(error)}") from None
+
+
 def make_strategy(cfg):
+    if cfg.strategy == "multi_worker":
+        resolver = cluster_resolver(cfg)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if cfg.strategy == "mirrored":
         configure_cpu_devices(cfg.cpu_devices)
         gpus = tf.config.list_logical_devices("GPU")
@@ -327,15 +373,34 @@ def _format_duration(seconds):
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 class Trainer:
-    """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.train_steps` and returns metrics."""
+    """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.train_steps` and returns metrics.
+
+    Under --strategy=multi_worker every worker runs one; the chief (`is_chief`) alone writes the
+    run folder (flags, run.json, TensorBoard, evaluations, checkpoints, metrics) and evaluates; the
+    others train in step with it and save their checkpoints to a temporary folder of their own,
+    as TensorFlow's multi-worker guide requires (saving is collective), deleted at the end.
+    """
 
     def __init__(self, cfg, flagfile_text, out=sys.stdout):
         self.cfg = cfg
         self.out = out
-        make_workdir(cfg.workdir)
+        # First: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything.
+        self.strategy = make_strategy(cfg)
+        self.is_chief = self.strategy.extended.should_checkpoint
+        self.worker_name = None
+        if is_multi_worker(self.strategy):
+            resolver = self.strategy.cluster_resolver
+            self.worker_name = f"{resolver.task_type} {resolver.task_id}"
+        if self.is_chief:
+            make_workdir(cfg.workdir)
         resume_notes = check_workdir_flags(cfg.workdir, flagfile_text, cfg)
-        lock_workdir(cfg.workdir)
+        if self.is_chief:
+            lock_workdir(cfg.workdir)
         try:
             self._build(flagfile_text)
         except BaseException:
@@ -346,8 +411,8 @@ class Trainer:
 
     def _build(self, flagfile_text):
         cfg = self.cfg
-        self.strategy = make_strategy(cfg)
         check_jit_compile(cfg, self.strategy)
+        self._check_batch_divides()
         keras.utils.set_random_seed(cfg.seed)
         self.source = build_source(cfg, out=self.out)
         if cfg.bin_fill_holes and self.source.num_classes != 2:
@@ -362,9 +427,10 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # Written once the flags, the data and the weights have been checked: a command that
         # failed on them leaves the folder as it was.
-        atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
         self.info = run_info.from_run(cfg, self.source)
-        run_info.write(cfg.workdir, self.info)
+        if self.is_chief:
+            atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
+            run_info.write(cfg.workdir, self.info)
         self.pipeline = pipeline.InputPipeline(
             self.source, labelled, unlabelled,
             pipeline.PipelineParams(
@@ -376,6 +442,9 @@ class Trainer:
         self.run_checkpoint = checkpoints.RunCheckpoint(
             student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
             step=self.step)
+        # A worker's own folder for the checkpoints it must write but nobody reads.
+        self._worker_checkpoints = None if self.is_chief else tempfile.mkdtemp(
+            prefix=f"semiseg_tf-{self.worker_name.replace(' ', '-')}-")
         self.manager = self._make_manager()
         multiple = models.input_multiple(cfg.arch)
         options = config_lib.inference_options(cfg)
@@ -386,8 +455,11 @@ class Trainer:
             self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set,
             options=options, jit_compile=cfg.jit_compile)
         self.tb_dir = os.path.join(cfg.workdir, "tensorboard")
-        self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
-        self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))
+        if self.is_chief:
+            self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
+            self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))
+        else:
+            self.train_writer = self.eval_writer = tf.summary.create_noop_writer()
         self.flagfile_text = flagfile_text
         self._nonfinite_reported = 0
         self._weights_finite = None
@@ -407,7 +479,18 @@ class Trainer:
                         f"{smallest[0]}x{smallest[1]}, height x width): their crops are padded with "
                         "the mean colour and ignored labels")
 
+    def _check_batch_divides(self):
+        """Under multi_worker each replica reads its own slice of every batch, so the batches
+        must split evenly."""
+        replicas = self.strategy.num_replicas_in_sync
+        if is_multi_worker(self.strategy) and self.cfg.batch_size % replicas:
+            raise config_lib.ConfigError(
+                f"--batch_size={self.cfg.batch_size}: must be a multiple of the {replicas} "
+                "replicas of --strategy=multi_worker (the global batch is split among them)")
+
     def _print(self, text):
+        if self.worker_name and not self.is_chief:
+            text = "\n".join(f"[{self.worker_name}] {line}" for line in text.splitlines())
         print(text, file=self.out, flush=True)
 
     def restore(self):
@@ -425,7 +508,7 @@ class Trainer:
             except checkpoints.CheckpointMismatch as error:
                 raise config_lib.ConfigError(f"--workdir={self.cfg.workdir}: {error}; resume it "
                                              "with the code that wrote it or use a new --workdir")
-            if unreadable:
+            if unreadable and self.is_chief:
                 self._set_aside(unreadable)
             self._print(f"resuming from {path} (step {int(self.step.numpy())})")
             if not exact:
@@ -440,8 +523,8 @@ class Trainer:
     def _checkpoints_newest_first(self):
         """The checkpoints the manager lists and any other ckpt-N on disk, those whose files are
         there, newest first."""
-        folder = self.manager.directory
-        paths = set(self.manager.checkpoints)
+        folder = os.path.join(self.cfg.workdir, CHECKPOINTS_DIR)
+        paths = set(self.manager.checkpoints) if self.is_chief else set()
         for name in (os.listdir(folder) if os.path.isdir(folder) else []):
             if name.startswith("ckpt-") and name.endswith(".index"):
                 paths.add(os.path.join(folder, name[:-len(".index")]))
@@ -474,7 +557,7 @@ class Trainer:
         """The run's CheckpointManager. It writes each checkpoint completely, then names it in its
         state file by an atomic rename: a crash mid-save leaves the previous one as the latest. A
         state file that cannot be parsed is set aside (the checkpoints are found on disk)."""
-        folder = os.path.join(self.cfg.workdir, CHECKPOINTS_DIR)
+        folder = self._worker_checkpoints or os.path.join(self.cfg.workdir, CHECKPOINTS_DIR)
         try:
             return tf.train.CheckpointManager(self.run_checkpoint.checkpoint, folder,
                                               max_to_keep=self.cfg.keep_checkpoints)
@@ -547,19 +630,40 @@ class Trainer:
         train_step = (tf.function(model.train_step, jit_compile=True) if self.cfg.jit_compile
                       else model.train_step)
 
+        multi_worker = is_multi_worker(strategy)
+
         @tf.function
-        def step_fn(iterator, step):
+        def step_fn(iterator, step, stop=0.0):
             per_replica = strategy.run(train_step, args=(next(iterator), step))
             # Every replica returns the global values, so the mean is that value.
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            logs = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                     for k, v in per_replica.items()}
+            if multi_worker:
+                # Whether any worker was asked to stop (SIGTERM reaches the workers one by one):
+                # all must stop after the same step, or the others would wait for it forever.
+                requests = strategy.run(lambda request: tf.distribute.get_replica_context()
+                                        .all_reduce(tf.distribute.ReduceOp.SUM,
+                                                    tf.identity(request)),
+                                        args=(tf.convert_to_tensor(stop, tf.float32),))
+                logs["stop"] = strategy.experimental_local_results(requests)[0]
+            return logs
         return step_fn
 
-    def _first_step(self, step_fn, iterator, step):
+    def distributed_batches(self, start):
+        """The training batches from step `start` on, spread over the replicas. Several workers
+        each read their own share of every step (`pipeline.WorkerShare`); one machine's replicas
+        split its global batches."""
+        if is_multi_worker(self.strategy):
+            return iter(self.strategy.distribute_datasets_from_function(
+                lambda context: self.pipeline.train_dataset(start, pipeline.WorkerShare.of(context))))
+        return iter(self.strategy.experimental_distribute_dataset(
+            self.pipeline.train_dataset(start)))
+
+    def _first_step(self, step_fn, iterator, step, stop):
         """The first step of this process (it also traces and, with --jit_compile, compiles the
         step); its logs as floats. What XLA cannot compile is said in one line."""
         try:
-            logs = step_fn(iterator, tf.constant(step, tf.int64))
+            logs = step_fn(iterator, tf.constant(step, tf.int64), tf.constant(stop, tf.float32))
             return {k: float(v) for k, v in logs.items()}
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                 tf.errors.InternalError, ValueError) as error:
@@ -663,6 +767,8 @@ class Trainer:
             return self._run()
         finally:
             release_workdir(self.cfg.workdir)
+            if self._worker_checkpoints:
+                shutil.rmtree(self._worker_checkpoints, ignore_errors=True)
 
     def _run(self):
         cfg = self.cfg
@@ -672,7 +778,7 @@ class Trainer:
                 f"--train_steps={cfg.train_steps}: the run in --workdir={cfg.workdir} is already at "
                 f"step {start}")
         end = min(cfg.train_steps, cfg.stop_at_step or cfg.train_steps)
-        if start == 0:
+        if start == 0 and self.is_chief:
             self.write_run_summary()
         history = self._load_history(start)
         if start < end:
@@ -691,6 +797,9 @@ class Trainer:
             self._print(f"paused at step {end} of {cfg.train_steps}; run the same command without "
                         "--stop_at_step to continue")
             return {"step": end, "paused": True, "eval_history": history, "workdir": cfg.workdir}
+        if not self.is_chief:
+            # The chief evaluates and writes the scores.
+            return {"step": end, "worker": self.worker_name, "workdir": cfg.workdir}
         if not history or history[-1]["step"] != cfg.train_steps:
             history.append({"step": cfg.train_steps, **self.evaluate(cfg.train_steps)})
             self._save_history(history)
@@ -717,19 +826,20 @@ class Trainer:
     def _train_steps(self, start, end, history, stops):
         cfg = self.cfg
         step_fn = self._make_step_fn()
-        iterator = iter(self.strategy.experimental_distribute_dataset(
-            self.pipeline.train_dataset(start)))
+        iterator = self.distributed_batches(start)
+        multi_worker = is_multi_worker(self.strategy)
         run_start = time.perf_counter()
         # The speed is timed from the end of the first step, which also traces the step function:
         # counted in, it would make the first ETA far too long.
         window_start, window_steps = None, 0
         for step in range(start + 1, end + 1):
+            stop = tf.constant(float(stops.signal_name is not None), tf.float32)
             if window_start is None:
-                logs = self._first_step(step_fn, iterator, step)
+                logs = self._first_step(step_fn, iterator, step, stop)
                 # Its outputs were read, so it has finished: the clock starts now.
                 window_start = time.perf_counter()
             else:
-                logs = step_fn(iterator, tf.constant(step, tf.int64))
+                logs = step_fn(iterator, tf.constant(step, tf.int64), stop)
             self.step.assign(step)
             if step > start + 1:
                 window_steps += 1
@@ -755,24 +865,31 @@ class Trainer:
                     if rate:
                         tf.summary.scalar("steps_per_second", rate)
                     tf.summary.scalar("skipped_steps", self._nonfinite_reported)
-            evaluating = step % cfg.eval_every == 0 or step == cfg.train_steps
+            evaluating = self.is_chief and (step % cfg.eval_every == 0 or step == cfg.train_steps)
             saving = step % cfg.checkpoint_every == 0 or step == end
+            # One process stops after the step in which it was asked to. Workers stop after the
+            # step whose combined request (taken at its start) says one of them was, all alike.
+            stopping = stops.signal_name is not None
+            if multi_worker:
+                stopping = float(logs["stop"]) > 0
+                if stopping and not stops.signal_name:
+                    stops.signal_name = "SIGTERM"      # another worker's
             if evaluating or saving:
                 # Nothing non-finite is ever scored or saved.
                 self._check_nonfinite_steps()
                 self._check_weights_finite(step)
-            if cfg.image_every and step % cfg.image_every == 0:
+            if self.is_chief and cfg.image_every and step % cfg.image_every == 0:
                 self.write_panels(step)
             if evaluating:
                 history.append({"step": step, **self.evaluate(step)})
                 self._save_history(history)
             if saving:
                 self.save_checkpoint(step)
-            elif stops.signal_name:
+            elif stopping:
                 self._check_nonfinite_steps()
                 self._check_weights_finite(step)
                 self.save_checkpoint(step)
-            if stops.signal_name and step < end:
+            if stopping and step < end:
                 self._flush_summaries()
                 return step, stops.signal_name
         self._flush_summaries()

@@ -303,3 +303,26 @@ def test_unlabelled_batches_grow_with_the_batch_ratio(source):
                                          perturbations.build("cutmix")).train_dataset(), 1)
     assert batch["labelled"]["image"].shape[0] == 3
     assert [s["image"].shape[0] for s in batch["unlabelled"]] == [6, 6]
+
+
+def test_worker_shares_are_the_slices_of_the_global_batch(source):
+    """Two workers with two replicas each: worker w's dataset gives, step after step, its replicas'
+    quarters of the global batch (of 8 labelled, 16 unlabelled), in replica order, from any start
+    step: together exactly the global batches, and no worker reads another's samples."""
+    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
+    params = pipeline.PipelineParams(batch_size=8, seed=0, unlabelled_batch_ratio=2,
+                                     geometric=geometric.GeometricParams(crop_size=(8, 8)))
+    streams = pipeline.InputPipeline(source, labelled, unlabelled, params,
+                                     perturbations.build("cutmix"))
+    whole = take(streams.train_dataset(1), 2)       # global batches of steps 1 and 2 (0-based)
+    for worker in range(2):
+        share = pipeline.WorkerShare(index=worker, workers=2, local_replicas=2)
+        pieces = take(streams.train_dataset(1, share), 4)
+        for step in range(2):
+            for replica in range(2):
+                piece, k = pieces[2 * step + replica], 2 * worker + replica
+                np.testing.assert_array_equal(piece["labelled"]["image"],
+                                              whole[step]["labelled"]["image"][2 * k:2 * k + 2])
+                for key in ("image", "mix_mask"):
+                    np.testing.assert_array_equal(piece["unlabelled"][0][key],
+                                                  whole[step]["unlabelled"][0][key][4 * k:4 * k + 4])

@@ -118,7 +118,7 @@ class InputPipeline:
         # other use of the same run seed (e.g. weight initialisation).
         self._seed = tf.constant([params.seed, 0x5E6], tf.int64)
 
-    def _stream(self, stream_id, indices, start_step, with_label, extras_fn):
+    def _stream(self, stream_id, indices, start_step, with_label, extras_fn, share=None):
         stream_seed = _fold(self._seed, stream_id)
         order_seed = _fold(stream_seed, 0)
         sample_seed_base = _fold(stream_seed, 1)
@@ -147,21 +147,56 @@ class InputPipeline:
             return sample
 
         positions = tf.data.Dataset.range(start_step * batch, tf.int64.max)
+        if share is not None:
+            # This worker's contiguous share of each step's `batch` positions, in batches of one
+            # replica's (consecutive batches go to its replicas in order, so across the workers
+            # every replica gets the slice that MirroredStrategy would give it on one machine).
+            batch, positions = share.per_replica(batch), share.positions(start_step, batch)
         return (positions.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .batch(batch, drop_remainder=True))
 
-    def train_dataset(self, start_step=0):
-        """Endless batches from `start_step` on: {'labelled': {...}, 'unlabelled': (stream, ...)}."""
+    def train_dataset(self, start_step=0, share=None):
+        """Endless batches from `start_step` on: {'labelled': {...}, 'unlabelled': (stream, ...)}.
+
+        `share`: a `WorkerShare`, for one worker of several: it reads only its own samples of each
+        step, in per-replica batches. None: the whole global batch of every step.
+        """
         streams = {"labelled": self._stream(LABELLED_STREAM, self.labelled_indices, start_step,
-                                            True, None)}
+                                            True, None, share)}
         if self.perturbation is not None and self.perturbation.num_unlabelled_streams > 0:
             streams["unlabelled"] = tuple(
                 self._stream(UNLABELLED_STREAM_BASE + k, self.unlabelled_indices, start_step, False,
-                             self.perturbation.sample_extras if k == 0 else None)
+                             self.perturbation.sample_extras if k == 0 else None, share)
                 for k in range(self.perturbation.num_unlabelled_streams))
         options = tf.data.Options()
         options.deterministic = True
         return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerShare:
+    """One input pipeline's part of every global batch, from `tf.distribute.InputContext`: worker
+    `index` of `workers`, feeding `local_replicas` replicas."""
+    index: int
+    workers: int
+    local_replicas: int
+
+    @classmethod
+    def of(cls, input_context):
+        workers = input_context.num_input_pipelines
+        return cls(input_context.input_pipeline_id, workers,
+                   input_context.num_replicas_in_sync // workers)
+
+    def per_replica(self, batch):
+        return batch // (self.workers * self.local_replicas)
+
+    def positions(self, start_step, batch):
+        """Stream positions of this worker's samples, step after step: for step s, positions
+        s * batch + index * (batch / workers) onwards, batch / workers of them."""
+        per_worker = batch // self.workers
+        count = tf.data.Dataset.range(start_step * per_worker, tf.int64.max)
+        return count.map(lambda k: (k // per_worker) * batch + self.index * per_worker
+                         + k % per_worker)
 
 
 def validation_dataset(source, batch_size, dataset=None):

@@ -1,0 +1,169 @@
+"""--strategy=multi_worker with two worker processes on 127.0.0.1 (TF_CONFIG each, one CPU device
+each): the same update as one device, only the chief writes the run folder, and a SIGTERM
+mid-run followed by a restart ends with the uninterrupted run's weights."""
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import parse_flags
+from semiseg_tf import config, training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = {"dataset": "synthetic", "synthetic_num_train": 16, "synthetic_num_val": 4,
+       "synthetic_image_size": 16, "crop_size": "16,16", "n_sup": 4, "arch": "tiny_unet",
+       "batch_size": 4, "eval_every": 1000, "log_every": 1, "image_every": 0, "conf_thresh": 0.3,
+       "aug_hflip": "true", "checkpoint_every": 1000}
+STEPS = 30
+# The chief writes with the usual umask, the other worker with one that makes its files private:
+# a file of the other worker in the run folder would show by its mode.
+CHIEF_UMASK, WORKER_UMASK = 0o022, 0o077
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(workdir, steps=STEPS):
+    """Two `python -m semiseg_tf.train --strategy=multi_worker` processes, worker 0 the chief."""
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    args = [f"--{k}={v}" for k, v in {**RUN, "train_steps": steps, "workdir": workdir}.items()]
+    workers = []
+    for index, umask in enumerate((CHIEF_UMASK, WORKER_UMASK)):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "semiseg_tf.train", "--strategy=multi_worker", *args],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=lambda umask=umask: os.umask(umask)))
+    return workers
+
+
+def finish(workers, timeout=300):
+    outputs = [w.communicate(timeout=timeout)[0] for w in workers]
+    return [w.returncode for w in workers], outputs
+
+
+def networks(checkpoint):
+    """{name: value} of the student's and teacher's variables in a checkpoint."""
+    reader = tf.train.load_checkpoint(checkpoint)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(("student/", "teacher/")) and "OPTIMIZER_SLOT" not in name}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A two-worker run of STEPS steps, uninterrupted: (run folder, exit codes, outputs)."""
+    workdir = str(tmp_path_factory.mktemp("multi_worker") / "run")
+    codes, outputs = finish(start_workers(workdir))
+    return workdir, codes, outputs
+
+
+def test_two_workers_train_like_one_device_on_the_same_global_batch(uninterrupted, tmp_path):
+    workdir, codes, outputs = uninterrupted
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "on 2 replica(s)" in outputs[0]
+    cfg, text = parse_flags(**{**RUN, "train_steps": STEPS, "workdir": str(tmp_path / "single")})
+    single = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    initial = [w.numpy() for w in single.model.student.weights]
+    single.run()
+    # The run really trained (so the equality below is not trivial)...
+    assert max(float(np.abs(w.numpy() - w0).max())
+               for w, w0 in zip(single.model.student.weights, initial)) > 1e-3
+    chief = networks(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
+    alone = networks(os.path.join(tmp_path, "single", "checkpoints", f"ckpt-{STEPS}"))
+    assert set(chief) == set(alone) and any(k.startswith("teacher/") for k in chief)
+    # ...and two workers of half the batch each gave its student and teacher (the tolerance of
+    # the MirroredStrategy test).
+    for name, value in alone.items():
+        np.testing.assert_allclose(chief[name], value, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_only_the_chief_writes_the_run_folder(uninterrupted):
+    workdir, codes, outputs = uninterrupted
+    assert codes == [0, 0]
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(workdir) for name in names]
+    names = set(map(os.path.basename, files))
+    assert {"flags.txt", "run.json", "metrics.json", "eval_history.json"} <= names
+    private = [p for p in files if stat.S_IMODE(os.stat(p).st_mode) & 0o044 == 0]
+    assert not private, private                        # no file of the other worker
+    assert "the chief evaluated and wrote" in outputs[1]
+    assert "eval @ step" not in outputs[1]             # only the chief evaluates
+
+
+def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_a_restart_ends_alike(
+        uninterrupted, tmp_path):
+    """SIGTERM reaches the non-chief worker only: both stop after the same step with a checkpoint
+    (exit 143); the same command again finishes the run with the uninterrupted run's weights."""
+    workdir = str(tmp_path / "run")
+    workers = start_workers(workdir)
+    chief_lines = []
+    for line in workers[0].stdout:
+        chief_lines.append(line)
+        if line.startswith("step 3/"):
+            workers[1].send_signal(15)
+            break
+    codes, outputs = finish(workers)
+    outputs[0] = "".join(chief_lines) + outputs[0]
+    assert codes == [143, 143], outputs
+    stopped = [line for line in outputs[0].splitlines() if line.startswith("stopped by SIGTERM")]
+    assert stopped, outputs[0][-2000:]
+    step = int(stopped[0].split("at step ")[1].split()[0])
+    assert 3 <= step < STEPS
+    assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{step}.index"))
+    codes, outputs = finish(start_workers(workdir))
+    assert codes == [0, 0], outputs
+    assert "resuming from" in outputs[0] and f"(step {step})" in outputs[0]
+    resumed = networks(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
+    reference = networks(os.path.join(uninterrupted[0], "checkpoints", f"ckpt-{STEPS}"))
+    for name, value in reference.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+# --- the cluster, from the environment (no processes started) ------------------------------------
+
+def cluster_of(environ, cluster="auto"):
+    cfg, _ = parse_flags(**{**RUN, "workdir": "/nonexistent", "strategy": "multi_worker",
+                            "cluster": cluster})
+    return training.cluster_resolver(cfg, environ)
+
+
+def test_the_cluster_comes_from_slurm_variables():
+    """Two CPU nodes of two tasks each (TensorFlow's resolver needs GPUs; see cluster_resolver)."""
+    environ = {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4",
+               "SLURM_STEP_NODELIST": "node[07-08]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)"}
+    previous = dict(os.environ)
+    os.environ.update(environ)          # TensorFlow's resolver reads os.environ itself
+    try:
+        resolver = cluster_of(environ)
+        assert resolver.cluster_spec().as_dict() == {
+            "worker": ["node07:8888", "node07:8889", "node08:8888", "node08:8889"]}
+        assert (resolver.task_type, resolver.task_id) == ("worker", 3)
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+
+
+@pytest.mark.parametrize("environ, cluster, message", [
+    ({}, "tf_config", "--cluster=tf_config: the TF_CONFIG environment variable is not set"),
+    ({"TF_CONFIG": "{cluster"}, "auto", "TF_CONFIG: expected JSON"),
+    ({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}'},
+     "auto", "TF_CONFIG: expected JSON"),
+    ({}, "slurm", "--cluster=slurm: SLURM's variables"),
+])
+def test_a_missing_or_malformed_cluster_is_one_line(environ, cluster, message):
+    with pytest.raises(config.ConfigError) as error:
+        cluster_of(environ, cluster)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
