@@ -355,7 +355,7 @@ def test_commands_help_groups_flags_by_topic():
     assert titles[:6] == ["The run folder", "Training", "Data", "Synthetic dataset",
                           "Labelled subset", "Augmentation"]
     assert {"Network", "Method and perturbation", "Optimiser", "Inference",
-            "Logging and checkpoints", "Distribution"} <= set(titles)
+            "Logging and checkpoints", "Distribution and speed"} <= set(titles)
     flags_listed = re.findall(r"^  --(?:\[no\])?(\w+):", done.stdout, re.M)
     from semiseg_tf import config
     assert sorted(flags_listed) == sorted(config._NAMES)          # each once, none missing
