@@ -101,7 +101,7 @@ def main():
             rows.append((config, None))
             continue
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{config}: {result}", file=sys.stderr, flush=True)
+        print(f"{config}: {json.dumps(result)}", file=sys.stderr, flush=True)
         rows.append((config, result))
     reference = next((r["seconds"] for _, r in rows if r), None)
     print(f"\n{os.path.basename(args.flagfile)} {' '.join(extra)}, batch {args.batch_size}, median "

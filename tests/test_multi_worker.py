@@ -1,8 +1,10 @@
 """--strategy=multi_worker with two worker processes on 127.0.0.1 (TF_CONFIG each, one CPU device
-each): the same update as one device, only the chief writes the run folder, and a SIGTERM
-mid-run followed by a restart ends with the uninterrupted run's weights."""
+each): a SIGTERM to one worker stops both after the same step with a checkpoint, the restart
+ends with the weights of an uninterrupted one-device run on the same global batch, and only the
+chief writes the run folder."""
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -52,7 +54,16 @@ def start_workers(workdir, steps=STEPS):
 
 
 def finish(workers, timeout=300):
-    outputs = [w.communicate(timeout=timeout)[0] for w in workers]
+    """Waits for the workers: (exit codes, outputs). A hung worker (one waiting for a collective
+    the other never joins) is killed, and the test fails on its exit code."""
+    outputs = []
+    for worker in workers:
+        try:
+            outputs.append(worker.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for w in workers:
+                w.kill()
+            outputs.append(worker.communicate()[0] + "\n(killed: it did not finish in time)")
     return [w.returncode for w in workers], outputs
 
 
@@ -64,35 +75,68 @@ def networks(checkpoint):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """A two-worker run of STEPS steps, uninterrupted: (run folder, exit codes, outputs)."""
+def single_device(tmp_path_factory):
+    """The same run on one device, in this process: (its final checkpoint, how far its student
+    moved from its initial weights)."""
+    workdir = tmp_path_factory.mktemp("single_device") / "run"
+    cfg, text = parse_flags(**{**RUN, "train_steps": STEPS, "workdir": str(workdir)})
+    trainer = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    initial = [w.numpy() for w in trainer.model.student.weights]
+    trainer.run()
+    moved = max(float(np.abs(w.numpy() - w0).max())
+                for w, w0 in zip(trainer.model.student.weights, initial))
+    return os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"), moved
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A two-worker run that SIGTERM stops mid-run, started again to the end: (run folder, the
+    step it stopped at, each launch's exit codes and outputs)."""
     workdir = str(tmp_path_factory.mktemp("multi_worker") / "run")
+    workers = start_workers(workdir)
+    chief_lines = []
+    for line in workers[0].stdout:
+        chief_lines.append(line)
+        if line.startswith("step 3/"):
+            # To the other worker only: the chief must learn of it through the step's all-reduce.
+            workers[1].send_signal(signal.SIGTERM)
+            break
+    stopped_codes, stopped_outputs = finish(workers)
+    stopped_outputs[0] = "".join(chief_lines) + stopped_outputs[0]
+    lines = [line for line in stopped_outputs[0].splitlines() if line.startswith("stopped by")]
+    step = int(lines[0].split("at step ")[1].split()[0]) if lines else None
     codes, outputs = finish(start_workers(workdir))
-    return workdir, codes, outputs
+    return workdir, step, (stopped_codes, stopped_outputs), (codes, outputs)
 
 
-def test_two_workers_train_like_one_device_on_the_same_global_batch(uninterrupted, tmp_path):
-    workdir, codes, outputs = uninterrupted
-    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+def test_sigterm_to_one_worker_stops_both_after_the_same_step_with_a_checkpoint(interrupted):
+    workdir, step, (codes, outputs), _ = interrupted
+    assert codes == [143, 143], outputs
+    assert step is not None and 3 <= step < STEPS, outputs[0][-2000:]
+    assert f"stopped by SIGTERM at step {step}" in outputs[1]
+    assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{step}.index"))
+
+
+def test_two_workers_resumed_end_like_one_device_on_the_same_global_batch(interrupted,
+                                                                          single_device):
+    """The restart resumes from the SIGTERM checkpoint and finishes with the student and teacher
+    of an uninterrupted one-device run on the same global batch (the tolerance of the
+    MirroredStrategy test): the update is the same, and resuming changes nothing."""
+    workdir, step, _, (codes, outputs) = interrupted
+    assert codes == [0, 0], outputs
     assert "on 2 replica(s)" in outputs[0]
-    cfg, text = parse_flags(**{**RUN, "train_steps": STEPS, "workdir": str(tmp_path / "single")})
-    single = training.Trainer(cfg, text, out=open(os.devnull, "w"))
-    initial = [w.numpy() for w in single.model.student.weights]
-    single.run()
-    # The run really trained (so the equality below is not trivial)...
-    assert max(float(np.abs(w.numpy() - w0).max())
-               for w, w0 in zip(single.model.student.weights, initial)) > 1e-3
+    assert "resuming from" in outputs[0] and f"(step {step})" in outputs[0]
+    reference, moved = single_device
+    assert moved > 1e-3                      # the run really trained: equality is not trivial
     chief = networks(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
-    alone = networks(os.path.join(tmp_path, "single", "checkpoints", f"ckpt-{STEPS}"))
+    alone = networks(reference)
     assert set(chief) == set(alone) and any(k.startswith("teacher/") for k in chief)
-    # ...and two workers of half the batch each gave its student and teacher (the tolerance of
-    # the MirroredStrategy test).
     for name, value in alone.items():
         np.testing.assert_allclose(chief[name], value, rtol=0, atol=1e-5, err_msg=name)
 
 
-def test_only_the_chief_writes_the_run_folder(uninterrupted):
-    workdir, codes, outputs = uninterrupted
+def test_only_the_chief_writes_the_run_folder(interrupted):
+    workdir, _, _, (codes, outputs) = interrupted
     assert codes == [0, 0]
     files = [os.path.join(folder, name) for folder, _, names in os.walk(workdir) for name in names]
     names = set(map(os.path.basename, files))
@@ -101,35 +145,6 @@ def test_only_the_chief_writes_the_run_folder(uninterrupted):
     assert not private, private                        # no file of the other worker
     assert "the chief evaluated and wrote" in outputs[1]
     assert "eval @ step" not in outputs[1]             # only the chief evaluates
-
-
-def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_a_restart_ends_alike(
-        uninterrupted, tmp_path):
-    """SIGTERM reaches the non-chief worker only: both stop after the same step with a checkpoint
-    (exit 143); the same command again finishes the run with the uninterrupted run's weights."""
-    workdir = str(tmp_path / "run")
-    workers = start_workers(workdir)
-    chief_lines = []
-    for line in workers[0].stdout:
-        chief_lines.append(line)
-        if line.startswith("step 3/"):
-            workers[1].send_signal(15)
-            break
-    codes, outputs = finish(workers)
-    outputs[0] = "".join(chief_lines) + outputs[0]
-    assert codes == [143, 143], outputs
-    stopped = [line for line in outputs[0].splitlines() if line.startswith("stopped by SIGTERM")]
-    assert stopped, outputs[0][-2000:]
-    step = int(stopped[0].split("at step ")[1].split()[0])
-    assert 3 <= step < STEPS
-    assert os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{step}.index"))
-    codes, outputs = finish(start_workers(workdir))
-    assert codes == [0, 0], outputs
-    assert "resuming from" in outputs[0] and f"(step {step})" in outputs[0]
-    resumed = networks(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
-    reference = networks(os.path.join(uninterrupted[0], "checkpoints", f"ckpt-{STEPS}"))
-    for name, value in reference.items():
-        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
 
 
 # --- the cluster, from the environment (no processes started) ------------------------------------

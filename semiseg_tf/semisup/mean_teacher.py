@@ -157,32 +157,38 @@ class MeanTeacher(keras.Model):
         # A skipped step puts back what its forward passes changed; float16 skips its overflows.
         statistics_before = ([(v, tf.identity(v.value)) for v in self._moving_statistics()]
                              if self.skip_nonfinite or self.loss_scaled else [])
+        # float16: gradients of the scaled losses, unscaled by the optimiser (weight decay too).
+        scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
         with tf.GradientTape() as tape:
             logits = self.student(labelled["image"], training=True)
             sup_loss = losses.cross_entropy(logits, labelled["label"])
-            total = sup_loss
-            if self.uses_unlabelled:
+            scaled = self.optimizer.scale_loss(sup_loss) if self.loss_scaled else sup_loss
+        grads = tape.gradient(scaled, student_vars)
+        cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
+        if self.uses_unlabelled:
+            # The supervised gradient first, as the authors' loss.backward() on the labelled batch
+            # before the unlabelled passes: the unlabelled batches wait for it (a graph runs ops
+            # in any order its data allow), so the labelled pass's activations are freed before
+            # theirs are made and the peak memory holds one pass's, not both.
+            with tf.control_dependencies([g for g in grads if g is not None]):
+                unlabelled_batches = tf.nest.map_structure(tf.identity, data["unlabelled"])
+            with tf.GradientTape() as tape:
                 # Taken after the labelled pass and restored after the unlabelled ones: inside a
                 # tf.function stateful ops run in program order.
                 saved = ([(v, tf.identity(v.value)) for v in self._moving_statistics()]
                          if not self.bn_stats_from_unlabelled else [])
-                cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
-                for unlabelled in self._unlabelled_slices(data["unlabelled"]):
+                for unlabelled in self._unlabelled_slices(unlabelled_batches):
                     loss, share, _ = self.consistency(unlabelled)
                     cons_loss += loss
                     conf_share += share / self.unsup_batch_ratio
                 # The ramp uses the 0-based index of this step (the optimiser's count before it).
                 cons_loss *= losses.sigmoid_rampup(self.optimizer.iterations, self.rampup_steps)
-                total = total + self.cons_weight * cons_loss
+                weighted = self.cons_weight * cons_loss
+                if self.loss_scaled:
+                    weighted = self.optimizer.scale_loss(weighted)
                 for variable, value in saved:
                     variable.assign(value)
-            else:
-                cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
-            # float16: the gradient of the scaled loss, unscaled by the optimiser (weight decay too).
-            scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
-            if self.loss_scaled:
-                total = self.optimizer.scale_loss(total)
-        grads = tape.gradient(total, student_vars)
+            grads = [_add(g, c) for g, c in zip(grads, tape.gradient(weighted, student_vars))]
         if self.weight_decay > 0:
             # Summed over replicas by the optimiser, so each replica adds its 1/N share.
             decay = self.weight_decay / losses.num_replicas() * scale
@@ -255,6 +261,11 @@ class MeanTeacher(keras.Model):
                     lambda: self._skip_update(first(nonfinite)[0], first(step)[0]))
         tf.distribute.get_replica_context().merge_call(
             cross_replica, args=(grads, finite, nonfinite, tf.convert_to_tensor(step)))
+
+
+def _add(a, b):
+    """a + b, where either may be None (a variable one of the losses does not reach)."""
+    return b if a is None else a if b is None else a + b
 
 
 # What went non-finite in a step, as bits of `first_nonfinite_what` (and its name for messages).
