@@ -240,3 +240,42 @@ def test_pad_to_multiple_is_centred_and_crop_undoes_it():
     assert float(tf.reduce_sum(padded[:, :15])) == 0 and float(tf.reduce_sum(padded[:, 15])) > 0
     assert float(tf.reduce_sum(padded[:, 48:])) == 0 and float(tf.reduce_sum(padded[:, 47])) > 0
     np.testing.assert_array_equal(layers.CropLike()([padded, x]).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("dilation", [3, 12])
+def test_dilated_convolution_matches_a_numpy_sum_and_keras_conv2d(dilation):
+    """`layers.DilatedConv2D` (the conv2d op with `dilations`) against the definition
+    y[h, w] = b + sum_ij x[h + (i - 1) d, w + (j - 1) d] K[i, j] (zero outside), and against Keras's
+    Conv2D (SpaceToBatchND) with the same weights, outputs and gradients, on a map smaller than
+    the dilation's reach."""
+    rng = np.random.RandomState(dilation)
+    x = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)
+    conv = layers.DilatedConv2D(4, 3, dilation_rate=dilation, padding="same")
+    plain = keras.layers.Conv2D(4, 3, dilation_rate=dilation, padding="same")
+    conv.build(x.shape)
+    plain.build(x.shape)
+    for a, b in zip(plain.weights, conv.weights):
+        a.assign(b)
+    kernel, bias = (w.numpy() for w in conv.weights)
+    padded = np.pad(x, [(0, 0), (dilation, dilation), (dilation, dilation), (0, 0)])
+    expected = np.zeros((2, 9, 11, 4), np.float32) + bias
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, i * dilation:i * dilation + 9, j * dilation:j * dilation + 11]
+            expected += window @ kernel[i, j]
+    inputs = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        y, y_plain = conv(inputs), plain(inputs)
+        loss, loss_plain = tf.reduce_sum(y ** 2), tf.reduce_sum(y_plain ** 2)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y.numpy(), y_plain.numpy(), rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(tape.gradient(loss, [inputs] + conv.weights),
+                            tape.gradient(loss_plain, [inputs] + plain.weights)):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_large_dilations_use_the_native_convolution():
+    deeplab3 = models.build("deeplab3plus_small", 3)
+    native = {layer.name for layer in deeplab3.layers if isinstance(layer, layers.DilatedConv2D)}
+    assert native == {"aspp_d12_conv", "aspp_d24_conv", "aspp_d36_conv"}
