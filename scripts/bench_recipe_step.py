@@ -106,8 +106,8 @@ def main():
     reference = next((r["seconds"] for _, r in rows if r), None)
     print(f"\n{os.path.basename(args.flagfile)} {' '.join(extra)}, batch {args.batch_size}, median "
           f"of {args.steps} steps, {time.strftime('%Y-%m-%d')}")
-    print(f"| config | device | s/step | vs {args.configs[0]} | first step (s) | peak GPU memory "
-          f"(GiB) | peak RSS (GiB) | hours for {args.iterations} steps |")
+    print(f"| config | device | s/step | speed-up over {args.configs[0]} | first step (s) "
+          f"| peak GPU memory (GiB) | peak RSS (GiB) | hours for {args.iterations} steps |")
     print("|---|---|---|---|---|---|---|---|")
     for config, r in rows:
         if r is None:
