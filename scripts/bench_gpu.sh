@@ -9,6 +9,9 @@
 #    paper's 40,000 iterations would take (scripts/bench_recipe_step.py; each config its own process).
 # 2. The input pipeline of that recipe on this machine's cores (scripts/bench_input.py: Pascal-sized
 #    JPEG stand-ins, 30 images a step): a step of N seconds needs 30/N images/s from it.
+# 3. Checks only a GPU can make: tiny synthetic runs with --strategy=mirrored --jit_compile in
+#    bfloat16 and in float16 (XLA over the GPUs' replicas, float16 loss scaling under the strategy),
+#    each printing its last lines and its exit status.
 # No ImageNet weights are needed: the step costs the same from random weights.
 # Quick check of the script itself on a CPU: BENCH_GPU_QUICK=1 bash scripts/bench_gpu.sh
 set -euo pipefail
@@ -29,4 +32,16 @@ echo
 echo "Input pipeline (tf.data threads = all $(nproc) cores):"
 "$PYTHON" scripts/bench_input.py --data_dir=/tmp/bench_gpu_input --images "$IMAGES" \
     --threads "$(nproc)" --steps "$INPUT_STEPS" --warmup 3
+echo
+for precision in bfloat16 float16; do
+    echo "Check: --strategy=mirrored --jit_compile --mixed_precision=$precision (tiny synthetic run)"
+    workdir=$(mktemp -d)
+    set +e
+    "$PYTHON" -m semiseg_tf.train --flagfile=flags/demo/cutmix.flags --workdir="$workdir" \
+        --train_steps=40 --eval_every=40 --log_every=20 --image_every=0 --strategy=mirrored \
+        --jit_compile --mixed_precision="$precision" 2>&1 | grep -E "^(step|eval|error|final)" | tail -4
+    echo "exit status ${PIPESTATUS[0]}"
+    set -e
+    rm -rf "$workdir"
+done
 echo "(took $((SECONDS - start)) s)"

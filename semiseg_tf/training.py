@@ -666,7 +666,7 @@ class Trainer:
             logs = step_fn(iterator, tf.constant(step, tf.int64), tf.constant(stop, tf.float32))
             return {k: float(v) for k, v in logs.items()}
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
-                tf.errors.InternalError, ValueError) as error:
+                tf.errors.InternalError) as error:
             if not self.cfg.jit_compile:
                 raise
             raise config_lib.ConfigError(

@@ -213,6 +213,10 @@ class ResizeLike(keras.layers.Layer):
     def call(self, inputs):
         x, reference = inputs
         size = tf.shape(reference)[1:3]
+        # Bilinear resizing returns float32 whatever it is given. Under mixed precision, casting
+        # first gives its gradient the same dtype as the resized input's (XLA refuses a bfloat16
+        # op whose gradient comes back float32), and upsampled logits stay float32.
+        x = tf.cast(x, tf.float32)
         if self.align_corners:
             return tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True,
                                              half_pixel_centers=False)
