@@ -43,11 +43,7 @@ def build_step(flagfile, config, batch_size, extra):
     source = synthetic.SyntheticSource(8, 1, max(cfg.crop_size), seed=0)
     labelled, unlabelled = source.labelled_split(4, 0)
     batches = pipeline.InputPipeline(
-        source, labelled, unlabelled,
-        pipeline.PipelineParams(batch_size=cfg.batch_size, seed=0,
-                                geometric=training.geometric_params(cfg),
-                                student_colour=training.student_colour_params(cfg),
-                                unlabelled_batch_ratio=cfg.unsup_batch_ratio),
+        source, labelled, unlabelled, training.pipeline_params(cfg),
         perturbation=model.perturbation if model.uses_unlabelled else None).train_dataset()
     return tf.function(model.train_step, jit_compile=cfg.jit_compile), next(iter(batches)), model
 

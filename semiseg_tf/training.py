@@ -211,6 +211,13 @@ def student_colour_params(cfg):
         greyscale_prob=cfg.aug_colour_greyscale_prob)
 
 
+def pipeline_params(cfg):
+    """The input pipeline's settings of a run: batch, seed, augmentation."""
+    return pipeline.PipelineParams(
+        batch_size=cfg.batch_size, seed=cfg.seed, geometric=geometric_params(cfg),
+        student_colour=student_colour_params(cfg), unlabelled_batch_ratio=cfg.unsup_batch_ratio)
+
+
 def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
     """The MeanTeacher model, compiled and initialised. Call inside the strategy's scope.
 
@@ -432,12 +439,7 @@ class Trainer:
             atomic_write_bytes(os.path.join(cfg.workdir, FLAGS_FILE), flagfile_text.encode())
             run_info.write(cfg.workdir, self.info)
         self.pipeline = pipeline.InputPipeline(
-            self.source, labelled, unlabelled,
-            pipeline.PipelineParams(
-                batch_size=cfg.batch_size, seed=cfg.seed,
-                geometric=geometric_params(cfg),
-                student_colour=student_colour_params(cfg),
-                unlabelled_batch_ratio=cfg.unsup_batch_ratio),
+            self.source, labelled, unlabelled, pipeline_params(cfg),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
         self.run_checkpoint = checkpoints.RunCheckpoint(
             student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
@@ -663,7 +665,7 @@ class Trainer:
         """The first step of this process (it also traces and, with --jit_compile, compiles the
         step); its logs as floats. What XLA cannot compile is said in one line."""
         try:
-            logs = step_fn(iterator, tf.constant(step, tf.int64), tf.constant(stop, tf.float32))
+            logs = step_fn(iterator, tf.constant(step, tf.int64), stop)
             return {k: float(v) for k, v in logs.items()}
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                 tf.errors.InternalError) as error:
