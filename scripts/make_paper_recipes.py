@@ -1,12 +1,18 @@
-"""Writes flags/paper/: one flagfile per cell of the paper's result tables, from the tables below.
+"""Writes the paper's recipes, one flagfile per cell of its result tables, in two families:
 
-  .venv/bin/python scripts/make_paper_recipes.py          # rewrite flags/paper/
-  .venv/bin/python scripts/make_paper_recipes.py --check  # exit 1 if flags/paper/ differs
+- flags/paper/: the cells as the supplement states them (D.4), done correctly;
+- flags/paper_as_run/: the same cells as the authors' code actually ran them: the paper's cell plus
+  the flags that reproduce the authors' code's behaviours (`AS_RUN_NETWORK`, `AS_RUN_METHOD`: DeepLab
+  v2's repeated backbone updates and two-branch classifier, DeepLab v3+'s backbone at the full rate,
+  VAT's probe and inference mode), so that the paper's numbers can be reproduced as they came about.
+
+  .venv/bin/python scripts/make_paper_recipes.py          # rewrite both folders
+  .venv/bin/python scripts/make_paper_recipes.py --check  # exit 1 if either differs
 
 The recipes use the paper's hyper-parameters (supplement D.4), not the authors' later script changes
 (SPEC 2.10: colour augmentation everywhere, other consistency weights). Each file starts with the
 paper's mIoU for its cell and the command that runs it; `scripts/run_paper_tables.sh` runs a table.
-A test checks that flags/paper/ is what this script writes, so edit the tables here, not the files.
+A test checks that the folders hold what this script writes, so edit the tables here, not the files.
 """
 import argparse
 import os
@@ -14,6 +20,23 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join("flags", "paper")
+AS_RUN_OUT = os.path.join("flags", "paper_as_run")
+FAMILIES = (OUT, AS_RUN_OUT)
+
+# What the authors' code did that the paper does not say, as flags (README, "the authors'
+# behaviour"), by network and by method. Boxes crossing the edge (--boxmask_authors_outside_bounds)
+# do not arise: the paper's masks stay inside the crop. Their repeated box masks (DataLoader workers
+# sharing NumPy's state) are not reproducible and are left out.
+AS_RUN_NETWORK = {
+    "deeplab2_resnet101": (
+        "the classifier's two branches and the backbone weights updated 1, 3 or 4 times a step",
+        ["--deeplab2_aspp_two_branches", "--deeplab2_authors_repeated_updates"]),
+    "deeplab3plus_resnet101": ("the backbone at the full learning rate", ["--backbone_lr_scale=1"]),
+}
+AS_RUN_METHOD = {
+    "vat": ("VAT's probe of norm 1e-6 H W / 1000 and its direction network left in inference mode",
+            ["--vat_authors_probe", "--vat_authors_eval_mode"]),
+}
 
 # Consistency settings per method, flag -> value (None: a boolean flag turned on); the weights are
 # supplement D.4.1's (Pascal VOC and Cityscapes).
@@ -178,16 +201,42 @@ def cell_file(name, table, method, index):
     return path, "\n".join(lines + method_flags(name, method)) + "\n"
 
 
+def as_run_cell_file(name, table, method, index):
+    """The paper's cell (`cell_file`) with the authors' code's behaviours on top."""
+    n_sup = table["sizes"][index]
+    cell = f"{method}_{size_name(n_sup)}"
+    path = f"{AS_RUN_OUT}/{name}/{cell}.flags"
+    seed_flag, seeds, seed_note = table["seeds"]
+    quirks = [AS_RUN_NETWORK.get(table["network"]), AS_RUN_METHOD.get(method)]
+    quirks = [quirk for quirk in quirks if quirk]
+    labelled = "all labelled images" if n_sup == -1 else f"{n_sup} labelled images"
+    what = ("; ".join(description for description, _ in quirks) if quirks
+            else "nothing the paper does not say: this is the paper's cell unchanged")
+    lines = [
+        f"# {table['title']}: {METHODS[method][0]}, {labelled}, as the authors' code ran it.",
+        f"# The paper's cell ({OUT}/{name}/{cell}.flags) with what their code did besides: {what}.",
+        f"# Paper: {table['results'][method][index]:.2f} mIoU (%). run_paper_tables.sh --family="
+        f"paper_as_run repeats it with --{seed_flag}={','.join(map(str, seeds))} ({seed_note}).",
+        "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
+        f"#   python -m semiseg_tf.train --flagfile={path} \\",
+        f"#       --data_dir={table['data_dir']} --backbone_weights={table['weights']} \\",
+        f"#       --{seed_flag}={seeds[0]} --workdir=runs/paper_as_run/{name}/{cell}_{seeds[0]}",
+        f"--flagfile={OUT}/{name}/{cell}.flags",
+    ]
+    return path, "\n".join(lines + [flag for _, flags in quirks for flag in flags]) + "\n"
+
+
 def recipe_files():
-    """{relative path: text} of every file under flags/paper/."""
+    """{relative path: text} of every file under flags/paper/ and flags/paper_as_run/."""
     files = {}
     for name, table in TABLES.items():
         files[f"{OUT}/{name}/common.flags"] = common_file(name, table)
         for method, values in table["results"].items():
             for index, value in enumerate(values):
                 if value is not None:
-                    path, text = cell_file(name, table, method, index)
-                    files[path] = text
+                    for make in (cell_file, as_run_cell_file):
+                        path, text = make(name, table, method, index)
+                        files[path] = text
     return files
 
 
@@ -196,8 +245,8 @@ def main():
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
     files = recipe_files()
-    existing = {os.path.relpath(os.path.join(base, n), REPO)
-                for base, _, names in os.walk(os.path.join(REPO, OUT)) for n in names}
+    existing = {os.path.relpath(os.path.join(base, n), REPO) for family in FAMILIES
+                for base, _, names in os.walk(os.path.join(REPO, family)) for n in names}
     stale = sorted(existing - set(files))
     differ = [p for p, text in files.items()
               if not os.path.exists(os.path.join(REPO, p)) or open(os.path.join(REPO, p)).read() != text]
@@ -211,7 +260,8 @@ def main():
         os.makedirs(os.path.dirname(os.path.join(REPO, path)), exist_ok=True)
         with open(os.path.join(REPO, path), "w") as f:
             f.write(files[path])
-    print(f"{len(files)} files under {OUT}/ ({len(differ)} written, {len(stale)} removed)")
+    print(f"{len(files)} files under {' and '.join(FAMILIES)} ({len(differ)} written, "
+          f"{len(stale)} removed)")
     return 0
 
 

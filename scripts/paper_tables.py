@@ -1,10 +1,11 @@
 """Runs one of the paper's tables over its seeds and writes the results beside the paper's figures.
 
-  bash scripts/run_paper_tables.sh TABLE [--seeds 1 2] [--cells cutmix_106 ...] [--runs DIR]
-      [--dry_run] [--collect_only] [TRAIN FLAGS ...]
+  bash scripts/run_paper_tables.sh TABLE [--family paper|paper_as_run] [--seeds 1 2]
+      [--cells cutmix_106 ...] [--runs DIR] [--dry_run] [--collect_only] [TRAIN FLAGS ...]
 
-TABLE is a folder of flags/paper/ (see make_paper_recipes.py). Each cell runs once per seed into
-RUNS/TABLE/CELL_SEED (default RUNS=runs/paper); flags this script does not know (--data_dir,
+TABLE is a folder of flags/FAMILY/ (see make_paper_recipes.py: `paper`, the cells as the paper
+states them; `paper_as_run`, as the authors' code ran them). Each cell runs once per seed into
+RUNS/TABLE/CELL_SEED (default RUNS=runs/FAMILY); flags this script does not know (--data_dir,
 --backbone_weights, ...) are passed to every run. Then RUNS/TABLE/results.md holds, per cell, the mean
 and standard deviation of the final mIoU over the finished runs, and the paper's figure.
 """
@@ -29,7 +30,7 @@ def cells(table_name):
             for i, n in enumerate(table["sizes"]) if values[i] is not None]
 
 
-def run_commands(table_name, seeds, chosen, runs_dir, extra):
+def run_commands(table_name, seeds, chosen, runs_dir, extra, family=recipes.OUT):
     seed_flag = recipes.TABLES[table_name]["seeds"][0]
     commands = []
     for _, _, cell in cells(table_name):
@@ -37,7 +38,7 @@ def run_commands(table_name, seeds, chosen, runs_dir, extra):
             continue
         for seed in seeds:
             commands.append([sys.executable, "-m", "semiseg_tf.train",
-                             f"--flagfile={recipes.OUT}/{table_name}/{cell}.flags",
+                             f"--flagfile={family}/{table_name}/{cell}.flags",
                              f"--{seed_flag}={seed}",
                              f"--workdir={os.path.join(runs_dir, table_name, f'{cell}_{seed}')}"]
                             + extra)
@@ -89,17 +90,22 @@ def main():
                         help="which paper table to run")
     parser.add_argument("--seeds", nargs="+", type=int, help="default: the paper's (see the recipes)")
     parser.add_argument("--cells", nargs="+", help="only these cells, e.g. cutmix_106 baseline_106")
-    parser.add_argument("--runs", default=os.path.join("runs", "paper"), help="runs folder")
+    parser.add_argument("--family", choices=[os.path.basename(f) for f in recipes.FAMILIES],
+                        default="paper", help="the cells as the paper states them, or as the "
+                        "authors' code ran them")
+    parser.add_argument("--runs", help="runs folder (default runs/FAMILY)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--collect_only", action="store_true", help="only write results.md")
     args, extra = parser.parse_known_args()
+    family = os.path.join("flags", args.family)
+    args.runs = args.runs or os.path.join("runs", args.family)
     seeds = args.seeds or list(recipes.TABLES[args.table]["seeds"][1])
     known = {cell for _, _, cell in cells(args.table)}
     unknown = sorted(set(args.cells or ()) - known)
     if unknown:
         parser.error(f"--cells: {', '.join(unknown)} not in {args.table} ({', '.join(sorted(known))})")
     if not args.collect_only:
-        commands = run_commands(args.table, seeds, args.cells, args.runs, extra)
+        commands = run_commands(args.table, seeds, args.cells, args.runs, extra, family)
         for number, command in enumerate(commands, 1):
             print(f"[{number}/{len(commands)}] {' '.join(command[1:])}", flush=True)
             if not args.dry_run:

@@ -147,6 +147,9 @@ def from_flags(flag_values=flags.FLAGS):
     _require(values["learning_rate"] > 0, "learning_rate", values["learning_rate"], "must be positive")
     _require(values["backbone_lr_scale"] >= 0, "backbone_lr_scale", values["backbone_lr_scale"],
              "must be >= 0")
+    _require(not values["deeplab2_authors_repeated_updates"] or values["arch"].startswith("deeplab2"),
+             "deeplab2_authors_repeated_updates", "true", f"only DeepLab v2 (deeplab2_*) listed its "
+             f"backbone parameters repeatedly, not --arch={values['arch']}")
     if values["backbone_weights"]:
         values["backbone_weights"] = os.path.abspath(os.path.expanduser(values["backbone_weights"]))
         _require(os.path.isfile(values["backbone_weights"]), "backbone_weights",

@@ -189,7 +189,8 @@ def build_perturbation(cfg):
         "ict": dict(alpha=cfg.ict_alpha),
         "vat": dict(radius=cfg.vat_radius, adaptive_radius=cfg.adaptive_vat_radius,
                     dir_from_student=cfg.vat_dir_from_student, loss_fn=cfg.cons_loss_fn,
-                    authors_eval_mode=cfg.vat_authors_eval_mode, probe_scale=cfg.vat_probe_scale),
+                    authors_eval_mode=cfg.vat_authors_eval_mode, probe_scale=cfg.vat_probe_scale,
+                    authors_probe=cfg.vat_authors_probe),
     }
     return perturbations.build(cfg.perturbation, **options.get(cfg.perturbation, {}))
 
@@ -252,6 +253,9 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
     backbone = models.backbone_of(student)
     if backbone is not None:
         grouped_optimizer.scale_learning_rate(backbone.trainable_variables, cfg.backbone_lr_scale)
+    if cfg.deeplab2_authors_repeated_updates:
+        grouped_optimizer.repeat_updates(models.deeplab_v2.authors_update_multiplicities(student),
+                                         coupled_weight_decay=model.weight_decay)
     return model
 
 

@@ -11,7 +11,8 @@ from semiseg_tf import config  # noqa: E402
 TINY_RUN = {
     "dataset": "synthetic", "synthetic_num_train": 24, "synthetic_num_val": 6,
     "synthetic_image_size": 16, "crop_size": "16,16", "n_sup": 4, "arch": "tiny_unet",
-    "batch_size": 2, "train_steps": 4, "eval_every": 2, "log_every": 1, "image_every": 2,
+    # No picture panels (they cost a few seconds a run): the tests of panels turn them on.
+    "batch_size": 2, "train_steps": 4, "eval_every": 2, "log_every": 1, "image_every": 0,
     "checkpoint_every": 2, "eval_batch_size": 3, "aug_hflip": "true", "aug_scale_hung": "true",
     "conf_thresh": 0.5,
 }

@@ -184,6 +184,70 @@ def test_backbone_learning_rate_is_scaled(kind):
         np.testing.assert_allclose(v.numpy(), expected, rtol=0, atol=1e-6, err_msg=v.path)
 
 
+def test_deeplab2_backbone_multiplicities_are_the_authors_module_tree():
+    """The issue's count of the authors' ResNet-101 `pretrained_parameters()`: of the 104 backbone
+    conv weights, conv1 listed once, the 99 block convs 3 times, the 4 downsample convs 4 times."""
+    network = models.build("deeplab2_resnet101", 21)
+    counts = {}
+    for variable, count in models.deeplab_v2.authors_update_multiplicities(network):
+        counts.setdefault(count, []).append(variable.path)
+    assert {k: len(paths) for k, paths in counts.items()} == {1: 1, 3: 99, 4: 4}
+    assert counts[1] == ["backbone/conv1/kernel"] or counts[1][0].endswith("conv1/kernel")
+    assert all("downsample" in path for path in counts[4])
+    assert all(path.endswith("kernel") for paths in counts.values() for path in paths)
+    with pytest.raises(ValueError, match="not a DeepLab v2"):
+        models.deeplab_v2.authors_update_multiplicities(models.build("pspnet_small", 3))
+
+
+def _pytorch14_repeated_steps(kind, value, gradients, count, lr, momentum=0.9, weight_decay=0.0):
+    """PyTorch 1.4's Adam or SGD applied to a parameter listed `count` times in its group: one
+    shared state, every copy updated in turn with the step's gradient (weight decay recomputed
+    from the moved weight, as `d_p.add(weight_decay, p.data)` does). numpy float64."""
+    p = value.astype(np.float64)
+    m, v, buffer, state_step = np.zeros_like(p), np.zeros_like(p), None, 0
+    for g in gradients:
+        for _ in range(count):
+            d_p = g + weight_decay * p
+            if kind == "adam":
+                state_step += 1
+                m = 0.9 * m + 0.1 * d_p
+                v = 0.999 * v + 0.001 * d_p ** 2
+                denom = np.sqrt(v) / np.sqrt(1 - 0.999 ** state_step) + 1e-8
+                p = p - lr / (1 - 0.9 ** state_step) * m / denom
+            else:
+                buffer = d_p.copy() if buffer is None else momentum * buffer + d_p
+                p = p - lr * buffer
+    return p
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_repeated_updates_equal_k_pytorch_updates_of_the_same_gradient(kind):
+    """`repeat_updates`: three steps on variables listed 1, 3 and 4 times (one also at a 0.1
+    learning-rate factor) against PyTorch 1.4's loop over duplicated parameters in numpy."""
+    rng = np.random.default_rng(5)
+    lr, weight_decay = 1e-2, (0.0 if kind == "adam" else 0.05)
+    counts, factors = [1, 3, 4, 3], [1.0, 1.0, 1.0, 0.1]
+    initial = [rng.normal(size=(4, 3)).astype(np.float32) for _ in counts]
+    variables = [tf.Variable(value) for value in initial]
+    optimizer = optim.build_optimizer(kind, lr, sgd_momentum=0.9)
+    optimizer.build(variables)
+    optimizer.scale_learning_rate([variables[3]], 0.1)
+    optimizer.repeat_updates(list(zip(variables, counts)), coupled_weight_decay=weight_decay)
+    gradients = [[rng.normal(size=(4, 3)).astype(np.float32) for _ in counts] for _ in range(3)]
+    for step_gradients in gradients:
+        # The trainer adds the coupled decay (SGD's L2) to the gradient once, from the step's weights.
+        optimizer.apply_gradients([(tf.constant(g) + weight_decay * v, v)
+                                   for g, v in zip(step_gradients, variables)])
+    for index, (variable, count, factor) in enumerate(zip(variables, counts, factors)):
+        expected = _pytorch14_repeated_steps(kind, initial[index], [g[index] for g in gradients],
+                                             count, lr * factor, weight_decay=weight_decay)
+        # Keras's Adam adds epsilon before the bias correction: 1e-8 against gradients of order 1.
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"listed {count} times, lr factor {factor}")
+    moved = [np.abs(v.numpy() - i).mean() for v, i in zip(variables, initial)]
+    assert moved[1] > 2 * moved[0] and moved[2] > moved[1], moved   # k copies move it further
+
+
 # --- the layers, each against a formula ---------------------------------------------------------
 
 def test_align_corners_resize_matches_the_formula():
@@ -279,3 +343,33 @@ def test_large_dilations_use_the_native_convolution():
     deeplab3 = models.build("deeplab3plus_small", 3)
     native = {layer.name for layer in deeplab3.layers if isinstance(layer, layers.DilatedConv2D)}
     assert native == {"aspp_d12_conv", "aspp_d24_conv", "aspp_d36_conv"}
+
+
+@pytest.mark.parametrize("mode", [layers.BN_TRAIN, layers.BN_FIXED_AFFINE])
+def test_batch_norm_running_variance_is_pytorchs_unbiased_one(mode):
+    """PyTorch: normalise with the biased batch variance, update the running variance with the
+    unbiased one (n / (n - 1)); at n = 10 (a 1x1 pooled branch at batch 10) they differ by 11%."""
+    rng = np.random.default_rng(2)
+    for shape in [(10, 1, 1, 4), (3, 5, 2, 4)]:
+        x = rng.normal(2.0, 3.0, size=shape).astype(np.float32)
+        bn = layers.batch_norm("bn", mode)
+        bn.build(shape)
+        gamma = rng.uniform(0.5, 2.0, size=4).astype(np.float32)
+        if mode == layers.BN_TRAIN:
+            bn.gamma.assign(gamma)
+        else:
+            gamma = np.ones(4, np.float32)
+        bn.moving_variance.assign(np.full(4, 2.0, np.float32))
+        out = bn(x, training=True).numpy()
+        flat = x.reshape(-1, 4).astype(np.float64)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * flat.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 * 2.0 + 0.1 * flat.var(0, ddof=1),
+                                   rtol=1e-5)
+        expected = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5) * gamma
+        np.testing.assert_allclose(out.reshape(-1, 4), expected, rtol=1e-4, atol=1e-5)
+    # In inference mode the moving statistics normalise and nothing is updated.
+    before = bn.moving_variance.numpy()
+    out = bn(x, training=False).numpy()
+    np.testing.assert_allclose(out.reshape(-1, 4), (flat - bn.moving_mean.numpy())
+                               / np.sqrt(before + 1e-5) * gamma, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), before)

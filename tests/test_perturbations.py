@@ -214,6 +214,14 @@ def test_vat_direction_is_the_hessian_times_the_probe_to_float32_precision():
     assert np.all(cosine > 0.999), cosine
 
 
+def test_vat_probe_norms_ours_and_the_authors():
+    images = tf.zeros((2, 321, 321, 3))
+    ours = perturbations.VAT(probe_scale=1e-2).probe_norm(images).numpy().ravel()
+    np.testing.assert_allclose(ours, 1e-2 * math.sqrt(3 * 321 * 321), rtol=1e-6)
+    authors = perturbations.VAT(authors_probe=True).probe_norm(images).numpy()
+    assert authors == pytest.approx(1.03041e-4, rel=1e-5)            # 1e-6 * 321 * 321 / 1000
+
+
 def test_vat_direction_works_through_bilinear_upsampling():
     """Segmentation networks end in a bilinear resize, whose gradient TF cannot differentiate again;
     the direction needs first derivatives only."""

@@ -33,6 +33,35 @@ def test_shipped_recipes_are_what_the_generator_writes():
     cells = [p for p in glob.glob("flags/paper/*/*.flags") if not p.endswith("common.flags")]
     # Pascal v2: 6 methods x 5 sizes; v3+, Dense U-net, PSPNet: 2 x 5; Cityscapes 3 x 4; ISIC 6 + 1.
     assert len(cells) == 30 + 3 * 10 + 12 + 7
+    as_run = glob.glob("flags/paper_as_run/*/*.flags")
+    assert sorted(p.replace("paper_as_run", "paper") for p in as_run) == sorted(cells)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("flags/paper_as_run/pascal_deeplab2/cutmix_106.flags",
+     dict(arch="deeplab2_resnet101", perturbation="cutmix", n_sup=106, deeplab2_aspp_two_branches=True,
+          deeplab2_authors_repeated_updates=True, backbone_lr_scale=0.1, vat_authors_probe=False)),
+    ("flags/paper_as_run/pascal_deeplab2/vat_529.flags",
+     dict(perturbation="vat", n_sup=529, vat_authors_probe=True, vat_authors_eval_mode=True,
+          deeplab2_authors_repeated_updates=True)),
+    ("flags/paper_as_run/pascal_deeplab3plus/cutmix_212.flags",
+     dict(arch="deeplab3plus_resnet101", backbone_lr_scale=1.0, n_sup=212,
+          deeplab2_authors_repeated_updates=False)),
+    ("flags/paper_as_run/isic2017_dense_unet/vat_50.flags",
+     dict(arch="dense_unet_densenet161", backbone_lr_scale=0.1, vat_authors_probe=True,
+          sgd_nesterov=True)),
+    ("flags/paper_as_run/pascal_pspnet/cutmix_106.flags",
+     dict(arch="pspnet_resnet101", backbone_lr_scale=0.1, deeplab2_authors_repeated_updates=False)),
+])
+def test_as_run_recipes_add_the_authors_behaviours_to_the_papers_cells(tmp_path, path, expected):
+    """flags/paper_as_run/: the paper's cell, and on top what the authors' code did besides."""
+    cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
+    assert {name: getattr(cfg, name) for name in expected} == expected
+    paper, _ = parse_flags(flagfile=path.replace("paper_as_run", "paper"), data_dir=str(tmp_path),
+                           workdir=str(tmp_path / "run"))
+    changed = {name for name in cfg.__dataclass_fields__ if getattr(cfg, name) != getattr(paper, name)}
+    assert changed <= {"deeplab2_aspp_two_branches", "deeplab2_authors_repeated_updates",
+                       "backbone_lr_scale", "vat_authors_probe", "vat_authors_eval_mode"}, changed
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -70,10 +99,11 @@ def test_recipes_hold_the_papers_hyper_parameters(tmp_path, path, expected):
     assert {name: getattr(cfg, name) for name in expected} == expected
 
 
-def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path):
+@pytest.mark.parametrize("family", ["paper", "paper_as_run"])
+def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path, family):
     for name, table in recipes.TABLES.items():
         for method, index, cell in paper_tables.cells(name):
-            path = f"flags/paper/{name}/{cell}.flags"
+            path = f"flags/{family}/{name}/{cell}.flags"
             text = open(path).read()
             figure = float(re.search(r"^# Paper: ([0-9.]+) mIoU", text, re.M).group(1))
             assert figure == table["results"][method][index], path
@@ -101,6 +131,13 @@ def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_pat
     # mean 52.00, sample standard deviation sqrt(2 * 2^2 / 1) = 2.83
     assert "| CutMix | 52.00 ± 2.83 (2 runs) / 51.20 | not run / 60.34 |" in table
     assert "| supervised baseline | not run / 44.41 |" in table
+    as_run = subprocess.run(
+        ["bash", "scripts/run_paper_tables.sh", "pascal_deeplab2", "--family=paper_as_run",
+         "--dry_run", "--cells", "vat_106", "--seeds", "2"], cwd=REPO, capture_output=True, text=True)
+    assert as_run.returncode == 0, as_run.stderr
+    assert as_run.stdout.strip().endswith(
+        "--flagfile=flags/paper_as_run/pascal_deeplab2/vat_106.flags --seed=2 "
+        "--workdir=runs/paper_as_run/pascal_deeplab2/vat_106_2")
 
 
 # --- smoke runs: each dataset's recipe, a few steps on its fixture, through train and evaluate -----------

@@ -27,20 +27,23 @@ def weights(trainer):
     return [w.numpy() for w in trainer.model.student.weights + trainer.model.teacher.weights]
 
 
-# pspnet_small has a SpatialDropout2D, whose random state must come back with the checkpoint.
-@pytest.mark.parametrize("arch", ["tiny_unet", "pspnet_small"])
-def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch):
-    cfg, text = tiny_run(workdir=str(tmp_path / "whole"), arch=arch)
+# tiny_unet: CutMix, with picture panels (drawing them must not disturb the training streams);
+# pspnet_small: a SpatialDropout2D, whose random state must come back with the checkpoint
+# (supervised, to keep the test short: the dropout draws are the same code in every pass).
+@pytest.mark.parametrize("arch, extra", [
+    ("tiny_unet", {"image_every": 2}), ("pspnet_small", {"cons_weight": 0})])
+def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch, extra):
+    cfg, text = tiny_run(workdir=str(tmp_path / "whole"), arch=arch, **extra)
     whole = training.Trainer(cfg, text, out=open(os.devnull, "w"))
     whole_result = whole.run()
 
-    cfg, text = tiny_run(workdir=str(tmp_path / "split"), stop_at_step=2, arch=arch)
+    cfg, text = tiny_run(workdir=str(tmp_path / "split"), stop_at_step=2, arch=arch, **extra)
     paused = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     assert paused["step"] == 2 and not os.path.exists(tmp_path / "split" / "metrics.json")
     # A save killed half-way leaves files the checkpoint state does not name: they must be ignored.
     for junk in ("ckpt-3.index", "ckpt-3.data-00000-of-00001"):
         (tmp_path / "split" / "checkpoints" / junk).write_bytes(b"half-written")
-    cfg, text = tiny_run(workdir=str(tmp_path / "split"), arch=arch)
+    cfg, text = tiny_run(workdir=str(tmp_path / "split"), arch=arch, **extra)
     resumed = training.Trainer(cfg, text, out=open(os.devnull, "w"))
     assert resumed.restore() == 2
     resumed_result = resumed.run()
@@ -52,7 +55,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch):
 
 
 def test_run_folder_contents(tiny_run, tmp_path):
-    cfg, text = tiny_run()
+    cfg, text = tiny_run(image_every=2)
     result = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     run = tmp_path / "run"
     with open(run / "metrics.json") as f:
@@ -130,6 +133,8 @@ def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default
     ("--crop_size=16,12", "--aug_hvflip=true: diagonal flips need a square --crop_size"),
     ("--backbone_lr_scale=-0.1", "--backbone_lr_scale=-0.1: must be >= 0"),
     ("--backbone_weights=/nonexistent/r101.h5", "--backbone_weights=/nonexistent/r101.h5: no such file"),
+    ("--deeplab2_authors_repeated_updates=true",
+     "--deeplab2_authors_repeated_updates=true: only DeepLab v2 (deeplab2_*) listed"),
 ])
 def test_bad_flags_give_one_line_errors(tiny_run, flag, message):
     name, value = flag[2:].split("=", 1)
@@ -198,3 +203,18 @@ def test_network_flagfiles_hold_the_papers_settings(tmp_path, name, learning_rat
                          workdir=str(tmp_path / "run"))
     assert (cfg.arch, cfg.learning_rate, cfg.opt_type, cfg.backbone_lr_scale, cfg.freeze_bn) == (
         name, learning_rate, "adam", 0.1, True)
+
+
+def test_repeated_updates_flag_gives_the_authors_multiplicities_to_the_optimiser(tiny_run):
+    """--deeplab2_authors_repeated_updates: backbone weights by their place in the authors' module
+    tree, the head once; off by default."""
+    flags = dict(arch="deeplab2_small", crop_size="32,32", synthetic_image_size=32)
+    for repeated in (False, True):
+        cfg, _ = tiny_run(**flags, deeplab2_authors_repeated_updates=str(repeated).lower())
+        model = training.build_model(cfg, num_classes=3)
+        repeats = {v.path.split("/")[-2]: model.optimizer.update_repeats(v)
+                   for v in model.student.trainable_variables if v.path.endswith("kernel")}
+        expected = {"conv1": 1, "layer2_0_conv2": 3, "layer4_0_downsample_0": 4, "aspp_conv_d6": 1}
+        if not repeated:
+            expected = dict.fromkeys(expected, 1)
+        assert {name: repeats[name] for name in expected} == expected

@@ -9,7 +9,7 @@ the moving statistics too.
 """
 import keras
 
-from semiseg_tf.models import layers, resnet
+from semiseg_tf.models import layers, registry, resnet
 from semiseg_tf.models.registry import register
 
 ASPP_DILATIONS = (6, 12, 18, 24)
@@ -39,6 +39,29 @@ def deeplab_v2(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, freeze_bn=
     logits = keras.layers.Add(name="aspp_sum")(branches)
     logits = layers.ResizeLike(align_corners=True, name="upsample_logits")([logits, inputs])
     return keras.Model(inputs, logits, name=name)
+
+
+def authors_update_multiplicities(network):
+    """[(variable, k)]: how many times the authors' optimiser lists each backbone variable.
+
+    Their `ResNetDeepLab.pretrained_parameters()` walks `for j in stage.modules(): for k in
+    j.parameters()` over conv1, bn1 and layer1..4; `parameters()` is recursive too, so a weight is
+    listed once for every module on its path from the stage down: `conv1` once, a block's conv
+    (`layer3.5.conv2`) 3 times, a downsample conv (`layer1.0.downsample.0`) 4 times; PyTorch 1.4
+    keeps the copies and updates the weight once per copy (`optim.LearningRateGroupsMixin.
+    repeat_updates`). Batch norm is never trained and the head's `new_parameters()` lists each
+    once. Only DeepLab v2 has this: the authors' other networks use plain `.parameters()`.
+    """
+    backbone = registry.backbone_of(network)
+    if backbone is None or not network.name.startswith("deeplab2"):
+        raise ValueError(f"{network.name} is not a DeepLab v2 network: only the authors' DeepLab v2 "
+                         "lists its backbone parameters repeatedly")
+    multiplicities = []
+    for layer in backbone.layers:
+        # Layer names are the PyTorch module paths with '.' as '_' (resnet.py).
+        module_path = layer.name.split("_")
+        multiplicities += [(variable, len(module_path)) for variable in layer.trainable_variables]
+    return multiplicities
 
 
 @register("deeplab2_resnet101")

@@ -20,6 +20,37 @@ BN_MODES = (BN_TRAIN, BN_FROZEN, BN_FROZEN_STATS, BN_FIXED_AFFINE)
 
 
 @keras.saving.register_keras_serializable("semiseg_tf")
+class TorchBatchNorm(keras.layers.BatchNormalization):
+    """Batch norm whose moving variance follows PyTorch's: the batch is normalised with its biased
+    variance (as Keras does) but the running variance is updated with the unbiased one, n / (n - 1)
+    times larger, n the values per channel in the (global) batch. Keras updates it with the biased
+    one, which matters where n is small: a 1x1 pooled branch (DeepLab v3+'s image pooling,
+    PSPNet's bin 1) at batch 10 has n = 10, and the teacher would normalise with a variance 10%
+    lower than the authors'. Costs one multiplication per channel."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        inputs = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(inputs, None)
+        shape = tf.shape(inputs)
+        count = tf.cast(tf.reduce_prod(tf.gather(shape, self._reduction_axes)), inputs.dtype)
+        replica_context = tf.distribute.get_replica_context()
+        if self.synchronized and replica_context:   # `_moments` reduced over every replica's
+            count *= replica_context.num_replicas_in_sync   # batch (the trainer's are equal)
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        self.moving_mean.assign(tf.cast(self.moving_mean, inputs.dtype) * self.momentum
+                                + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(tf.cast(self.moving_variance, inputs.dtype) * self.momentum
+                                    + unbiased * (1.0 - self.momentum))
+        gamma = tf.cast(self.gamma, inputs.dtype) if self.scale else None
+        beta = tf.cast(self.beta, inputs.dtype) if self.center else None
+        outputs = keras.ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=beta,
+                                                scale=gamma, epsilon=self.epsilon)
+        return tf.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable("semiseg_tf")
 class FrozenStatisticsBatchNorm(keras.layers.BatchNormalization):
     """Batch norm that always normalises with its moving statistics but keeps gamma/beta trainable.
 
@@ -32,7 +63,7 @@ class FrozenStatisticsBatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable("semiseg_tf")
-class FixedAffineBatchNorm(keras.layers.BatchNormalization):
+class FixedAffineBatchNorm(TorchBatchNorm):
     """Batch norm with batch statistics in training but gamma/beta never trained (PyTorch's
     `requires_grad=False` on a batch norm left in training mode)."""
 
@@ -42,18 +73,20 @@ class FixedAffineBatchNorm(keras.layers.BatchNormalization):
         self.beta.trainable = False
 
 
-_BN_CLASSES = {BN_FROZEN_STATS: FrozenStatisticsBatchNorm, BN_FIXED_AFFINE: FixedAffineBatchNorm}
+_BN_CLASSES = {BN_TRAIN: TorchBatchNorm, BN_FROZEN: keras.layers.BatchNormalization,
+               BN_FROZEN_STATS: FrozenStatisticsBatchNorm, BN_FIXED_AFFINE: FixedAffineBatchNorm}
 
 
 def batch_norm(name, mode=BN_TRAIN, **kwargs):
-    """A batch-norm layer with PyTorch's constants, behaving as `mode` (one of `BN_MODES`).
+    """A batch-norm layer with PyTorch's constants and running variance (`TorchBatchNorm`),
+    behaving as `mode` (one of `BN_MODES`).
 
     synchronized=True: under MirroredStrategy the batch statistics are those of the global batch, so
     replicas keep identical moving statistics and match single-device training.
     """
     if mode not in BN_MODES:
         raise ValueError(f"batch-norm mode must be one of {', '.join(BN_MODES)}, not {mode!r}")
-    cls = _BN_CLASSES.get(mode, keras.layers.BatchNormalization)
+    cls = _BN_CLASSES[mode]
     layer = cls(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=True, name=name, **kwargs)
     if mode == BN_FROZEN:
         layer.trainable = False

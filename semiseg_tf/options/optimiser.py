@@ -7,6 +7,12 @@ TOPIC.define("float", "backbone_lr_scale", 0.1, "Learning rate of the backbone (
         "part) as a fraction of the head's, as in the paper (1 trains all at --learning_rate, which"
         " is also what the authors' DeepLab v3+ code does by mistake). No effect on networks "
         "without a backbone.")
+TOPIC.define("boolean", "deeplab2_authors_repeated_updates", False, "DeepLab v2: update each "
+        "backbone weight as many times per step as the authors' optimiser lists it (conv1 once, "
+        "a block's convs 3 times, the downsample convs 4 times: their pretrained_parameters() "
+        "recurses twice, and PyTorch 1.4 applied every copy), so their backbone moved about 3x "
+        "further per step than --backbone_lr_scale says. Reproduces the paper's DeepLab v2 numbers"
+        " (flags/paper_as_run/); default off: each weight once.")
 TOPIC.define("enum", "opt_type", "adam", ["adam", "sgd"], "Optimiser: Adam (PyTorch defaults, no "
         "weight decay) or SGD with momentum.")
 TOPIC.define("float", "learning_rate", 1e-3, "Base learning rate.")

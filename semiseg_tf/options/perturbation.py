@@ -62,8 +62,13 @@ TOPIC.define("boolean", "adaptive_vat_radius", False, "VAT: radius scaled per im
 TOPIC.define("boolean", "vat_dir_from_student", False, "VAT: find the adversarial direction with "
         "the student instead of the teacher.")
 TOPIC.define("float", "vat_probe_scale", 1e-2, "VAT: size of the power iteration's probe, per image"
-        " element (its norm is this times sqrt(C H W)). The authors' 1e-6 H W / 1000 is float32 "
-        "noise; this must stay well above rounding and well below the radius.")
+        " element (its norm is this times sqrt(C H W)). It must stay well above float32 rounding and "
+        "well below the radius: the authors' 1e-6 H W / 1000 (--vat_authors_probe) is not, and "
+        "through a trained network its direction is far from the first-order one (BENCHMARKS.md).")
+TOPIC.define("boolean", "vat_authors_probe", False, "VAT: probe at the authors' norm, 1e-6 H W / "
+        "1000 per sample (1.03e-4 at 321x321), instead of --vat_probe_scale: the paper's VAT "
+        "baseline as it was run (BENCHMARKS.md measures how far its direction is from the exact "
+        "one).")
 TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug (SPEC "
         "2.7): the direction network is left in inference mode, so the teacher's targets (or, with "
         "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "

@@ -56,6 +56,8 @@ class LearningRateGroupsMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._lr_factors = {}  # optimiser's variable key -> factor; absent: 1
+        self._update_repeats = {}  # optimiser's variable key -> updates per step; absent: 1
+        self._repeats_weight_decay = 0.0
 
     def scale_learning_rate(self, variables, factor):
         """From now on `variables` are updated at `factor` times the scheduled rate."""
@@ -65,15 +67,65 @@ class LearningRateGroupsMixin:
     def learning_rate_factor(self, variable):
         return self._lr_factors.get(self._var_key(variable), 1.0)
 
+    def repeat_updates(self, multiplicities, coupled_weight_decay=0.0):
+        """Applies each step's update to a variable k times, for `(variable, k)` in `multiplicities`,
+        as PyTorch (1.4, the authors') does for a parameter listed k times in a parameter group: the
+        same gradient each time, and the one per-parameter state (momentum; Adam's moments and step
+        count) advanced k times. `coupled_weight_decay`: the L2 coefficient already in the gradient
+        (the trainer's SGD weight decay); PyTorch recomputes it from the moved weight for each
+        copy, so each further copy adds it times the distance moved so far."""
+        for variable, count in multiplicities:
+            if int(count) != count or count < 1:
+                raise ValueError(f"update multiplicity of {variable.path} must be a positive integer, "
+                                 f"not {count}")
+            self._update_repeats[self._var_key(variable)] = int(count)
+        self._repeats_weight_decay = float(coupled_weight_decay)
+
+    def update_repeats(self, variable):
+        return self._update_repeats.get(self._var_key(variable), 1)
+
     def update_step(self, gradient, variable, learning_rate):
         factor = self.learning_rate_factor(variable)
         if factor != 1.0:
             learning_rate = learning_rate * factor
-        return super().update_step(gradient, variable, learning_rate)
+        repeats = self.update_repeats(variable)
+        if repeats == 1:
+            return super().update_step(gradient, variable, learning_rate)
+        start = tf.identity(variable)
+        for copy in range(repeats):
+            copy_gradient = gradient
+            if copy and self._repeats_weight_decay:
+                copy_gradient = gradient + self._repeats_weight_decay * tf.cast(
+                    variable - start, gradient.dtype)
+            self._one_of_repeated_updates(copy_gradient, variable, learning_rate, copy, repeats)
+        return None
+
+    def _one_of_repeated_updates(self, gradient, variable, learning_rate, copy, repeats):
+        """Copy `copy` (0-based) of `repeats` updates of one step; optimisers whose update depends
+        on the step count override this."""
+        super().update_step(gradient, variable, learning_rate)
 
 
 class GroupedAdam(LearningRateGroupsMixin, keras.optimizers.Adam):
     """Adam with per-variable learning-rate multipliers."""
+
+    def _one_of_repeated_updates(self, gradient, variable, learning_rate, copy, repeats):
+        # Keras's Adam.update_step with the variable's own step count, as PyTorch keeps it per
+        # parameter: `repeats` counts a step, so copy j of step t (0-based) is count t k + j + 1.
+        if self.amsgrad:
+            raise NotImplementedError("repeated updates are not written for AMSGrad")
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        gradient = tf.cast(gradient, dtype)
+        local_step = tf.cast(self.iterations * repeats + copy + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
+        self.assign_add(m, (gradient - m) * (1 - beta_1))
+        self.assign_add(v, (tf.square(gradient) - v) * (1 - beta_2))
+        self.assign_sub(variable, m * alpha / (tf.sqrt(v) + self.epsilon))
 
 
 class GroupedSGD(LearningRateGroupsMixin, keras.optimizers.SGD):
