@@ -142,7 +142,7 @@ def from_flags(flag_values=flags.FLAGS):
         _require(values[name] >= 0, name, values[name], "must be >= 0")
     _require(0 <= values["aug_colour_hue"] <= 0.5, "aug_colour_hue", values["aug_colour_hue"],
              "must lie in [0, 0.5]")
-    for name in ("aug_colour_prob", "aug_colour_greyscale_prob"):
+    for name in ("aug_colour_prob", "aug_colour_greyscale_prob", "aug_strong_blur"):
         _require(0 <= values[name] <= 1, name, values[name], "must lie in [0, 1]")
     _require(values["learning_rate"] > 0, "learning_rate", values["learning_rate"], "must be positive")
     _require(values["backbone_lr_scale"] >= 0, "backbone_lr_scale", values["backbone_lr_scale"],

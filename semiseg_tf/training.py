@@ -216,7 +216,8 @@ def pipeline_params(cfg):
     """The input pipeline's settings of a run: batch, seed, augmentation."""
     return pipeline.PipelineParams(
         batch_size=cfg.batch_size, seed=cfg.seed, geometric=geometric_params(cfg),
-        student_colour=student_colour_params(cfg), unlabelled_batch_ratio=cfg.unsup_batch_ratio)
+        student_colour=student_colour_params(cfg), unlabelled_batch_ratio=cfg.unsup_batch_ratio,
+        student_blur_prob=cfg.aug_strong_blur)
 
 
 def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):

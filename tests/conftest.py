@@ -2,6 +2,12 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist (scripts/test.sh runs two workers) each worker computes on one thread:
+# two workers of two threads each on two cores would oversubscribe them, and most of a test's time
+# is tracing and Python, which the second worker overlaps. Processes the tests start inherit this.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402

@@ -28,6 +28,10 @@ def numpy_consistency_loss(name, student_logits, teacher_logits):
         log_ps = ls - ls.max(-1, keepdims=True)
         log_ps = log_ps - np.log(np.exp(log_ps).sum(-1, keepdims=True))
         per_class = np.where(pt > 0, pt * np.log(np.where(pt > 0, pt, 1)), 0) - pt * log_ps
+    elif name == "hard_ce":
+        # One-hot at the teacher's most likely class, against the student's log-probabilities.
+        one_hot = np.eye(classes)[pt.argmax(-1)]
+        per_class = -one_hot * np.log(ps)
     elif name == "logits_var":
         per_class = (ls - lt) ** 2 / math.sqrt(classes)
     else:
@@ -36,7 +40,7 @@ def numpy_consistency_loss(name, student_logits, teacher_logits):
     return per_class.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("name", ["var", "bce", "kld", "logits_var", "logits_smoothl1"])
+@pytest.mark.parametrize("name", ["var", "bce", "kld", "hard_ce", "logits_var", "logits_smoothl1"])
 def test_consistency_loss_functions_match_numpy(name):
     student_logits = random_logits(0, scale=2.0)
     teacher_logits = random_logits(1, scale=2.0)

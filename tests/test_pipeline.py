@@ -4,9 +4,11 @@ import colorsys
 import cv2
 import numpy as np
 import pytest
+import scipy.optimize
 import tensorflow as tf
+from PIL import Image, ImageFilter
 
-from semiseg_tf.augment import colour, geometric
+from semiseg_tf.augment import blur, colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.semisup import perturbations
 
@@ -258,6 +260,41 @@ def test_colour_operations_match_their_formulas():
     np.testing.assert_allclose(colour.adjust_hue(rgb, 0.08).numpy(), shifted, atol=1e-5)
 
 
+@pytest.mark.parametrize("sigma", [0.1, 0.7, 2.0])
+def test_gaussian_blur_equals_opencv_and_stays_near_pil(sigma):
+    rgb = np.random.RandomState(3).uniform(0, 1, (23, 31, 3)).astype(np.float32)
+    ours = blur.gaussian_blur(tf.constant(rgb), sigma).numpy()
+    # OpenCV's exact Gaussian with the same truncation (13 taps) and border (repeated pixels).
+    opencv = cv2.GaussianBlur(rgb, (13, 13), sigmaX=sigma, sigmaY=sigma,
+                              borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_allclose(ours, opencv, atol=1e-5)
+    # PIL's GaussianBlur (what FixMatch and UniMatch call) approximates it with box blurs on 8-bit
+    # values: on a smooth image it stays within about one grey level on average, a small part of
+    # what the blur itself changes.
+    smooth = cv2.resize((rgb * 255).astype(np.uint8), (93, 69), interpolation=cv2.INTER_LINEAR)
+    pil = np.asarray(Image.fromarray(smooth).filter(ImageFilter.GaussianBlur(radius=sigma))) / 255
+    ours = blur.gaussian_blur(tf.constant(smooth / np.float32(255)), sigma).numpy()
+    assert np.abs(ours - pil).mean() < 0.005
+    if sigma >= 0.7:
+        assert np.abs(ours - pil).mean() < 0.2 * np.abs(smooth / 255 - pil).mean()
+
+
+def test_random_blur_blurs_about_half_the_images_with_sigma_in_range():
+    rgb = tf.constant(np.random.RandomState(4).uniform(0, 1, (9, 9, 3)).astype(np.float32))
+    blurred = 0
+    for i in range(40):
+        out = blur.random_blur(tf.constant([i, 1], tf.int64), rgb).numpy()
+        if not np.array_equal(out, rgb.numpy()):
+            blurred += 1
+            # It is the blur of one sigma of the range: the best-fitting sigma there fits exactly.
+            fit = scipy.optimize.minimize_scalar(
+                lambda s: np.abs(out - blur.gaussian_blur(rgb, s).numpy()).max(),
+                bounds=blur.SIGMA_RANGE, method="bounded", options={"xatol": 1e-6})
+            assert fit.fun < 1e-5
+    assert 10 <= blurred <= 30
+    assert np.array_equal(blur.random_blur(tf.constant([0, 1], tf.int64), rgb, prob=0.0), rgb)
+
+
 def test_colour_jitter_draws_torchvision_ranges_and_random_orders():
     params = colour.ColourParams()
     values, orders = zip(*[colour.jitter_factors(tf.constant([i, 3], tf.int64), params)
@@ -293,6 +330,26 @@ def test_student_view_is_colour_augmented_and_teacher_view_is_not(source):
         np.testing.assert_allclose(student[..., 0], student[..., 2], atol=1e-5)
     assert "student_image" not in first_coloured["labelled"]
     np.testing.assert_array_equal(first_plain["labelled"]["image"], first_coloured["labelled"]["image"])
+
+
+def test_student_view_blur_is_a_gaussian_blur_of_the_teachers_view(source):
+    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
+    params = pipeline.PipelineParams(batch_size=8, seed=0, student_blur_prob=0.5,
+                                     geometric=geometric.GeometricParams(crop_size=(16, 16)))
+    batch, = take(pipeline.InputPipeline(source, labelled, unlabelled, params,
+                                         perturbations.build("cutout")).train_dataset(), 1)
+    stream, = batch["unlabelled"]
+    blurred = 0
+    for teacher_view, student_view in zip(stream["image"], stream["student_image"]):
+        if np.array_equal(teacher_view, student_view):
+            continue
+        blurred += 1
+        fit = scipy.optimize.minimize_scalar(
+            lambda s: np.abs(student_view - blur.gaussian_blur(tf.constant(teacher_view), s)).max(),
+            bounds=blur.SIGMA_RANGE, method="bounded", options={"xatol": 1e-6})
+        assert fit.fun < 1e-4
+    assert 1 <= blurred <= 7                       # about half of the 8
+    assert "student_image" not in batch["labelled"]
 
 
 def test_unlabelled_batches_grow_with_the_batch_ratio(source):

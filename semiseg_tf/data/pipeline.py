@@ -9,7 +9,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from semiseg_tf.augment import colour, geometric
+from semiseg_tf.augment import blur, colour, geometric
 
 # Fixed stream identities, folded into the run seed.
 LABELLED_STREAM = 0
@@ -26,6 +26,9 @@ class PipelineParams:
     student_colour: colour.ColourParams = None
     # Unlabelled batches hold this many times `batch_size` samples (--unsup_batch_ratio).
     unlabelled_batch_ratio: int = 1
+    # Probability of a Gaussian blur of the student's copy (after its colour augmentation), with a
+    # standard deviation from `blur.SIGMA_RANGE` (FixMatch's and UniMatch's strong view); 0: none.
+    student_blur_prob: float = 0.0
 
 
 def _fold(seed, value):
@@ -123,9 +126,11 @@ class InputPipeline:
         order_seed = _fold(stream_seed, 0)
         sample_seed_base = _fold(stream_seed, 1)
         colour_seed_base = _fold(stream_seed, 2)
+        blur_seed_base = _fold(stream_seed, 3)
         batch = self.params.batch_size * (1 if with_label else self.params.unlabelled_batch_ratio)
         mean, std = self.source.rgb_mean, self.source.rgb_std
         student_colour = None if with_label else self.params.student_colour
+        student_blur_prob = 0.0 if with_label else self.params.student_blur_prob
         paired = not with_label and self.perturbation is not None and self.perturbation.paired_views
 
         def make_sample(position):
@@ -142,6 +147,12 @@ class InputPipeline:
                 rgb = colour.random_colour(_fold(colour_seed_base, position),
                                            denormalise(view, mean, std), student_colour)
                 sample["student_image"] = normalise(rgb, mean, std)
+            if student_blur_prob > 0:
+                # The normalisation is affine per channel and the kernel sums to 1, so blurring the
+                # normalised image is blurring the colours.
+                view = sample.get("student_image", sample["image"])
+                sample["student_image"] = blur.random_blur(_fold(blur_seed_base, position), view,
+                                                           student_blur_prob)
             if extras_fn is not None:
                 sample.update(extras_fn(seeds[1], self.params.geometric.crop_size))
             return sample

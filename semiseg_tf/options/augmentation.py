@@ -28,6 +28,10 @@ TOPIC.define("boolean", "aug_strong_colour", False, "Colour-augment the student'
         "unlabelled images (not the teacher's): torchvision ColorJitter with the --aug_colour_* "
         "strengths, then greyscale (the authors' last commit, SPEC 3.8). Works with every "
         "perturbation.")
+TOPIC.define("float", "aug_strong_blur", 0.0, "Probability of a Gaussian blur of the student's "
+        "view of unlabelled images (after --aug_strong_colour), its standard deviation from U(0.1, "
+        "2.0) pixels, as FixMatch's and UniMatch's strong view (0.5 there); 0: no blur. Works with "
+        "every perturbation.")
 TOPIC.define("float", "aug_colour_brightness", 0.4, "Colour augmentation: brightness factor drawn "
         "from U(1-b, 1+b).")
 TOPIC.define("float", "aug_colour_contrast", 0.4, "Colour augmentation: contrast factor from U(1-c,"

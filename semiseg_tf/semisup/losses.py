@@ -71,6 +71,15 @@ def kl_divergence(student_logits, teacher_logits, teacher_probs):
     return tf.reduce_sum(per_class, axis=-1, keepdims=True)
 
 
+def hard_label_cross_entropy(student_logits, teacher_logits, teacher_probs):
+    """'hard_ce': cross-entropy of the student against the target's most likely class, a hard
+    pseudo-label (FixMatch's and UniMatch's unlabelled loss): -log ps[argmax pt]."""
+    del teacher_logits
+    log_ps = tf.nn.log_softmax(tf.cast(student_logits, tf.float32), axis=-1)
+    pseudo_label = tf.argmax(teacher_probs, axis=-1)
+    return -tf.gather(log_ps, pseudo_label, axis=-1, batch_dims=3)[..., tf.newaxis]
+
+
 def _sqrt_classes(logits):
     return tf.sqrt(tf.cast(tf.shape(logits)[-1], tf.float32))
 
@@ -94,6 +103,7 @@ CONSISTENCY_LOSSES = {
     "var": squared_probability_difference,
     "bce": binary_cross_entropy,
     "kld": kl_divergence,
+    "hard_ce": hard_label_cross_entropy,
     "logits_var": squared_logit_difference,
     "logits_smoothl1": smooth_l1_logit_difference,
 }
