@@ -110,3 +110,46 @@ def test_same_seed_same_mask(seed):
     a = boxmask.box_mask(tf.constant([seed, 3], tf.int64), 20, 20, params)
     b = boxmask.box_mask(tf.constant([seed, 3], tf.int64), 20, 20, params)
     np.testing.assert_array_equal(a, b)
+
+
+def unimatch_box(rng, height, width, p=0.5, size_min=0.02, size_max=0.4, ratio_1=0.3,
+                 ratio_2=1 / 0.3):
+    """UniMatch's obtain_cutmix_box, written out in numpy for an H x W image: (y0, x0, y1, x1)."""
+    if rng.random() > p:
+        return (0, 0, 0, 0)
+    size = rng.uniform(size_min, size_max) * height * width
+    while True:
+        ratio = rng.uniform(ratio_1, ratio_2)
+        cutmix_w, cutmix_h = int(np.sqrt(size / ratio)), int(np.sqrt(size * ratio))
+        x, y = rng.integers(0, width), rng.integers(0, height)
+        if x + cutmix_w <= width and y + cutmix_h <= height:
+            return (y, x, y + cutmix_h, x + cutmix_w)
+
+
+def test_pseudo_label_box_is_distributed_as_unimatchs_rejection_loop():
+    import scipy.stats
+    height, width, count = 40, 56, 3000
+    corners = tf.function(lambda seed: boxmask.pseudo_label_box_corners(seed, height, width)[0])
+    ours = np.array([corners(tf.constant([i, 9], tf.int64)).numpy() for i in range(count)])
+    rng = np.random.default_rng(0)
+    theirs = np.array([unimatch_box(rng, height, width) for _ in range(count)])
+    for boxes in (ours, theirs):
+        assert (boxes[:, :2] >= 0).all()
+        assert (boxes[:, 2] <= height).all() and (boxes[:, 3] <= width).all()
+    present = [(b[:, 2] > b[:, 0]).mean() for b in (ours, theirs)]
+    assert abs(present[0] - 0.5) < 0.04 and abs(present[1] - 0.5) < 0.04
+    boxes = [b[b[:, 2] > b[:, 0]] for b in (ours, theirs)]
+    # Area, shape and position of the boxes that are there: the rejection loop favours small and
+    # square boxes (big or elongated ones rarely fit); the same distributions on both sides.
+    def area(b):
+        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / (height * width)
+    for statistic in (area, lambda b: np.log((b[:, 3] - b[:, 1]) / (b[:, 2] - b[:, 0])),
+                      lambda b: b[:, 0], lambda b: b[:, 1]):
+        assert scipy.stats.ks_2samp(statistic(boxes[0]), statistic(boxes[1])).pvalue > 1e-3
+    assert 0.01 < area(boxes[0]).min() and area(boxes[0]).max() < 0.41     # sides truncated
+    # The mask is that box.
+    seed = tf.constant([int(np.flatnonzero(ours[:, 2] > ours[:, 0])[0]), 9], tf.int64)
+    y0, x0, y1, x1 = corners(seed).numpy()
+    expected = np.zeros((height, width, 1), np.float32)
+    expected[y0:y1, x0:x1] = 1
+    np.testing.assert_array_equal(boxmask.pseudo_label_box_mask(seed, height, width), expected)

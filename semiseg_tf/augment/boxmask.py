@@ -109,3 +109,49 @@ def box_mask(seed, height, width, params):
     if not params.invert:
         mask = 1.0 - mask
     return mask[:, :, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabelBoxParams:
+    """The CutMix box of FixMatch's and UniMatch's strong view (UniMatch's `obtain_cutmix_box`).
+
+    With probability `prob` one box, else none; its area a fraction U(area_range) of the image, its
+    height / width ratio squared from U(ratio_range) (width sqrt(area / r), height sqrt(area r),
+    truncated to whole pixels), its top-left corner uniform over the image, redrawn (ratio and corner,
+    the area kept) until the box fits. `tries` candidates are drawn at once and the first that fits
+    is kept: the same distribution as the loop, except when none of them fits (then no box), which
+    at 256 tries happens about once in 10^8 draws.
+    """
+    prob: float = 0.5
+    area_range: tuple = (0.02, 0.4)
+    ratio_range: tuple = (0.3, 1 / 0.3)
+    tries: int = 256
+
+
+def pseudo_label_box_corners(seed, height, width, params=PseudoLabelBoxParams()):
+    """[1, 4] int32 (y0, x0, y1, x1) of the box, half-open; (0, 0, 0, 0) when there is none."""
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    present = tf.random.stateless_uniform([], seeds[0], dtype=tf.float64) < params.prob
+    area = tf.random.stateless_uniform([], seeds[1], *params.area_range, dtype=tf.float64) * h * w
+    ratio = tf.random.stateless_uniform([params.tries], seeds[2], *params.ratio_range,
+                                        dtype=tf.float64)
+    box_w = tf.cast(tf.sqrt(area / ratio), tf.int32)
+    box_h = tf.cast(tf.sqrt(area * ratio), tf.int32)
+    # randint(0, size): uniform over 0 .. size - 1.
+    x0 = tf.random.stateless_uniform([params.tries], seeds[3], 0, width, dtype=tf.int32)
+    y0 = tf.random.stateless_uniform([params.tries], seeds[4], 0, height, dtype=tf.int32)
+    fits = (x0 + box_w <= width) & (y0 + box_h <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    box = tf.stack([y0[first], x0[first], y0[first] + box_h[first], x0[first] + box_w[first]])
+    keep = present & tf.reduce_any(fits)
+    return tf.where(keep, box, tf.zeros_like(box))[tf.newaxis]
+
+
+def pseudo_label_box_mask(seed, height, width, params=PseudoLabelBoxParams()):
+    """[height, width, 1] float32: 1 inside the box (where the other image is pasted), else 0."""
+    corners = pseudo_label_box_corners(seed, height, width, params)[0]
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = ((rows >= corners[0]) & (rows < corners[2]) & (cols >= corners[1]) & (cols < corners[3]))
+    return tf.cast(inside, tf.float32)[:, :, None]
