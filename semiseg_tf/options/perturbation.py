@@ -20,8 +20,9 @@ TOPIC.define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
         "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
         "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
         "hard_ce = cross-entropy against the teacher's most likely class (a hard pseudo-label, as "
-        "FixMatch; with --conf_per_pixel it counts only the confident pixels); logits_var = squared difference of logits / sqrt(classes); logits_smoothl1 = Huber of the "
-        "logit difference / sqrt(classes). VAT also uses it as the distance that finds its "
+        "FixMatch; with --conf_per_pixel it counts only the confident pixels); logits_var = "
+        "squared difference of logits / sqrt(classes); logits_smoothl1 = Huber of the logit "
+        "difference / sqrt(classes). VAT also uses it as the distance that finds its "
         "direction.")
 TOPIC.define("boolean", "conf_per_pixel", False, "Confidence weighting per pixel: the loss counts "
         "only where the teacher is confident, instead of being scaled by the batch's confident "
