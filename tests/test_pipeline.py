@@ -18,12 +18,26 @@ def source():
     return synthetic.SyntheticSource(num_train=30, num_val=4, image_size=24, seed=3)
 
 
-def make_pipeline(source, seed=0, crop=(16, 16), scale=True):
+def pipeline_with(source, params, perturbation="cutmix"):
+    """The input pipeline of `source` with 5 labelled images (split seed 12345) and `params`."""
     labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
-    params = pipeline.PipelineParams(
+    return pipeline.InputPipeline(source, labelled, unlabelled, params,
+                                  perturbations.build(perturbation))
+
+
+def make_pipeline(source, seed=0, crop=(16, 16), scale=True):
+    return pipeline_with(source, pipeline.PipelineParams(
         batch_size=3, seed=seed,
-        geometric=geometric.GeometricParams(crop_size=crop, scale_hung=scale, hflip=True, vflip=True))
-    return pipeline.InputPipeline(source, labelled, unlabelled, params, perturbations.build("cutmix"))
+        geometric=geometric.GeometricParams(crop_size=crop, scale_hung=scale, hflip=True, vflip=True)))
+
+
+def blur_fit_residual(blurred, image):
+    """How far `blurred` is from the Gaussian blur of `image` with the best-fitting sigma of the
+    range (the largest absolute difference)."""
+    fit = scipy.optimize.minimize_scalar(
+        lambda s: np.abs(blurred - blur.gaussian_blur(tf.constant(image), s).numpy()).max(),
+        bounds=blur.SIGMA_RANGE, method="bounded", options={"xatol": 1e-6})
+    return fit.fun
 
 
 def take(dataset, count):
@@ -287,10 +301,7 @@ def test_random_blur_blurs_about_half_the_images_with_sigma_in_range():
         if not np.array_equal(out, rgb.numpy()):
             blurred += 1
             # It is the blur of one sigma of the range: the best-fitting sigma there fits exactly.
-            fit = scipy.optimize.minimize_scalar(
-                lambda s: np.abs(out - blur.gaussian_blur(rgb, s).numpy()).max(),
-                bounds=blur.SIGMA_RANGE, method="bounded", options={"xatol": 1e-6})
-            assert fit.fun < 1e-5
+            assert blur_fit_residual(out, rgb.numpy()) < 1e-5
     assert 10 <= blurred <= 30
     assert np.array_equal(blur.random_blur(tf.constant([0, 1], tf.int64), rgb, prob=0.0), rgb)
 
@@ -333,31 +344,24 @@ def test_student_view_is_colour_augmented_and_teacher_view_is_not(source):
 
 
 def test_student_view_blur_is_a_gaussian_blur_of_the_teachers_view(source):
-    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
     params = pipeline.PipelineParams(batch_size=8, seed=0, student_blur_prob=0.5,
                                      geometric=geometric.GeometricParams(crop_size=(16, 16)))
-    batch, = take(pipeline.InputPipeline(source, labelled, unlabelled, params,
-                                         perturbations.build("cutout")).train_dataset(), 1)
+    batch, = take(pipeline_with(source, params, "cutout").train_dataset(), 1)
     stream, = batch["unlabelled"]
     blurred = 0
     for teacher_view, student_view in zip(stream["image"], stream["student_image"]):
         if np.array_equal(teacher_view, student_view):
             continue
         blurred += 1
-        fit = scipy.optimize.minimize_scalar(
-            lambda s: np.abs(student_view - blur.gaussian_blur(tf.constant(teacher_view), s)).max(),
-            bounds=blur.SIGMA_RANGE, method="bounded", options={"xatol": 1e-6})
-        assert fit.fun < 1e-4
+        assert blur_fit_residual(student_view, teacher_view) < 1e-4
     assert 1 <= blurred <= 7                       # about half of the 8
     assert "student_image" not in batch["labelled"]
 
 
 def test_unlabelled_batches_grow_with_the_batch_ratio(source):
-    labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
     params = pipeline.PipelineParams(batch_size=3, seed=0, unlabelled_batch_ratio=2,
                                      geometric=geometric.GeometricParams(crop_size=(16, 16)))
-    batch, = take(pipeline.InputPipeline(source, labelled, unlabelled, params,
-                                         perturbations.build("cutmix")).train_dataset(), 1)
+    batch, = take(pipeline_with(source, params).train_dataset(), 1)
     assert batch["labelled"]["image"].shape[0] == 3
     assert [s["image"].shape[0] for s in batch["unlabelled"]] == [6, 6]
 
