@@ -122,6 +122,16 @@ def from_flags(flag_values=flags.FLAGS):
     _require(values["perturbation"] in perturbations.available(), "perturbation",
              values["perturbation"], f"choose one of {', '.join(perturbations.available())}")
     _require(values["cons_weight"] >= 0, "cons_weight", values["cons_weight"], "must be >= 0")
+    _require(values["perturbation"] != "unimatch" or values["cons_weight"] == 0
+             or models.has_feature_split(values["arch"]), "perturbation", "unimatch",
+             f"its feature stream needs a network with an encoder/decoder split, which "
+             f"--arch={values['arch']} has not (these have one: "
+             f"{', '.join(n for n in models.available() if models.has_feature_split(n))})")
+    _require(values["sup_weight"] >= 0, "sup_weight", values["sup_weight"], "must be >= 0")
+    _require(values["cons_average"] != "confident" or (values["conf_per_pixel"]
+                                                       and values["conf_thresh"] > 0),
+             "cons_average", "confident", "averages over confident pixels: needs --conf_per_pixel "
+             "and --conf_thresh above 0")
     _require(0 <= values["conf_thresh"] <= 1, "conf_thresh", values["conf_thresh"],
              "must lie in [0, 1]")
     _require(0 <= values["teacher_alpha"] <= 1, "teacher_alpha", values["teacher_alpha"],

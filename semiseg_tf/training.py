@@ -248,7 +248,8 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         conf_per_pixel=cfg.conf_per_pixel, rampup_steps=cfg.rampup,
         unsup_batch_ratio=cfg.unsup_batch_ratio,
         bn_stats_from_unlabelled=cfg.bn_stats_from_unlabelled,
-        skip_nonfinite=cfg.on_nonfinite == "skip")
+        skip_nonfinite=cfg.on_nonfinite == "skip", sup_weight=cfg.sup_weight,
+        cons_average=cfg.cons_average)
     model.compile(optimizer=optimizer)
     model.initialise(tuple(cfg.crop_size) + (3,))
     backbone = models.backbone_of(student)
@@ -734,19 +735,30 @@ class Trainer:
         if not self.model.uses_unlabelled:
             return
         batch = next(iter(self.pipeline.train_dataset(step).take(1)))
-        terms = self.model.perturbation.consistency(self.model.student, self.model.teacher,
-                                                    batch["unlabelled"], training=False)
+        result = self.model.perturbation.consistency(self.model.student, self.model.teacher,
+                                                     batch["unlabelled"], training=False)
+        # One loss, or several (UniMatch's strong views and feature stream), each with a prediction.
+        streams = ([(None, result)] if isinstance(result, perturbations.ConsistencyTerms)
+                   else [(stream.name, stream.terms) for stream in result])
+        terms = streams[0][1]
         mean, std = self.source.rgb_mean, self.source.rgb_std
         palette = self.source.palette
         columns = {}
-        for name, images in terms.panels.items():
+        for name, images in [item for _, t in streams for item in t.panels.items()]:
             images = images[:count].numpy()
             columns[name] = (visualise.to_uint8_rgb(images, mean, std) if images.shape[-1] == 3
                              else visualise.grey_to_rgb(images))
         columns["teacher_target"] = visualise.colourise(
             np.argmax(terms.teacher_probs[:count].numpy(), axis=-1), palette)
-        columns["student_prediction"] = visualise.colourise(
-            np.argmax(terms.student_logits[:count].numpy(), axis=-1), palette)
+        if self.model.conf_per_pixel and self.model.conf_thresh > 0:
+            # The target where it counts (FixMatch's pseudo-label): unconfident pixels grey.
+            confident = columns["teacher_target"].copy()
+            unconfident = terms.teacher_confidence[:count].numpy()[..., 0] < self.model.conf_thresh
+            confident[unconfident] = 128
+            columns["confident_target"] = confident
+        for name, stream_terms in streams:
+            columns[f"{name}_prediction" if name else "student_prediction"] = visualise.colourise(
+                np.argmax(stream_terms.student_logits[:count].numpy(), axis=-1), palette)
         with self.train_writer.as_default(step=step):
             for name, images in columns.items():
                 tf.summary.image(f"consistency/{name}", images, max_outputs=count)

@@ -218,6 +218,11 @@ def test_split_file_replaces_the_seeded_draw(tmp_path):
     split_file.write_text(f"{names[5]}\n{names[2]}\n")
     source = open_source("camvid", tmp_path / "camvid", tmp_path, n_sup=2, split_file=str(split_file))
     assert source.labelled_split(2, 12345)[0].tolist() == [5, 2]
+    # UniMatch's lists name the image and the mask files; the name is read from the first.
+    split_file.write_text(f"JPEGImages/{names[4]}.jpg SegmentationClass/{names[4]}.png\n"
+                          f"JPEGImages/{names[1]}.jpg SegmentationClass/{names[1]}.png\n")
+    source = open_source("camvid", tmp_path / "camvid", tmp_path, n_sup=2, split_file=str(split_file))
+    assert source.labelled_split(2, 12345)[0].tolist() == [4, 1]
 
 
 # --- the records: format, reading, content check --------------------------------------------------------

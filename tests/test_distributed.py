@@ -16,6 +16,15 @@ CONFIGURATIONS = {
     # rate, updated as many times a step as the authors' optimiser listed each weight.
     "deeplab2_cutmix_lr_groups_repeated_updates": [
         "--arch=deeplab2_small", "--backbone_lr_scale=0.1", "--deeplab2_authors_repeated_updates=true"],
+    # FixMatch with the student as its target (the Pi-model), its strong view (colour, blur) and
+    # the valid-pixel average.
+    "fixmatch_pi": ["--perturbation=fixmatch", "--model=pi", "--aug_strong_colour=true",
+                    "--aug_strong_blur=0.5", "--cons_loss_fn=hard_ce", "--conf_per_pixel=true",
+                    "--cons_average=valid", "--sup_weight=0.5", "--cons_weight=0.5"],
+    # UniMatch with an EMA teacher: two strong views, the feature stream's channel dropout.
+    "unimatch_mean_teacher": ["--perturbation=unimatch", "--aug_strong_colour=true",
+                              "--aug_strong_blur=0.5", "--cons_loss_fn=hard_ce",
+                              "--conf_per_pixel=true", "--cons_average=valid"],
     # The records' reader (a positioned read inside tf.data) under MirroredStrategy.
     "prepared_records": ["--dataset=camvid", "--data_dir={tmp}/camvid",
                          "--prepared_dir={tmp}/prepared", "--n_sup=4"],

@@ -175,9 +175,9 @@ def test_backbone_learning_rate_is_scaled(kind):
         group_lr = lr * (scale if id(v) in backbone_ids else 1.0)
         g = g.numpy().astype(np.float64)
         if kind == "adam":
-            # First step: m = 0.1 g, v = 0.001 g^2, and Keras adds epsilon before the bias
-            # correction: lr sqrt(1 - 0.999) / (1 - 0.9) * m / (sqrt(v) + eps).
-            expected = v0 - group_lr * np.sqrt(1e-3) / 0.1 * (0.1 * g) / (np.sqrt(1e-3) * np.abs(g) + 1e-8)
+            # First step: m = 0.1 g, v = 0.001 g^2, and PyTorch adds epsilon after the bias
+            # correction: lr / (1 - 0.9) * m / (sqrt(v) / sqrt(1 - 0.999) + eps).
+            expected = v0 - group_lr / 0.1 * (0.1 * g) / (np.sqrt(1e-3) * np.abs(g) / np.sqrt(1e-3) + 1e-8)
         else:               # momentum buffer starts at zero
             expected = v0 - group_lr * g
         # Steps are 1e-3 (backbone) and 1e-2 (head) per element; float32 rounding is far below 1e-6.
@@ -241,11 +241,31 @@ def test_repeated_updates_equal_k_pytorch_updates_of_the_same_gradient(kind):
     for index, (variable, count, factor) in enumerate(zip(variables, counts, factors)):
         expected = _pytorch14_repeated_steps(kind, initial[index], [g[index] for g in gradients],
                                              count, lr * factor, weight_decay=weight_decay)
-        # Keras's Adam adds epsilon before the bias correction: 1e-8 against gradients of order 1.
         np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6,
                                    err_msg=f"listed {count} times, lr factor {factor}")
     moved = [np.abs(v.numpy() - i).mean() for v, i in zip(variables, initial)]
     assert moved[1] > 2 * moved[0] and moved[2] > moved[1], moved   # k copies move it further
+
+
+def test_adam_steps_as_pytorch_where_gradients_are_near_epsilon():
+    """PyTorch adds epsilon after the bias correction, Keras before: with gradients of 1e-9 to 1e-7
+    the two rules move a weight by visibly different amounts in the first steps. Ours is PyTorch's
+    (the numpy loop above, listed once)."""
+    gradients = [np.array([1e-9, 3e-8, 1e-7, 1.0], np.float32) * sign for sign in (1, -1, 1, 1)]
+    variable = tf.Variable(np.zeros(4, np.float32))
+    optimizer = optim.build_optimizer("adam", 1e-2)
+    optimizer.build([variable])
+    for g in gradients:
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+    expected = _pytorch14_repeated_steps("adam", np.zeros(4), gradients, 1, 1e-2)
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-9)
+    # Keras's own rule, to show that the case separates them: its first step of the 1e-9 gradient
+    # is 31.6x smaller.
+    keras_adam = keras.optimizers.Adam(1e-2, epsilon=1e-8)
+    other = tf.Variable(np.zeros(4, np.float32))
+    keras_adam.apply_gradients([(tf.constant(gradients[0]), other)])
+    assert abs(other.numpy()[0]) < 0.2 * abs(_pytorch14_repeated_steps(
+        "adam", np.zeros(4), gradients[:1], 1, 1e-2)[0])
 
 
 # --- the layers, each against a formula ---------------------------------------------------------
@@ -341,7 +361,7 @@ def test_dilated_convolution_matches_a_numpy_sum_and_keras_conv2d(dilation):
 
 def test_large_dilations_use_the_native_convolution():
     deeplab3 = models.build("deeplab3plus_small", 3)
-    native = {layer.name for layer in deeplab3.layers if isinstance(layer, layers.DilatedConv2D)}
+    native = {layer.name for layer in deeplab3._flatten_layers() if isinstance(layer, layers.DilatedConv2D)}
     assert native == {"aspp_d12_conv", "aspp_d24_conv", "aspp_d36_conv"}
 
 

@@ -358,6 +358,31 @@ def test_student_view_blur_is_a_gaussian_blur_of_the_teachers_view(source):
     assert "student_image" not in batch["labelled"]
 
 
+def test_unimatch_gets_two_independent_strong_views_and_the_first_is_fixmatchs(source):
+    """UniMatch's two strong views: each the colour jitter and blur of the same crop, drawn
+    independently; the first is the view FixMatch (one view) gets from the same seed."""
+    params = pipeline.PipelineParams(
+        batch_size=8, seed=0, student_blur_prob=0.5,
+        student_colour=colour.ColourParams(prob=1.0, greyscale_prob=0.0),
+        geometric=geometric.GeometricParams(crop_size=(16, 16)))
+    two, = take(pipeline_with(source, params, "unimatch").train_dataset(), 1)
+    one, = take(pipeline_with(source, params, "fixmatch").train_dataset(), 1)
+    for stream_two, stream_one in zip(two["unlabelled"], one["unlabelled"]):
+        np.testing.assert_array_equal(stream_two["image"], stream_one["image"])
+        np.testing.assert_array_equal(stream_two["student_image"], stream_one["student_image"])
+        assert "student_image_2" not in stream_one
+        first, second = stream_two["student_image"], stream_two["student_image_2"]
+        for view in (first, second):
+            assert np.abs(view - stream_two["image"]).max(axis=(1, 2, 3)).min() > 1e-3
+        assert np.abs(first - second).max(axis=(1, 2, 3)).min() > 1e-3
+    boxes = two["unlabelled"][0]
+    assert boxes["mix_mask"].shape == boxes["mix_mask_2"].shape == (8, 16, 16, 1)
+    assert not np.array_equal(boxes["mix_mask"], boxes["mix_mask_2"])
+    assert boxes["feature_noise"].shape == (8, perturbations.FEATURE_NOISE_MAPS,
+                                            perturbations.FEATURE_NOISE_CHANNELS)
+    assert "mix_mask" not in two["unlabelled"][1]
+
+
 def test_unlabelled_batches_grow_with_the_batch_ratio(source):
     params = pipeline.PipelineParams(batch_size=3, seed=0, unlabelled_batch_ratio=2,
                                      geometric=geometric.GeometricParams(crop_size=(16, 16)))

@@ -16,6 +16,7 @@ from semiseg_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
+import make_beyond_recipes as beyond  # noqa: E402
 import make_paper_recipes as recipes  # noqa: E402
 import paper_tables  # noqa: E402
 
@@ -110,6 +111,42 @@ def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path, family):
             assert f"python -m semiseg_tf.train --flagfile={path}" in text
             cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"))
             assert cfg.n_sup == table["sizes"][index] and cfg.arch == table["network"]
+
+
+def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
+    """flags/beyond/: FixMatch and UniMatch (and the classic-split baseline), each headed by its
+    published figure, with UniMatch's weak-to-strong settings and step counts."""
+    proc = subprocess.run([sys.executable, "scripts/make_beyond_recipes.py", "--check"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    split = tmp_path / "labeled.txt"
+    split.write_text("")
+    count = 0
+    for name, table in beyond.TABLES.items():
+        for method, index, cell in beyond.cells(name):
+            path = f"flags/beyond/{name}/{cell}.flags"
+            text = open(path).read()
+            figures = table["results"][method][0]
+            published = re.search(r"^# Published: ([0-9.]+) mIoU", text, re.M)
+            assert (float(published.group(1)) if published else None) == (
+                figures[index] if figures else None), path
+            assert f"python -m semiseg_tf.train --flagfile={path}" in text
+            overrides = {"split_file": str(split)} if table["split"] else {}
+            cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"),
+                                 **overrides)
+            assert cfg.n_sup == table["sizes"][index] and cfg.arch == "deeplab3plus_resnet101"
+            assert cfg.opt_type == "sgd" and cfg.batch_size == 8 and not cfg.freeze_bn
+            if method != "baseline":
+                assert (cfg.perturbation, cfg.model, cfg.cons_loss_fn, cfg.conf_thresh,
+                        cfg.conf_per_pixel, cfg.cons_average, cfg.sup_weight, cfg.cons_weight) == (
+                    method, "pi", "hard_ce", 0.95, True, "valid", 0.5, 0.5)
+                assert cfg.aug_strong_colour and cfg.aug_strong_blur == 0.5
+            count += 1
+    assert count == 15 + 8 + 8
+    # UniMatch's Pascal 92: 80 epochs of the loader over 10,490 images on 4 GPUs at 2 each.
+    cfg, _ = parse_flags(flagfile="flags/beyond/pascal_classic_deeplab3plus/unimatch_92.flags",
+                         data_dir=str(tmp_path), workdir=str(tmp_path / "r"), split_file=str(split))
+    assert cfg.train_steps == 80 * 1311 and cfg.learning_rate == 0.01 and cfg.backbone_lr_scale == 0.1
 
 
 def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):

@@ -358,7 +358,9 @@ def test_commands_help_groups_flags_by_topic():
             "Logging and checkpoints", "Distribution and speed"} <= set(titles)
     flags_listed = re.findall(r"^  --(?:\[no\])?(\w+):", done.stdout, re.M)
     from semiseg_tf import config
-    assert sorted(flags_listed) == sorted(config._NAMES)          # each once, none missing
+    from semiseg_tf.options import perturbation as perturbation_flags
+    # Each once, none missing (and the aliases, e.g. --pseudo_label_thresh for --conf_thresh).
+    assert sorted(flags_listed) == sorted(config._NAMES + list(perturbation_flags.ALIASES))
     # The other commands' help is the same rendering of their own topics (in this process: each
     # command's --help costs a TensorFlow start-up).
     from semiseg_tf import evaluate, options, predict, prepare

@@ -35,6 +35,11 @@ def _fold(seed, value):
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
 
 
+def student_view_key(view):
+    """The sample key of the student's `view`-th (0-based) strong view."""
+    return "student_image" if view == 0 else f"student_image_{view + 1}"
+
+
 def stream_index(indices, position, stream_seed):
     """The dataset index at `position` of an endless sequence of random permutations of `indices`."""
     count = tf.shape(indices, out_type=tf.int64)[0]
@@ -132,6 +137,9 @@ class InputPipeline:
         student_colour = None if with_label else self.params.student_colour
         student_blur_prob = 0.0 if with_label else self.params.student_blur_prob
         paired = not with_label and self.perturbation is not None and self.perturbation.paired_views
+        # Independently colour-jittered and blurred copies for the student (UniMatch's two strong
+        # views): `student_image`, `student_image_2`, ...
+        strong_views = 0 if with_label else self.perturbation.strong_views
 
         def make_sample(position):
             seeds = tf.random.experimental.stateless_split(_fold(sample_seed_base, position), 2)
@@ -142,17 +150,25 @@ class InputPipeline:
             else:
                 sample = augment(image, label if with_label else None, seeds[0],
                                  self.params.geometric)
-            if student_colour is not None:
-                view = sample.get("student_image", sample["image"])
-                rgb = colour.random_colour(_fold(colour_seed_base, position),
-                                           denormalise(view, mean, std), student_colour)
-                sample["student_image"] = normalise(rgb, mean, std)
-            if student_blur_prob > 0:
-                # The normalisation is affine per channel and the kernel sums to 1, so blurring the
-                # normalised image is blurring the colours.
-                view = sample.get("student_image", sample["image"])
-                sample["student_image"] = blur.random_blur(_fold(blur_seed_base, position), view,
-                                                           student_blur_prob)
+            base = sample.get("student_image", sample["image"])
+            for view in range(strong_views):
+                # View 0 keeps the seeds it had before there were more views (runs repeat).
+                key = student_view_key(view)
+                colour_seed = _fold(colour_seed_base, position)
+                blur_seed = _fold(blur_seed_base, position)
+                if view:
+                    colour_seed, blur_seed = _fold(colour_seed, view), _fold(blur_seed, view)
+                image = base
+                if student_colour is not None:
+                    rgb = colour.random_colour(colour_seed, denormalise(image, mean, std),
+                                               student_colour)
+                    image = normalise(rgb, mean, std)
+                if student_blur_prob > 0:
+                    # The normalisation is affine per channel and the kernel sums to 1, so
+                    # blurring the normalised image is blurring the colours.
+                    image = blur.random_blur(blur_seed, image, student_blur_prob)
+                if image is not base or view:
+                    sample[key] = image
             if extras_fn is not None:
                 sample.update(extras_fn(seeds[1], self.params.geometric.crop_size))
             return sample

@@ -14,6 +14,16 @@ from semiseg_tf.data import base, layouts, records
 from semiseg_tf.data.native import DataError
 
 
+def _split_name(line, known):
+    """The training name a split-file line means: the line itself, or, for lines that name files
+    (UniMatch's "JPEGImages/2007_000032.jpg SegmentationClass/2007_000032.png"), the first file's
+    name without folder and extension."""
+    if line in known:
+        return line
+    first = line.split()[0]
+    return os.path.splitext(os.path.basename(first))[0]
+
+
 def _require_validation(dataset, has_validation_set, n_val):
     if not has_validation_set and n_val <= 0:
         raise DataError(f"--dataset={dataset}: no validation set; add val/images and val/masks to the "
@@ -84,7 +94,8 @@ class PreparedSource(base.DataSource):
             position = {train.names[r]: p for p, r in enumerate(self.train_ids)}
             labelled = set(candidates.tolist())
             order = []
-            for name in self._split_names:
+            for line in self._split_names:
+                name = _split_name(line, position)
                 if position.get(name) not in labelled:
                     raise DataError(f"--split_file={self._split_file}: '{name}' is not a labelled "
                                     f"training image of {self.name}")

@@ -2,7 +2,7 @@
 import keras
 
 from semiseg_tf.models.layers import ResizeLike, batch_norm
-from semiseg_tf.models.registry import register
+from semiseg_tf.models.registry import attach_feature_split, register
 
 
 def _conv_bn_relu(x, channels, name):
@@ -16,7 +16,8 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
 
     Two conv-BN-ReLU per level, channels doubling per level. The stem halves the resolution first
     because full-resolution convolutions cost most of a CPU step (output stride 2, like DeepLab's 8).
-    Input sizes must be multiples of 2**(depth + 1).
+    Input sizes must be multiples of 2**(depth + 1). The up path is a nested model, `decoder`, so
+    that UniMatch's feature stream can decode perturbed features (`models.feature_split`).
     """
     inputs = keras.Input((None, None, 3), name="image")
     x = keras.layers.Conv2D(base_channels, 3, strides=2, padding="same", use_bias=False,
@@ -31,7 +32,23 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
     x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_a")
-    x = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_b")
+    bottom = _conv_bn_relu(x, base_channels * 2 ** depth, "bottom_b")
+    features = skips + [bottom]
+    decoder = _decoder(num_classes, base_channels, depth)
+    network = keras.Model(inputs, decoder([inputs, *features]), name=name)
+    # UniMatch's split: every skip and the bottom are the encoder's features.
+    return attach_feature_split(network, keras.Model(inputs, features, name=f"{name}_encoder"),
+                                decoder)
+
+
+def _decoder(num_classes, base_channels, depth):
+    """The up path, a model of its own: [image (for the output size), skip 0 .. depth - 1, bottom]
+    -> logits at the image's size."""
+    image = keras.Input((None, None, 3), name="image")
+    skips = [keras.Input((None, None, base_channels * 2 ** level), name=f"encoder_skip{level}")
+             for level in range(depth)]
+    bottom = keras.Input((None, None, base_channels * 2 ** depth), name="encoder_bottom")
+    x = bottom
     for level in reversed(range(depth)):
         # Bilinear 2x, as UpSampling2D computes it, but also for images whose size is only known
         # when they arrive (evaluation on full images of varied sizes).
@@ -40,8 +57,8 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
         x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}a")
         x = _conv_bn_relu(x, base_channels * 2 ** level, f"up{level}b")
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
-    logits = ResizeLike(name="upsample_logits")([logits, inputs])
-    return keras.Model(inputs, logits, name=name)
+    logits = ResizeLike(name="upsample_logits")([logits, image])
+    return keras.Model([image, *skips, bottom], logits, name="decoder")
 
 
 def _input_multiple(depth):
@@ -52,12 +69,12 @@ def _input_multiple(depth):
 _SMALL_DEPTH, _TINY_DEPTH = 3, 1
 
 
-@register("small_unet", input_multiple=_input_multiple(_SMALL_DEPTH))
+@register("small_unet", input_multiple=_input_multiple(_SMALL_DEPTH), feature_split=True)
 def build_small_unet(num_classes, **kwargs):
     return small_unet(num_classes, depth=_SMALL_DEPTH, **kwargs)
 
 
-@register("tiny_unet", input_multiple=_input_multiple(_TINY_DEPTH))
+@register("tiny_unet", input_multiple=_input_multiple(_TINY_DEPTH), feature_split=True)
 def build_tiny_unet(num_classes, **kwargs):
     """A still smaller net for unit tests (seconds per run)."""
     return small_unet(num_classes, base_channels=4, depth=_TINY_DEPTH, name="tiny_unet", **kwargs)

@@ -1,4 +1,6 @@
 """Flags of the semi-supervised method: mean teacher or Pi, the perturbation, the loss."""
+from absl import flags
+
 from semiseg_tf.options import Topic
 from semiseg_tf.semisup import losses
 
@@ -10,12 +12,19 @@ TOPIC.define("enum", "model", "mean_teacher", ["mean_teacher", "pi"],
 TOPIC.define("string", "perturbation", "cutmix", "Consistency perturbation: cutmix (two images "
         "mixed by box masks), cutout (student sees a box-masked image), augment (teacher and "
         "student see differently augmented crops), ict (mixup of two images by a Beta factor), vat "
-        "(virtual adversarial). Unused when --cons_weight=0.")
+        "(virtual adversarial), fixmatch (hard pseudo-labels from the weak view train the strong "
+        "view, with UniMatch's CutMix box), unimatch (fixmatch with two strong views and a stream "
+        "of the weak view's encoder features with half their channels dropped; needs a network "
+        "with an encoder/decoder split). Run fixmatch and unimatch from a recipe "
+        "(flags/demo/, flags/beyond/): it sets the strong view, the loss and its averaging. Unused "
+        "when --cons_weight=0.")
 TOPIC.define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
         "baseline (through the same trainer, teacher still evaluated).")
+TOPIC.define("float", "sup_weight", 1.0, "Weight of the supervised loss (FixMatch and UniMatch "
+        "average the two losses: --sup_weight=0.5 --cons_weight=0.5).")
 TOPIC.define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the consistency loss is "
         "scaled by the share of batch pixels whose teacher max-probability is at least this. 0 "
-        "disables.")
+        "disables. Also spelt --pseudo_label_thresh (FixMatch's 0.95, with --conf_per_pixel).")
 TOPIC.define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
         "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
         "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
@@ -27,6 +36,11 @@ TOPIC.define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
 TOPIC.define("boolean", "conf_per_pixel", False, "Confidence weighting per pixel: the loss counts "
         "only where the teacher is confident, instead of being scaled by the batch's confident "
         "share.")
+TOPIC.define("enum", "cons_average", "pixels", ["pixels", "valid", "confident"], "What the "
+        "consistency loss's sum is divided by: pixels = every pixel of the batch (the paper's "
+        "authors); valid = the pixels its loss mask counts, e.g. those inside the image and, for "
+        "CutMix, from either image (FixMatch and UniMatch); confident = the counted pixels where the "
+        "teacher is confident (needs --conf_per_pixel).")
 TOPIC.define("integer", "rampup", 0, "Sigmoid ramp-up of the consistency weight, exp(-5 (1 - t)^2),"
         " over this many steps (the authors count epochs; 0: no ramp-up, the paper's default since "
         "the confident share grows by itself).")
@@ -75,3 +89,9 @@ TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the auth
         "2.7): the direction network is left in inference mode, so the teacher's targets (or, with "
         "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
         "The supervised pass keeps batch statistics here.")
+
+# Other names of flags, listed in --help beside them: FixMatch's name for the threshold of its
+# pseudo-labels is the same flag as the confidence threshold.
+ALIASES = {"pseudo_label_thresh": "conf_thresh"}
+for _alias, _flag in ALIASES.items():
+    flags.DEFINE_alias(_alias, _flag, module_name=TOPIC.module)

@@ -127,8 +127,12 @@ def confident_share(teacher_confidence, threshold):
     return global_sum(tf.reduce_sum(confident)) / total
 
 
-def masked_pixel_mean(per_pixel, loss_mask):
-    """Mean of per_pixel * loss_mask over every pixel of the global batch (not over the mask's sum)."""
+def masked_average(per_pixel, loss_mask, over=None):
+    """Sum of per_pixel * loss_mask over the global batch, divided by the global sum of `over` (a
+    [N, H, W, 1] weight; None: every pixel counts 1). 0 where `over` sums to 0."""
     local = tf.reduce_sum(per_pixel * loss_mask)
-    total = global_sum(tf.cast(tf.size(per_pixel), tf.float32))
-    return local / total
+    if over is None:
+        total = global_sum(tf.cast(tf.size(per_pixel), tf.float32))
+    else:
+        total = global_sum(tf.stop_gradient(tf.reduce_sum(over)))
+    return tf.math.divide_no_nan(local, total)

@@ -16,7 +16,7 @@ scale halved, and `overflow_steps` counts it.
 import keras
 import tensorflow as tf
 
-from semiseg_tf.semisup import losses
+from semiseg_tf.semisup import losses, perturbations
 
 
 class MeanTeacher(keras.Model):
@@ -42,6 +42,11 @@ class MeanTeacher(keras.Model):
         update, no EMA; `nonfinite_steps` counts it and the first is recorded). True also puts back
         the batch-norm moving statistics its forward passes changed, so training can go on; False
         (the trainer then stops the run) leaves them, as they will not be saved.
+      sup_weight: weight of the supervised loss (FixMatch and UniMatch halve both losses).
+      cons_average: what the consistency loss's sum is divided by: "pixels", every pixel of the
+        batch (the paper's authors); "valid", the pixels the perturbation's loss mask counts
+        (FixMatch's and UniMatch's, whose mask is the valid pixels); "confident", the counted pixels
+        where the teacher is confident (with `conf_per_pixel`).
     Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
     and there is no EMA.
     """
@@ -49,7 +54,7 @@ class MeanTeacher(keras.Model):
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
                  teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
                  rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True,
-                 skip_nonfinite=False, **kwargs):
+                 skip_nonfinite=False, sup_weight=1.0, cons_average="pixels", **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -64,6 +69,14 @@ class MeanTeacher(keras.Model):
         self.unsup_batch_ratio = int(unsup_batch_ratio)
         self.bn_stats_from_unlabelled = bool(bn_stats_from_unlabelled)
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.sup_weight = float(sup_weight)
+        if cons_average not in CONS_AVERAGES:
+            raise ValueError(f"cons_average must be one of {', '.join(CONS_AVERAGES)}, not "
+                             f"{cons_average!r}")
+        if cons_average == "confident" and not (conf_per_pixel and conf_thresh > 0):
+            raise ValueError("cons_average='confident' needs per-pixel confidence (conf_per_pixel "
+                             "and a conf_thresh above 0)")
+        self.cons_average = cons_average
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
@@ -121,21 +134,36 @@ class MeanTeacher(keras.Model):
     def consistency(self, unlabelled):
         """Consistency loss of one unlabelled slice (this replica's share), confident share, terms.
 
-        SPEC 2.3: the per-pixel loss times the loss mask, averaged over every pixel; then either times
-        the share of confident pixels of the whole batch (default), or with the loss mask also zero
-        where the teacher is not confident (`conf_per_pixel`).
+        SPEC 2.3: the per-pixel loss times the loss mask, averaged (`cons_average`: by default over
+        every pixel); then either times the share of confident pixels of the whole batch (default),
+        or with the loss mask also zero where the teacher is not confident (`conf_per_pixel`).
+        A perturbation with several losses (UniMatch) gives `WeightedTerms`: their weighted sum,
+        and the first one's share and terms.
         """
-        terms = self.perturbation.consistency(self.student, self.teacher, unlabelled)
+        result = self.perturbation.consistency(self.student, self.teacher, unlabelled)
+        if isinstance(result, perturbations.ConsistencyTerms):
+            return (*self.terms_loss(result), result)
+        total, shares = tf.constant(0.0), []
+        for stream in result:
+            loss, share = self.terms_loss(stream.terms)
+            total += stream.weight * loss
+            shares.append(share)
+        return total, shares[0], result[0].terms
+
+    def terms_loss(self, terms):
+        """(loss, confident share) of one `ConsistencyTerms`."""
         per_pixel = self.cons_loss(terms.student_logits, terms.teacher_logits, terms.teacher_probs)
-        if self.conf_thresh <= 0:
-            return losses.masked_pixel_mean(per_pixel, terms.loss_mask), tf.constant(1.0), terms
-        share = tf.stop_gradient(losses.confident_share(terms.teacher_confidence, self.conf_thresh))
-        if self.conf_per_pixel:
-            confident = tf.cast(terms.teacher_confidence >= self.conf_thresh, tf.float32)
-            loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask * confident)
-        else:
-            loss = losses.masked_pixel_mean(per_pixel, terms.loss_mask) * share
-        return loss, share, terms
+        counted, share = terms.loss_mask, tf.constant(1.0)
+        if self.conf_thresh > 0:
+            share = tf.stop_gradient(losses.confident_share(terms.teacher_confidence,
+                                                            self.conf_thresh))
+            if self.conf_per_pixel:
+                counted = counted * tf.cast(terms.teacher_confidence >= self.conf_thresh, tf.float32)
+        over = {"pixels": None, "valid": terms.loss_mask, "confident": counted}[self.cons_average]
+        loss = losses.masked_average(per_pixel, counted, over)
+        if self.conf_thresh > 0 and not self.conf_per_pixel:
+            loss *= share
+        return loss, share
 
     def _moving_statistics(self):
         """The batch-norm moving means and variances of student and teacher (once each for Pi)."""
@@ -162,7 +190,8 @@ class MeanTeacher(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.student(labelled["image"], training=True)
             sup_loss = losses.cross_entropy(logits, labelled["label"])
-            scaled = self.optimizer.scale_loss(sup_loss) if self.loss_scaled else sup_loss
+            scaled = self.sup_weight * sup_loss
+            scaled = self.optimizer.scale_loss(scaled) if self.loss_scaled else scaled
         grads = tape.gradient(scaled, student_vars)
         cons_loss, conf_share = tf.constant(0.0), tf.constant(0.0)
         if self.uses_unlabelled:
@@ -261,6 +290,10 @@ class MeanTeacher(keras.Model):
                     lambda: self._skip_update(first(nonfinite)[0], first(step)[0]))
         tf.distribute.get_replica_context().merge_call(
             cross_replica, args=(grads, finite, nonfinite, tf.convert_to_tensor(step)))
+
+
+# What the consistency loss is averaged over (`MeanTeacher`'s `cons_average`).
+CONS_AVERAGES = ("pixels", "valid", "confident")
 
 
 def _add(a, b):

@@ -9,7 +9,9 @@ import dataclasses
 
 import tensorflow as tf
 
+from semiseg_tf import models
 from semiseg_tf.augment import boxmask, geometric
+from semiseg_tf.data import pipeline
 from semiseg_tf.models import precision
 from semiseg_tf.semisup import losses
 
@@ -53,6 +55,15 @@ class ConsistencyTerms:
     panels: dict
 
 
+@dataclasses.dataclass
+class WeightedTerms:
+    """One of several consistency losses of a perturbation: its weight, a name for logs and
+    pictures, and its terms."""
+    weight: float
+    name: str
+    terms: ConsistencyTerms
+
+
 class Perturbation:
     """Base class.
 
@@ -62,13 +73,17 @@ class Perturbation:
     num_unlabelled_streams = 0
     # True: each unlabelled sample is two geometric views of one image (`pipeline.augment_pair`).
     paired_views = False
+    # Independently colour-jittered and blurred student copies per unlabelled sample
+    # (`student_image`, `student_image_2`, ...; see `pipeline.student_view_key`).
+    strong_views = 1
 
     def sample_extras(self, seed, crop_size):
         """Per-sample tensors drawn in tf.data for the first unlabelled stream (a dict)."""
         return {}
 
     def consistency(self, student, teacher, unlabelled, training=True):
-        """Returns `ConsistencyTerms`. `training=False` only for pictures: it leaves BN statistics alone."""
+        """Returns `ConsistencyTerms`, or for several losses a list of `WeightedTerms` (the trainer
+        sums weight x loss). `training=False` only for pictures: it leaves BN statistics alone."""
         raise NotImplementedError
 
 
@@ -118,6 +133,160 @@ class CutMix(Perturbation):
             batch_a["valid"] * (1 - mix) + batch_b["valid"] * mix,
             panels={"image_a": batch_a["image"], "image_b": batch_b["image"], "mix_mask": mix,
                     "mixed_input": mixed_image})
+
+
+@register("fixmatch")
+class FixMatch(CutMix):
+    """Weak-to-strong pseudo-labelling: FixMatch for segmentation, as UniMatch's `fixmatch.py` does it.
+
+    The target network (the EMA teacher, or the student itself with --model=pi, FixMatch's and
+    UniMatch v1's choice) predicts on the weak view (`image`: the crop, scale and flip only); the
+    student predicts on the strong view (`student_image`: the same crop colour-jittered, greyed and
+    blurred by the pipeline's --aug_strong_colour and --aug_strong_blur) with UniMatch's CutMix
+    box (`boxmask.PseudoLabelBoxParams`: half the time, 2-40% of the area) pasting the second
+    image's strong view in; the targets are mixed by the same box. With --cons_loss_fn=hard_ce,
+    --conf_per_pixel and --conf_thresh 0.95 the loss is FixMatch's: cross-entropy against the
+    weak view's argmax where its confidence is at least 0.95, summed and divided by the valid
+    pixels (--cons_average=valid, as the original).
+
+    As the original, the pasted image's pseudo-labels come from the target network in inference
+    mode (moving batch-norm statistics; `mix_source_inference`), the first image's in training
+    mode. Unlike the original, the weak view's pass is not one batch with the labelled images, so
+    its batch statistics are its own.
+    """
+    num_unlabelled_streams = 2
+
+    def __init__(self, box_params=boxmask.PseudoLabelBoxParams(), mix_source_inference=True):
+        self.box_params = box_params
+        self.mix_source_inference = bool(mix_source_inference)
+
+    def sample_extras(self, seed, crop_size):
+        return {"mix_mask": boxmask.pseudo_label_box_mask(seed, crop_size[0], crop_size[1],
+                                                          self.box_params)}
+
+    def weak_targets(self, teacher, batch_a, batch_b, training):
+        """Target logits on both images' weak views. The second image's come first, in inference
+        mode, as the original predicts them before any training-mode pass of the step (so before the
+        first image's pass has moved the batch-norm statistics)."""
+        logits_b = teacher_logits(teacher, batch_b["image"],
+                                  False if self.mix_source_inference else training)
+        logits_a = teacher_logits(teacher, batch_a["image"], training)
+        return logits_a, logits_b
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        batch_a, batch_b = unlabelled
+        box = batch_a["mix_mask"]
+        logits_a, logits_b = self.weak_targets(teacher, batch_a, batch_b, training)
+        strong = student_view(batch_a) * (1 - box) + student_view(batch_b) * box
+        return _terms_from_logits(
+            student(strong, training=training), logits_a * (1 - box) + logits_b * box,
+            batch_a["valid"] * (1 - box) + batch_b["valid"] * box,
+            panels={"weak_view": batch_a["image"], "strong_view": student_view(batch_a),
+                    "paste_box": box, "strong_mixed_input": strong})
+
+
+# UniMatch's feature dropout draws its channels from per-sample uniform noise carried with the
+# sample (so a step is the same on one device and on several): up to this many feature maps of up to
+# this many channels (DeepLab v3+'s stage 4 has 2048).
+FEATURE_NOISE_MAPS, FEATURE_NOISE_CHANNELS = 4, 2048
+
+
+def feature_dropout(features, uniform, rate):
+    """Channel dropout (`nn.Dropout2d`): whole channels of each sample zeroed where its `uniform`
+    [N, >= C] draw is below `rate`, the others scaled by 1 / (1 - rate)."""
+    channels = features.shape[-1]
+    if channels > uniform.shape[-1]:
+        raise ValueError(f"feature dropout: a feature map of {channels} channels, more than the "
+                         f"{uniform.shape[-1]} the noise holds (FEATURE_NOISE_CHANNELS)")
+    keep = tf.cast(uniform[:, :channels] >= rate, features.dtype)[:, None, None, :]
+    return features * keep / tf.cast(1.0 - rate, features.dtype)
+
+
+def view_of(batch, view):
+    """The student's `view`-th strong view of a batch (its teacher image if there is none)."""
+    return batch.get(pipeline.student_view_key(view), batch["image"])
+
+
+@register("unimatch")
+class UniMatch(FixMatch):
+    """UniMatch (Yang et al., CVPR 2023, `unimatch.py`): FixMatch with two strong views and a
+    feature-perturbation stream, trained on the same pseudo-labels.
+
+    The two strong views of each unlabelled image are colour-jittered, greyed and blurred
+    independently by the pipeline (`strong_views = 2`), each with its own UniMatch box pasting in the
+    second image's view of the same number; their targets are the weak views' logits mixed by the
+    same box (the pasted image's from inference mode, as in FixMatch). The feature stream takes the
+    encoder's features of the weak view (`models.feature_split`), drops half of each map's channels
+    (`feature_dropout`) and decodes them; its target is the weak view's own, unmixed. The losses
+    weigh 0.25, 0.25 and 0.5 (`weights`); with --sup_weight=0.5 --cons_weight=0.5 the step's loss
+    is UniMatch's (loss_x + 0.25 s1 + 0.25 s2 + 0.5 fp) / 2.
+
+    As the original, when the student is its own target (--model=pi) the weak view's prediction and
+    the feature stream come from one encoder pass, decoded in one batch (clean and dropped features
+    side by side), the prediction without gradient; the two strong views go through the student
+    as one batch. With an EMA teacher the weak prediction is the teacher's and the feature stream
+    runs the student's encoder on the weak view.
+    """
+    strong_views = 2
+
+    def __init__(self, box_params=boxmask.PseudoLabelBoxParams(), mix_source_inference=True,
+                 dropout_rate=0.5, weights=(0.25, 0.25, 0.5)):
+        super().__init__(box_params, mix_source_inference)
+        self.dropout_rate = float(dropout_rate)
+        self.weights = tuple(float(w) for w in weights)
+
+    def sample_extras(self, seed, crop_size):
+        seeds = tf.random.experimental.stateless_split(seed, 3)
+        height, width = crop_size
+        return {
+            "mix_mask": boxmask.pseudo_label_box_mask(seeds[0], height, width, self.box_params),
+            "mix_mask_2": boxmask.pseudo_label_box_mask(seeds[1], height, width, self.box_params),
+            "feature_noise": tf.random.stateless_uniform(
+                [FEATURE_NOISE_MAPS, FEATURE_NOISE_CHANNELS], seeds[2]),
+        }
+
+    def feature_stream(self, student, teacher, batch_a, training):
+        """(weak-view target logits of the first image, the feature stream's logits)."""
+        split = models.feature_split(student)
+        weak = batch_a["image"]
+        features = split.encode(weak, training)
+        if len(features) > FEATURE_NOISE_MAPS:
+            raise ValueError(f"feature dropout: {len(features)} feature maps, more than the "
+                             f"{FEATURE_NOISE_MAPS} the noise holds (FEATURE_NOISE_MAPS)")
+        noise = batch_a["feature_noise"]
+        dropped = [feature_dropout(f, noise[:, k], self.dropout_rate) for k, f in enumerate(features)]
+        if teacher is not student:
+            return (teacher_logits(teacher, weak, training),
+                    tf.cast(split.decode(weak, dropped, training), tf.float32))
+        count = tf.shape(weak)[0]
+        both = split.decode(tf.concat([weak, weak], 0),
+                            [tf.concat([f, d], 0) for f, d in zip(features, dropped)], training)
+        both = tf.cast(both, tf.float32)
+        return tf.stop_gradient(both[:count]), both[count:]
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        batch_a, batch_b = unlabelled
+        # The pasted image's targets first, in inference mode (see `FixMatch.weak_targets`).
+        logits_b = teacher_logits(teacher, batch_b["image"],
+                                  False if self.mix_source_inference else training)
+        logits_a, feature_logits = self.feature_stream(student, teacher, batch_a, training)
+        boxes = (batch_a["mix_mask"], batch_a["mix_mask_2"])
+        strong = [view_of(batch_a, k) * (1 - box) + view_of(batch_b, k) * box
+                  for k, box in enumerate(boxes)]
+        count = tf.shape(strong[0])[0]
+        both = student(tf.concat(strong, 0), training=training)
+        streams = []
+        for k, (box, logits) in enumerate(zip(boxes, (both[:count], both[count:]))):
+            terms = _terms_from_logits(
+                logits, logits_a * (1 - box) + logits_b * box,
+                batch_a["valid"] * (1 - box) + batch_b["valid"] * box,
+                panels={f"strong_view_{k + 1}": view_of(batch_a, k), f"paste_box_{k + 1}": box,
+                        f"strong_mixed_input_{k + 1}": strong[k]})
+            streams.append(WeightedTerms(self.weights[k], f"strong_{k + 1}", terms))
+        feature_terms = _terms_from_logits(feature_logits, logits_a, batch_a["valid"],
+                                           panels={"weak_view": batch_a["image"]})
+        streams.append(WeightedTerms(self.weights[2], "features", feature_terms))
+        return streams
 
 
 @register("cutout")

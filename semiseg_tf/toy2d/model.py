@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from semiseg_tf import checkpoints
 from semiseg_tf.models.layers import TorchBiasUniform, torch_conv_init
+from semiseg_tf.semisup import optim
 
 
 def mlp(n_hidden=3, hidden_size=512, batch_norm=True, dropout=True, seed=None, name="toy_mlp"):
@@ -78,7 +79,7 @@ class ToyTrainer:
         if self.teacher is not self.student:
             for t, s in zip(self.teacher.weights, self.student.weights):
                 t.assign(s)     # the teacher starts as the student's copy
-        self.optimizer = keras.optimizers.Adam(params.learning_rate, epsilon=1e-8)
+        self.optimizer = optim.build_optimizer("adam", params.learning_rate)   # PyTorch's Adam
         self.optimizer.build(self.student.trainable_variables)
         self._noise_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
         # Where the epoch loop is (epoch, its numpy RandomState, ...), as JSON, so that one checkpoint
