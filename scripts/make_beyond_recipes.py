@@ -26,7 +26,9 @@ import math
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_paper_recipes  # noqa: E402  (its `sync` writes or checks the folder)
+
 OUT = os.path.join("flags", "beyond")
 
 # UniMatch's strong view and loss, shared by both methods (their `SemiDataset` and training loop).
@@ -54,13 +56,17 @@ def steps(epochs, unlabelled, gpus, per_gpu):
     return epochs * (math.ceil(unlabelled / gpus) // per_gpu)
 
 
+# UniMatch's Pascal settings (configs/pascal.yaml: 4 GPUs at 2 images, lr 0.001 x 10 for the head).
+PASCAL = {
+    "data": ["--dataset=pascal_aug", "--crop_size=321,321", "--aug_max_scale=2", "--aug_hflip",
+             "--batch_size=8", "--learning_rate=0.01", "--backbone_lr_scale=0.1"],
+    "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2,
+}
 TABLES = {
     "pascal_classic_deeplab3plus": {
         "title": "Pascal VOC 2012, labelled images from the classic 1,464 (UniMatch's splits), "
                  "DeepLab v3+ ResNet-101, crop 321",
-        "data": ["--dataset=pascal_aug", "--crop_size=321,321", "--aug_max_scale=2", "--aug_hflip",
-                 "--batch_size=8", "--learning_rate=0.01", "--backbone_lr_scale=0.1"],
-        "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2,
+        **PASCAL,
         "sizes": (92, 183, 366, 732, 1464),
         "split": "--split_file=/path/to/UniMatch/splits/pascal/{n}/labeled.txt",
         "split_note": "UniMatch's list of the labelled images (its lines name the JPEG and the mask; "
@@ -79,9 +85,7 @@ TABLES = {
     "pascal_aug_deeplab3plus": {
         "title": "Pascal VOC 2012 augmented, the paper's split (French et al.), DeepLab v3+ "
                  "ResNet-101, crop 321",
-        "data": ["--dataset=pascal_aug", "--crop_size=321,321", "--aug_max_scale=2", "--aug_hflip",
-                 "--batch_size=8", "--learning_rate=0.01", "--backbone_lr_scale=0.1"],
-        "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2,
+        **PASCAL,
         "sizes": (106, 212, 529, 1323),
         "split": None, "split_note": None, "data_dir": "/path/to/VOC2012",
         "results": {
@@ -163,24 +167,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
-    files = recipe_files()
-    existing = {os.path.relpath(os.path.join(base, n), REPO)
-                for base, _, names in os.walk(os.path.join(REPO, OUT)) for n in names}
-    stale = sorted(existing - set(files))
-    differ = [p for p, text in files.items()
-              if not os.path.exists(os.path.join(REPO, p)) or open(os.path.join(REPO, p)).read() != text]
-    if args.check:
-        for path in stale + differ:
-            print(f"differs from make_beyond_recipes.py: {path}")
-        return 1 if stale or differ else 0
-    for path in stale:
-        os.remove(os.path.join(REPO, path))
-    for path in differ:
-        os.makedirs(os.path.dirname(os.path.join(REPO, path)), exist_ok=True)
-        with open(os.path.join(REPO, path), "w") as f:
-            f.write(files[path])
-    print(f"{len(files)} files under {OUT} ({len(differ)} written, {len(stale)} removed)")
-    return 0
+    return make_paper_recipes.sync(recipe_files(), [OUT], "make_beyond_recipes.py", args.check)
 
 
 if __name__ == "__main__":

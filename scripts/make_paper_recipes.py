@@ -240,19 +240,17 @@ def recipe_files():
     return files
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
-    args = parser.parse_args()
-    files = recipe_files()
-    existing = {os.path.relpath(os.path.join(base, n), REPO) for family in FAMILIES
-                for base, _, names in os.walk(os.path.join(REPO, family)) for n in names}
+def sync(files, folders, generator, check):
+    """Makes `folders` hold exactly `files` ({relative path: text}), or with `check` only lists what
+    differs; returns the exit status (1: `check` found a difference)."""
+    existing = {os.path.relpath(os.path.join(base, n), REPO) for folder in folders
+                for base, _, names in os.walk(os.path.join(REPO, folder)) for n in names}
     stale = sorted(existing - set(files))
     differ = [p for p, text in files.items()
               if not os.path.exists(os.path.join(REPO, p)) or open(os.path.join(REPO, p)).read() != text]
-    if args.check:
+    if check:
         for path in stale + differ:
-            print(f"differs from make_paper_recipes.py: {path}")
+            print(f"differs from {generator}: {path}")
         return 1 if stale or differ else 0
     for path in stale:
         os.remove(os.path.join(REPO, path))
@@ -260,9 +258,16 @@ def main():
         os.makedirs(os.path.dirname(os.path.join(REPO, path)), exist_ok=True)
         with open(os.path.join(REPO, path), "w") as f:
             f.write(files[path])
-    print(f"{len(files)} files under {' and '.join(FAMILIES)} ({len(differ)} written, "
+    print(f"{len(files)} files under {' and '.join(folders)} ({len(differ)} written, "
           f"{len(stale)} removed)")
     return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args()
+    return sync(recipe_files(), FAMILIES, "make_paper_recipes.py", args.check)
 
 
 if __name__ == "__main__":
