@@ -342,3 +342,14 @@ def test_unimatch_needs_a_network_with_a_split():
     network = models.build("pspnet_small", 3)
     with pytest.raises(ValueError, match="no encoder/decoder split"):
         perturbations.UniMatch().consistency(network, network, unimatch_batches(1))
+
+
+def test_flags_refuse_unimatch_without_a_split_and_confident_average_without_per_pixel(tmp_path):
+    from conftest import parse_flags
+    from semiseg_tf import config
+    with pytest.raises(config.ConfigError, match=r"^--perturbation=unimatch: .*--arch=pspnet_small"):
+        parse_flags(workdir=str(tmp_path), perturbation="unimatch", arch="pspnet_small")
+    with pytest.raises(config.ConfigError, match=r"^--cons_average=confident: .*--conf_per_pixel"):
+        parse_flags(workdir=str(tmp_path), cons_average="confident")
+    cfg, text = parse_flags(workdir=str(tmp_path), pseudo_label_thresh=0.95)
+    assert cfg.conf_thresh == 0.95 and "--conf_thresh=0.95" in text

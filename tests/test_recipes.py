@@ -149,6 +149,22 @@ def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
     assert cfg.train_steps == 80 * 1311 and cfg.learning_rate == 0.01 and cfg.backbone_lr_scale == 0.1
 
 
+def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
+    parsed = {}
+    for path in sorted(glob.glob("flags/demo/*.flags")):
+        name = os.path.basename(path)[:-len(".flags")]
+        parsed[name], _ = parse_flags(flagfile=path, workdir=str(tmp_path / name))
+    assert {"baseline", "cutmix", "cutout", "augment", "ict", "vat", "fixmatch", "unimatch"} <= set(parsed)
+    for name in ("fixmatch", "unimatch"):
+        cfg = parsed[name]
+        assert (cfg.perturbation, cfg.model, cfg.cons_loss_fn, cfg.conf_thresh, cfg.conf_per_pixel,
+                cfg.cons_average, cfg.sup_weight, cfg.cons_weight, cfg.aug_strong_blur) == (
+            name, "pi", "hard_ce", 0.95, True, "valid", 0.5, 0.5, 0.5)
+        # The same network, data, steps and labels as the paper's methods' demo recipes.
+        for field in ("arch", "n_sup", "train_steps", "batch_size", "crop_size", "learning_rate"):
+            assert getattr(cfg, field) == getattr(parsed["cutmix"], field), field
+
+
 def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):
     proc = subprocess.run(
         ["bash", "scripts/run_paper_tables.sh", "cityscapes_deeplab2", "--dry_run",
