@@ -225,7 +225,9 @@ class UniMatch(FixMatch):
     the feature stream come from one encoder pass, decoded in one batch (clean and dropped features
     side by side), the prediction without gradient; the two strong views go through the student
     as one batch. With an EMA teacher the weak prediction is the teacher's and the feature stream
-    runs the student's encoder on the weak view.
+    runs the student's encoder on the weak view. As in `FixMatch`, the original's encoder pass also
+    holds the labelled images (one batch, so shared batch statistics); here the labelled pass is
+    the trainer's own.
     """
     strong_views = 2
 
