@@ -114,14 +114,10 @@ TABLES = {
 }
 
 
-def size_name(n_sup):
-    return str(n_sup)
-
-
 def cell_file(name, table, method, index):
     n_sup = table["sizes"][index]
     figures, source = table["results"][method]
-    path = f"{OUT}/{name}/{method}_{size_name(n_sup)}.flags"
+    path = f"{OUT}/{name}/{method}_{n_sup}.flags"
     train_steps = steps(table["epochs"], table["total"] - n_sup, table["gpus"], table["per_gpu"])
     published = (f"# Published: {figures[index]:.1f} mIoU (%), {source}." if figures
                  else f"# Published: {source}.")
@@ -137,7 +133,7 @@ def cell_file(name, table, method, index):
     if table["split"]:
         lines.append(f"#       {table['split'].format(n=n_sup)} \\")
     lines += [
-        f"#       --workdir=runs/beyond/{name}/{method}_{size_name(n_sup)}",
+        f"#       --workdir=runs/beyond/{name}/{method}_{n_sup}",
         "# What differs from UniMatch's runs: see scripts/make_beyond_recipes.py.",
     ]
     if table["split"]:
@@ -150,7 +146,7 @@ def cell_file(name, table, method, index):
 def cells(name):
     """(method, index, cell name) of every cell of table `name`."""
     table = TABLES[name]
-    return [(method, index, f"{method}_{size_name(n)}") for method in table["results"]
+    return [(method, index, f"{method}_{n}") for method in table["results"]
             for index, n in enumerate(table["sizes"])]
 
 

@@ -142,18 +142,21 @@ def keras_trainer(toy, dropout, seed):
                                          batch_norm=False, dropout=dropout), seed, constraint)
 
 
+def paired_layers(torch_net, keras_net):
+    """(torch Linear, Keras Dense) pairs, input to output."""
+    return zip(torch_linears(torch_net), [layer for layer in keras_net.layers if layer.weights])
+
+
 def copy_torch_to_keras(torch_net, keras_net):
-    dense = [layer for layer in keras_net.layers if layer.weights]
-    for linear, layer in zip(torch_linears(torch_net), dense):
+    for linear, layer in paired_layers(torch_net, keras_net):
         layer.kernel.assign(linear.weight.detach().numpy().T)
         layer.bias.assign(linear.bias.detach().numpy())
 
 
 def max_gap(torch_net, keras_net):
     """Largest |torch - keras| over every weight, and the largest weight magnitude."""
-    dense = [layer for layer in keras_net.layers if layer.weights]
     gap, size = 0.0, 0.0
-    for linear, layer in zip(torch_linears(torch_net), dense):
+    for linear, layer in paired_layers(torch_net, keras_net):
         for a, b in ((linear.weight.detach().numpy().T, layer.kernel.numpy()),
                      (linear.bias.detach().numpy(), layer.bias.numpy())):
             gap, size = max(gap, float(np.abs(a - b).max())), max(size, float(np.abs(a).max()))
@@ -167,10 +170,10 @@ def keras_noise(trainer, shape):
 
 
 def batches(rng, toy, labelled_order, order, i):
+    """Iteration `i`'s batches, drawn as `python -m semiseg_tf.toy2d` draws them."""
+    from semiseg_tf.toy2d import data
     batch = SETTING["batch"]
-    while len(labelled_order) < batch:
-        labelled_order = np.concatenate([labelled_order, rng.permutation(len(toy.labelled_x))])
-    sup, labelled_order = labelled_order[:batch], labelled_order[batch:]
+    sup, labelled_order = data.next_labelled_batch(rng, labelled_order, len(toy.labelled_x), batch)
     unsup = order[i * batch:(i + 1) * batch]
     return toy.labelled_x[sup], toy.labelled_y[sup], toy.unlabelled_x[unsup], labelled_order
 

@@ -130,7 +130,7 @@ def test_the_pasted_images_pseudo_labels_come_from_inference_mode():
         expected_b, other_b = (run(batch_b["image"], not inference),
                                run(batch_b["image"], inference))
         restore()
-        logits_a, logits_b = perturbations.FixMatch(mix_source_inference=inference).weak_targets(
+        logits_a, logits_b = perturbations.FixMatch(mix_source_inference=inference).target_logits(
             network, batch_a, batch_b, training=True)
         np.testing.assert_allclose(logits_a.numpy(), expected_a, atol=1e-5)
         np.testing.assert_allclose(logits_b.numpy(), expected_b, atol=1e-5)

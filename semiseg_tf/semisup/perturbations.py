@@ -87,9 +87,10 @@ class Perturbation:
         raise NotImplementedError
 
 
-def student_view(batch):
-    """The student's input: the colour-augmented copy if there is one, else the teacher's image."""
-    return batch.get("student_image", batch["image"])
+def student_view(batch, view=0):
+    """The student's input: its `view`-th colour-augmented (strong) copy if there is one, else the
+    teacher's image."""
+    return batch.get(pipeline.student_view_key(view), batch["image"])
 
 
 def teacher_logits(teacher, images, training):
@@ -122,17 +123,24 @@ class CutMix(Perturbation):
     def sample_extras(self, seed, crop_size):
         return {"mix_mask": boxmask.box_mask(seed, crop_size[0], crop_size[1], self.mask_params)}
 
+    def target_logits(self, teacher, batch_a, batch_b, training):
+        """The teacher's logits on each batch, separately (SPEC 2.4)."""
+        return (teacher_logits(teacher, batch_a["image"], training),
+                teacher_logits(teacher, batch_b["image"], training))
+
+    def panels(self, batch_a, batch_b, mix, mixed_image):
+        return {"image_a": batch_a["image"], "image_b": batch_b["image"], "mix_mask": mix,
+                "mixed_input": mixed_image}
+
     def consistency(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
         mix = batch_a["mix_mask"]
-        logits_a = teacher_logits(teacher, batch_a["image"], training)
-        logits_b = teacher_logits(teacher, batch_b["image"], training)
+        logits_a, logits_b = self.target_logits(teacher, batch_a, batch_b, training)
         mixed_image = student_view(batch_a) * (1 - mix) + student_view(batch_b) * mix
         return _terms_from_logits(
             student(mixed_image, training=training), logits_a * (1 - mix) + logits_b * mix,
             batch_a["valid"] * (1 - mix) + batch_b["valid"] * mix,
-            panels={"image_a": batch_a["image"], "image_b": batch_b["image"], "mix_mask": mix,
-                    "mixed_input": mixed_image})
+            panels=self.panels(batch_a, batch_b, mix, mixed_image))
 
 
 @register("fixmatch")
@@ -152,9 +160,9 @@ class FixMatch(CutMix):
     As the original, the pasted image's pseudo-labels come from the target network in inference
     mode (moving batch-norm statistics; `mix_source_inference`), the first image's in training
     mode. Unlike the original, the weak view's pass is not one batch with the labelled images, so
-    its batch statistics are its own.
+    its batch statistics are its own. The step is CutMix's; the box, the targets and the panels
+    are FixMatch's.
     """
-    num_unlabelled_streams = 2
 
     def __init__(self, box_params=boxmask.PseudoLabelBoxParams(), mix_source_inference=True):
         self.box_params = box_params
@@ -164,7 +172,7 @@ class FixMatch(CutMix):
         return {"mix_mask": boxmask.pseudo_label_box_mask(seed, crop_size[0], crop_size[1],
                                                           self.box_params)}
 
-    def weak_targets(self, teacher, batch_a, batch_b, training):
+    def target_logits(self, teacher, batch_a, batch_b, training):
         """Target logits on both images' weak views. The second image's come first, in inference
         mode, as the original predicts them before any training-mode pass of the step (so before the
         first image's pass has moved the batch-norm statistics)."""
@@ -173,16 +181,9 @@ class FixMatch(CutMix):
         logits_a = teacher_logits(teacher, batch_a["image"], training)
         return logits_a, logits_b
 
-    def consistency(self, student, teacher, unlabelled, training=True):
-        batch_a, batch_b = unlabelled
-        box = batch_a["mix_mask"]
-        logits_a, logits_b = self.weak_targets(teacher, batch_a, batch_b, training)
-        strong = student_view(batch_a) * (1 - box) + student_view(batch_b) * box
-        return _terms_from_logits(
-            student(strong, training=training), logits_a * (1 - box) + logits_b * box,
-            batch_a["valid"] * (1 - box) + batch_b["valid"] * box,
-            panels={"weak_view": batch_a["image"], "strong_view": student_view(batch_a),
-                    "paste_box": box, "strong_mixed_input": strong})
+    def panels(self, batch_a, batch_b, box, strong):
+        return {"weak_view": batch_a["image"], "strong_view": student_view(batch_a),
+                "paste_box": box, "strong_mixed_input": strong}
 
 
 # UniMatch's feature dropout draws its channels from per-sample uniform noise carried with the
@@ -200,11 +201,6 @@ def feature_dropout(features, uniform, rate):
                          f"{uniform.shape[-1]} the noise holds (FEATURE_NOISE_CHANNELS)")
     keep = tf.cast(uniform[:, :channels] >= rate, features.dtype)[:, None, None, :]
     return features * keep / tf.cast(1.0 - rate, features.dtype)
-
-
-def view_of(batch, view):
-    """The student's `view`-th strong view of a batch (its teacher image if there is none)."""
-    return batch.get(pipeline.student_view_key(view), batch["image"])
 
 
 @register("unimatch")
@@ -268,12 +264,12 @@ class UniMatch(FixMatch):
 
     def consistency(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
-        # The pasted image's targets first, in inference mode (see `FixMatch.weak_targets`).
+        # The pasted image's targets first, in inference mode (see `FixMatch.target_logits`).
         logits_b = teacher_logits(teacher, batch_b["image"],
                                   False if self.mix_source_inference else training)
         logits_a, feature_logits = self.feature_stream(student, teacher, batch_a, training)
         boxes = (batch_a["mix_mask"], batch_a["mix_mask_2"])
-        strong = [view_of(batch_a, k) * (1 - box) + view_of(batch_b, k) * box
+        strong = [student_view(batch_a, k) * (1 - box) + student_view(batch_b, k) * box
                   for k, box in enumerate(boxes)]
         count = tf.shape(strong[0])[0]
         both = student(tf.concat(strong, 0), training=training)
@@ -282,7 +278,7 @@ class UniMatch(FixMatch):
             terms = _terms_from_logits(
                 logits, logits_a * (1 - box) + logits_b * box,
                 batch_a["valid"] * (1 - box) + batch_b["valid"] * box,
-                panels={f"strong_view_{k + 1}": view_of(batch_a, k), f"paste_box_{k + 1}": box,
+                panels={f"strong_view_{k + 1}": student_view(batch_a, k), f"paste_box_{k + 1}": box,
                         f"strong_mixed_input_{k + 1}": strong[k]})
             streams.append(WeightedTerms(self.weights[k], f"strong_{k + 1}", terms))
         feature_terms = _terms_from_logits(feature_logits, logits_a, batch_a["valid"],

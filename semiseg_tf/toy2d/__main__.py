@@ -191,11 +191,8 @@ def run(out=sys.stdout):
         order = rng.permutation(count)
         totals = {}
         for i in range(iterations):
-            # The labelled batch: successive random permutations of the 10 points, concatenated.
-            while len(labelled_order) < batch:
-                labelled_order = np.concatenate([labelled_order,
-                                                 rng.permutation(len(toy.labelled_x))])
-            sup, labelled_order = labelled_order[:batch], labelled_order[batch:]
+            sup, labelled_order = data.next_labelled_batch(rng, labelled_order,
+                                                           len(toy.labelled_x), batch)
             logs = trainer.step(toy.labelled_x[sup], toy.labelled_y[sup],
                                 toy.unlabelled_x[order[i * batch:(i + 1) * batch]])
             for name, value in logs.items():

@@ -60,6 +60,15 @@ def labelled_points(path=SAMPLES_PATH):
         return samples["clf_sup_X"].astype(np.float64), samples["clf_sup_y"].astype(np.int32)
 
 
+def next_labelled_batch(rng, pending, count, batch):
+    """The next labelled batch of the authors' endless sampler: successive random permutations of
+    the `count` labelled points, concatenated. `pending`: indices drawn but not used yet. Returns
+    (indices [batch], the new pending)."""
+    while len(pending) < batch:
+        pending = np.concatenate([pending, rng.permutation(count)])
+    return pending[:batch], pending[batch:]
+
+
 def signed_distance_map(region):
     """Distance in pixels to the other class: positive inside class 1, negative in class 0
     (`distance_transform_edt`, SPEC 6.5)."""
