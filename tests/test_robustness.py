@@ -433,3 +433,65 @@ def test_sigterm_saves_at_the_step_boundary(tmp_path):
     step = int(stopped[0].split("at step ")[1].split()[0])
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
     assert checkpoint_finite(str(tmp_path / "run" / "checkpoints" / f"ckpt-{step}"))
+
+
+def start_slow_run(tmp_path, step_seconds):
+    """A tiny run whose every step takes `step_seconds` longer inside its graph (tests/slow_step.py),
+    its output going to a file as under a job scheduler or nohup: (process, path of the log, the
+    time its first step began)."""
+    log_path = tmp_path / "train.log"
+    command = [sys.executable, os.path.join(REPO, "tests", "slow_step.py"), str(step_seconds),
+               *TINY_ARGS, f"--workdir={tmp_path}/run", "--train_steps=1000", "--log_every=1",
+               "--checkpoint_every=1000", "--eval_every=1000"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.monotonic() + 120
+    while "training tiny_unet" not in log_path.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    return process, log_path, time.monotonic()
+
+
+def wait_for_text(log_path, text, seconds, after=""):
+    """Seconds until `text` appeared in the file (after the first `after`); fails after `seconds`."""
+    start = time.monotonic()
+    while text not in (log_path.read_text().partition(after)[2] if after else log_path.read_text()):
+        assert time.monotonic() - start < seconds, log_path.read_text()
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_a_second_ctrl_c_ends_a_run_at_once_in_the_middle_of_a_long_step(tmp_path):
+    process, log_path, _ = start_slow_run(tmp_path, step_seconds=600)
+    wait_for_text(log_path, "slow step: waiting", seconds=60)    # inside the ten-minute step
+    process.send_signal(signal.SIGINT)
+    # Acknowledged at once, in the file, though the step goes on for minutes.
+    wait_for_text(log_path, "SIGINT: stopping at the end of this step, with a checkpoint "
+                            "(Ctrl-C again stops at once)", seconds=10)
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=15)
+    assert process.returncode == 128 + signal.SIGINT, log_path.read_text()
+    assert "SIGINT again: stopping now, without a checkpoint" in log_path.read_text()
+    training.lock_workdir(str(tmp_path / "run"))      # the ended process holds it no more
+    training.release_workdir(str(tmp_path / "run"))
+
+
+def test_sigterm_in_the_middle_of_a_long_step_is_acknowledged_at_once_and_saves_after_it(tmp_path):
+    process, log_path, _ = start_slow_run(tmp_path, step_seconds=6)
+    # A whole step done, and the second one in its wait.
+    wait_for_text(log_path, "slow step: waiting", seconds=120, after="step 1/1000")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    acknowledged = wait_for_text(log_path, "SIGTERM: stopping at the end of this step", seconds=10)
+    assert acknowledged < 3, acknowledged
+    process.wait(timeout=60)
+    text = log_path.read_text()
+    assert process.returncode == 128 + signal.SIGTERM, text
+    assert time.monotonic() - sent > 3, text     # the step in progress was finished, not cut short
+    stopped = [line for line in text.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert len(stopped) == 1, text
+    step = int(stopped[0].split("at step ")[1].split()[0])
+    assert step >= 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
