@@ -56,6 +56,21 @@ def _parse_ints(name, text, count):
     return values
 
 
+def parse_mask_values(text):
+    """--mask_values: () for none, else the distinct pixel values 0-255 of the classes, in order."""
+    if not text:
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--mask_values={text!r}: expected comma-separated pixel values, e.g. "
+                          "0,255") from None
+    if len(values) < 2 or len(set(values)) != len(values) or not all(0 <= v <= 255 for v in values):
+        raise ConfigError(f"--mask_values={text!r}: expected two or more distinct pixel values "
+                          "0-255, one per class in class order, e.g. 0,255")
+    return values
+
+
 def _parse_prop_range(text):
     try:
         parts = tuple(float(v) for v in text.split(":"))
@@ -108,6 +123,10 @@ def from_flags(flag_values=flags.FLAGS):
     for name in ("n_val", "num_classes", "prepare_workers"):
         _require(values[name] >= 0, name, values[name], "must be >= 0")
     values["crop_size"] = _parse_ints("crop_size", values["crop_size"], 2)
+    values["mask_values"] = parse_mask_values(values["mask_values"])
+    _require(not values["mask_values"] or values["dataset"] == "folder", "mask_values",
+             ",".join(map(str, values["mask_values"])), "only for --dataset=folder (the other "
+             "datasets' masks are read in their own format)")
     values["mask_prop_range"] = _parse_prop_range(values["mask_prop_range"])
     _require(values["arch"] in models.available(), "arch", values["arch"],
              f"unknown network; choose one of {', '.join(models.available())}")

@@ -45,14 +45,16 @@ def main(argv):
               "required; the synthetic dataset needs no preparation", file=sys.stderr)
         return 2
     try:
-        layout = layouts.LAYOUTS[values.dataset](values.data_dir, num_classes=values.num_classes)
+        layout = layouts.LAYOUTS[values.dataset](
+            values.data_dir, num_classes=values.num_classes,
+            mask_values=config.parse_mask_values(values.mask_values))
         for note in layout.notes:
             print(note)
         prepared_dir = values.prepared_dir or prepared.default_prepared_dir(values.dataset,
                                                                             values.data_dir)
         manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,
                                    verify=values.verify)
-    except DataError as error:
+    except (DataError, config.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -29,6 +29,7 @@ class RunInfo:
     (uint8 RGB / 255 - rgb_mean) / rgb_std. network_options: the build options of `models.build`.
     evaluated_network: 'teacher' (mean teacher) or 'student' (Pi model, its own teacher).
     fill_holes: two-class runs whose predicted foreground gets its holes filled (--bin_fill_holes).
+    mask_values: the raw mask values of classes 0, 1, ... (--mask_values), or () for class ids.
     """
     dataset: str
     class_names: tuple
@@ -41,6 +42,7 @@ class RunInfo:
     network_options: dict
     evaluated_network: str = "teacher"
     fill_holes: bool = False
+    mask_values: tuple = ()
 
     @property
     def num_classes(self):
@@ -57,6 +59,7 @@ class RunInfo:
                         "options": dict(self.network_options),
                         "evaluated": self.evaluated_network},
             "crop_size": list(self.crop_size), "fill_holes": self.fill_holes,
+            "mask_values": list(self.mask_values),
         }
 
     @classmethod
@@ -67,7 +70,8 @@ class RunInfo:
                    arch=data["network"]["arch"], input_multiple=data["network"]["input_multiple"],
                    crop_size=tuple(data["crop_size"]),
                    network_options=dict(data["network"]["options"]),
-                   evaluated_network=data["network"]["evaluated"], fill_holes=data["fill_holes"])
+                   evaluated_network=data["network"]["evaluated"], fill_holes=data["fill_holes"],
+                   mask_values=tuple(data.get("mask_values", ())))
 
 
 def network_options(values):
@@ -85,7 +89,7 @@ def from_run(cfg, source):
                    input_multiple=models.input_multiple(cfg.arch), crop_size=tuple(cfg.crop_size),
                    network_options=network_options(cfg),
                    evaluated_network="student" if cfg.model == "pi" else "teacher",
-                   fill_holes=cfg.bin_fill_holes)
+                   fill_holes=cfg.bin_fill_holes, mask_values=tuple(cfg.mask_values))
 
 
 def write(workdir, info):
@@ -126,7 +130,8 @@ def recompute(workdir):
                    crop_size=tuple(int(v) for v in values["crop_size"].split(",")),
                    network_options=network_options(values),
                    evaluated_network="student" if values["model"] == "pi" else "teacher",
-                   fill_holes=bool(values["bin_fill_holes"]))
+                   fill_holes=bool(values["bin_fill_holes"]),
+                   mask_values=config_lib.parse_mask_values(values.get("mask_values") or ""))
 
 
 def _class_names(values, flags_path):

@@ -214,6 +214,7 @@ def build_source(cfg, out=sys.stderr):
     return prepared.build_prepared_source(
         cfg.dataset, cfg.data_dir, cfg.prepared_dir, n_sup=cfg.n_sup, n_val=cfg.n_val,
         val_seed=cfg.val_seed, split_file=cfg.split_file, num_classes=cfg.num_classes,
+        mask_values=cfg.mask_values,
         workers=cfg.prepare_workers or None, out=out)
 
 

@@ -336,6 +336,81 @@ def open_folder(root, prepared_dir, out=None, **kwargs):
                                           out=out or io.StringIO(), **{"n_sup": 2, **kwargs})
 
 
+def binary_folder(root, foreground):
+    """A folder dataset whose masks (training and validation) hold 0 and `foreground` only."""
+    fx.write_folder(root, num_classes=2)
+    for path in glob.glob(str(root / "**" / "masks" / "*.png"), recursive=True):
+        label = np.asarray(Image.open(path))
+        Image.fromarray((label * foreground).astype(np.uint8)).save(path)
+
+
+def test_black_and_white_0_255_masks_are_refused_naming_mask_values(tmp_path):
+    binary_folder(tmp_path / "data", 255)
+    done = train(f"--workdir={tmp_path}/run", "--dataset=folder", f"--data_dir={tmp_path}/data",
+                 f"--prepared_dir={tmp_path}/prepared", "--n_sup=2")
+    assert done.returncode == 2, done.stderr[-3000:]
+    one_error(done, "the masks hold the values 0 and 255 only, and 255 means ignore",
+              "add --mask_values=0,255")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_mask_values_0_255_read_black_and_white_masks_as_two_classes(tmp_path):
+    binary_folder(tmp_path / "data", 255)
+    source = open_folder(tmp_path / "data", tmp_path / "prepared", mask_values=(0, 255))
+    assert source.num_classes == 2
+    _, label = source.read_train(0)
+    raw = np.asarray(Image.open(tmp_path / "data" / "masks" / "img_000.png"))
+    np.testing.assert_array_equal(label.numpy(), (raw == 255).astype(np.uint8))
+    # A value the flag does not list is named with its file.
+    Image.fromarray(np.full((24, 32), 7, np.uint8)).save(tmp_path / "data" / "masks" / "img_001.png")
+    with pytest.raises(DataError, match=r"img_001.png: mask values 7 are not in "
+                                        r"--mask_values=0,255$"):
+        open_folder(tmp_path / "data", tmp_path / "prepared2", mask_values=(0, 255))
+
+
+def test_masks_of_0_and_one_other_value_are_refused_naming_mask_values(tmp_path):
+    binary_folder(tmp_path / "data", 128)
+    with pytest.raises(DataError, match=r"masks: the masks hold only the values 0 and 128, read as "
+                                        r"class ids they would make 129 classes. For two classes "
+                                        r"add --mask_values=0,128"):
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+    assert open_folder(tmp_path / "data", tmp_path / "prepared",
+                       mask_values=(0, 128)).num_classes == 2
+
+
+def test_0_1_masks_are_two_classes_as_they_are(tmp_path):
+    binary_folder(tmp_path / "data", 1)
+    assert open_folder(tmp_path / "data", tmp_path / "prepared").num_classes == 2
+
+
+def test_a_dataset_with_fewer_than_two_classes_is_an_error(tmp_path):
+    binary_folder(tmp_path / "data", 0)                          # every pixel 0
+    with pytest.raises(DataError, match=r"every labelled pixel of the masks is class 0 \(value 0\); "
+                                        r"segmentation needs pixels of 2 or more classes"):
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+    (tmp_path / "data" / "classes.txt").write_text("background\n")
+    with pytest.raises(DataError, match=r"classes.txt: declares 1 class; segmentation needs 2"):
+        open_folder(tmp_path / "data", tmp_path / "prepared")
+    for value, reason in (("0", "expected two or more distinct"), ("0,300", "expected two or more"),
+                          ("0,a", "expected comma-separated pixel values")):
+        with pytest.raises(config.ConfigError, match=f"--mask_values='{value}': {reason}"):
+            config.parse_mask_values(value)
+    with pytest.raises(config.ConfigError, match=r"--mask_values=0,255: only for --dataset=folder"):
+        parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run"), "mask_values": "0,255"})
+
+
+def test_evaluating_on_image_and_mask_folders_maps_the_runs_mask_values(tmp_path):
+    from semiseg_tf.data import image_files
+    binary_folder(tmp_path / "data", 255)
+    folder = image_files.ImageMaskFolder(str(tmp_path / "data" / "val" / "images"),
+                                         str(tmp_path / "data" / "val" / "masks"),
+                                         ("background", "object"), mask_values=(0, 255))
+    _, label = next(iter(folder.validation()))
+    raw = np.asarray(Image.open(tmp_path / "data" / "val" / "masks" / "val_000.png"))
+    np.testing.assert_array_equal(label.numpy(), raw // 255)
+    assert set(np.unique(raw)) == {0, 255}
+
+
 def test_stray_mask_values_with_known_classes_are_an_error(tmp_path):
     folder_with_masks(tmp_path / "data", [0, 1, 2, 7, 200])
     (tmp_path / "data" / "classes.txt").write_text("a\nb\nc\n")

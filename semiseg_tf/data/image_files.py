@@ -58,13 +58,15 @@ class ImageMaskFolder(base.DataSource):
     a data source with a validation set only: what `evaluate --images=... --masks=...` scores.
 
     Masks are read as the training folders' are (native.decode_label): class ids, 255 to ignore;
-    colour masks through `palette`. Every mask is checked before scoring starts.
+    colour masks through `palette`; the run's --mask_values (`mask_values`) map raw values to
+    classes. Every mask is checked before scoring starts.
     """
     name = "images"
 
-    def __init__(self, images_dir, masks_dir, class_names, palette=None):
+    def __init__(self, images_dir, masks_dir, class_names, palette=None, mask_values=()):
         self.class_names = tuple(class_names)
         self.class_palette = palette
+        self.mask_values = tuple(mask_values)
         for flag, folder in (("images", images_dir), ("masks", masks_dir)):
             if not os.path.isdir(folder):
                 raise DataError(f"--{flag}={folder}: no such folder")
@@ -89,6 +91,8 @@ class ImageMaskFolder(base.DataSource):
         image_path, mask_path = self.pairs[index]
         image = read_rgb(image_path)
         label = native.decode_label(FileRef(mask_path), self.class_palette)
+        if self.mask_values:
+            label = native.map_mask_values(mask_path, label, self.mask_values)
         if label.shape != image.shape[:2]:
             raise DataError(f"{mask_path}: mask size {label.shape[1]}x{label.shape[0]} differs from "
                             f"its image's {image.shape[1]}x{image.shape[0]}")

@@ -290,7 +290,7 @@ def _read_palette(path):
     return tuple(palette)
 
 
-def folder_layout(data_dir, num_classes=0):
+def folder_layout(data_dir, num_classes=0, mask_values=()):
     """A user's own data.
 
     data_dir/
@@ -302,8 +302,10 @@ def folder_layout(data_dir, num_classes=0):
       val/images/, val/masks/   optional validation set (else hold some out with --n_val)
       classes.txt    optional: class names, one per line (their count is the number of classes)
       palette.txt    optional: 'R G B' per class, for masks stored as colours
-    Masks hold class ids 0..C-1 and 255 for pixels to ignore. The number of classes comes from
-    classes.txt, palette.txt, `num_classes`, or else the largest id found in the masks plus one.
+    Masks hold class ids 0..C-1 and 255 for pixels to ignore, or, with `mask_values`, the listed
+    pixel values for classes 0, 1, ... (0/255 black-and-white masks: (0, 255)). The number of classes
+    comes from classes.txt, palette.txt, `num_classes`, `mask_values`, or else the largest id found
+    in the masks plus one.
     """
     _require_dir(data_dir)
     tree = Tree(data_dir)
@@ -311,10 +313,14 @@ def folder_layout(data_dir, num_classes=0):
     classes_path, palette_path = (os.path.join(data_dir, n) for n in ("classes.txt", "palette.txt"))
     class_names = tuple(read_name_list(classes_path)) if os.path.isfile(classes_path) else None
     palette = _read_palette(palette_path) if os.path.isfile(palette_path) else None
-    counts = {len(c) for c in (class_names, palette) if c} | ({num_classes} if num_classes else set())
+    counts = ({len(c) for c in (class_names, palette, mask_values) if c}
+              | ({num_classes} if num_classes else set()))
     if len(counts) > 1:
-        raise DataError(f"{data_dir}: classes.txt, palette.txt and --num_classes disagree on the "
-                        f"number of classes ({', '.join(map(str, sorted(counts)))})")
+        raise DataError(f"{data_dir}: classes.txt, palette.txt, --num_classes and --mask_values "
+                        f"disagree on the number of classes ({', '.join(map(str, sorted(counts)))})")
+    if counts and min(counts) < 2:
+        raise DataError(f"{classes_path if class_names else data_dir}: declares 1 class; "
+                        "segmentation needs 2 or more (e.g. background and object)")
     if counts and class_names is None:
         class_names = tuple(f"class_{k}" for k in range(counts.pop()))
     splits = {"train": _folder_split(tree, "images", "masks", labels_required=False)}
@@ -329,7 +335,7 @@ def folder_layout(data_dir, num_classes=0):
     notes = _palette_png_notes(palette, splits) if palette else ()
     return Layout("folder", splits,
                   native.Conversion(num_classes=len(class_names) if class_names else None,
-                                    palette=palette),
+                                    palette=palette, mask_values=tuple(mask_values) or None),
                   class_names, listed_order=listed, notes=notes)
 
 

@@ -74,12 +74,15 @@ class Conversion:
     label_lut: 256 entries, raw label value -> class id or 255 (Cityscapes ids, ISIC's threshold).
     num_classes: labels must then lie in [0, num_classes) or be 255; None: not checked here (a folder
       dataset whose class count is read from its labels).
+    mask_values: the raw label values of classes 0, 1, ... (a folder's --mask_values); any other
+      value but 255 is an error.
     """
     num_classes: int = None
     half_resolution: bool = False
     resize_to: tuple = None
     palette: tuple = None
     label_lut: tuple = None
+    mask_values: tuple = None
 
 
 @dataclasses.dataclass
@@ -183,6 +186,8 @@ def convert(sample, conversion):
         if label.min() < 0 or label.max() > 255:
             raise DataError(f"{sample.label}: label values must lie in 0-255 "
                             f"(found {label.min()}..{label.max()})")
+        if conversion.mask_values:
+            label = map_mask_values(sample.label, label, conversion.mask_values)
     reencode = conversion.half_resolution or conversion.resize_to is not None
     if conversion.half_resolution:
         image = half_resolution_image(image)
@@ -207,6 +212,21 @@ def convert(sample, conversion):
     return PreparedSample(name=sample.name, image=image_bytes,
                           label=b"" if label is None else encode_png(label),
                           height=image.shape[0], width=image.shape[1], label_counts=counts)
+
+
+def map_mask_values(ref, label, mask_values):
+    """A label map of raw values (--mask_values: value k is class k) as class ids, 255 kept as
+    ignore when it is not listed; DataError naming `ref` for any other value."""
+    lookup = np.full(256, -1, np.int64)
+    lookup[IGNORE_LABEL] = IGNORE_LABEL
+    lookup[list(mask_values)] = np.arange(len(mask_values))
+    mapped = lookup[label]
+    if (mapped < 0).any():
+        found = np.unique(label[mapped < 0])
+        raise DataError(f"{ref}: mask values {', '.join(map(str, found[:5]))} are not in "
+                        f"--mask_values={','.join(map(str, mask_values))}"
+                        + ("" if IGNORE_LABEL in mask_values else " nor 255 (ignore)"))
+    return mapped
 
 
 def check_label_values(ref, counts, num_classes):

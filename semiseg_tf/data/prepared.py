@@ -147,9 +147,10 @@ class PreparedSource(base.DataSource):
 
 
 def build_prepared_source(dataset, data_dir, prepared_dir=None, n_sup=10, n_val=0, val_seed=131,
-                          split_file=None, num_classes=0, workers=None, out=sys.stderr):
+                          split_file=None, num_classes=0, mask_values=(), workers=None,
+                          out=sys.stderr):
     """Lists, checks, prepares (once) and opens a dataset; `DataError` for bad data or counts."""
-    layout = layouts.LAYOUTS[dataset](data_dir, num_classes=num_classes)
+    layout = layouts.LAYOUTS[dataset](data_dir, num_classes=num_classes, mask_values=mask_values)
     for note in layout.notes:
         print(note, file=out, flush=True)
     labelled = sum(s.label is not None for s in layout.splits["train"])

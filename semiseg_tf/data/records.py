@@ -235,6 +235,7 @@ def _prepare_locked(layout, prepared_dir, key, workers, verify, out):
         start = time.perf_counter()
         splits = {split: _write_split(prepared_dir, split, samples, layout.conversion, workers, out)
                   for split, samples in layout.splits.items()}
+        _check_classes_present(layout, splits["train"])
         class_names = layout.class_names or _classes_from_labels(layout, splits, out)
         manifest = {"key": key, "dataset": layout.dataset, "class_names": list(class_names),
                     "listed_order": layout.listed_order,
@@ -242,6 +243,35 @@ def _prepare_locked(layout, prepared_dir, key, workers, verify, out):
         atomic_write_bytes(os.path.join(prepared_dir, MANIFEST), json.dumps(manifest).encode())
         print(f"prepared {layout.dataset} in {time.perf_counter() - start:.0f}s", file=out, flush=True)
         return manifest
+
+
+def _check_classes_present(layout, train):
+    """DataError, one line, when the training masks cannot teach two classes: one class id besides
+    255 (ignore), as black-and-white 0/255 masks read as ids give; or, when the masks define the
+    classes, only 0 and one other value (0/128 masks would make 127 classes that never occur)."""
+    present = sorted({v for counts in train["label_counts"] for v in counts
+                      if v != native.IGNORE_LABEL})
+    if not present:
+        return                  # _classes_from_labels or the labelled-set check names this
+    masks = os.path.dirname(next(s.label for s in layout.splits["train"] if s.label).path)
+    with_ignore = [s.label for s, counts in zip(layout.splits["train"], train["label_counts"])
+                   if native.IGNORE_LABEL in counts]
+    mapping = layout.conversion.mask_values
+    if len(present) == 1:
+        value = mapping[present[0]] if mapping else present[0]
+        if with_ignore and not mapping:
+            raise DataError(
+                f"{masks}: the masks hold the values {value} and 255 only, and 255 means ignore: no "
+                f"pixel of a second class (e.g. {with_ignore[0]}). If 255 marks your objects (a "
+                f"black-and-white mask), add --mask_values={value},255")
+        raise DataError(f"{masks}: every labelled pixel of the masks is class {present[0]} "
+                        f"(value {value}); segmentation needs pixels of 2 or more classes")
+    if layout.class_names is None and not mapping and len(present) == 2 and present[0] == 0 \
+            and present[1] > 1:
+        raise DataError(
+            f"{masks}: the masks hold only the values 0 and {present[1]}, read as class ids they "
+            f"would make {present[1] + 1} classes. For two classes add --mask_values=0,{present[1]}; "
+            "if the ids in between are classes too, give classes.txt or --num_classes")
 
 
 def _classes_from_labels(layout, splits, out):

@@ -23,5 +23,10 @@ TOPIC.define("integer", "n_val", 0, "Hold out this many labelled training images
         "(drawn with --val_seed; the official validation set is then evaluated once at the end, as "
         "a test set). 0: validate on the official validation set.")
 TOPIC.define("integer", "val_seed", 131, "Seed of the --n_val hold-out draw.")
+TOPIC.define("string", "mask_values", "", "--dataset=folder: the pixel values the masks use for "
+        "the classes, in class order, when they are not the class ids: 0,255 for black-and-white "
+        "masks (0 becomes class 0, 255 class 1). Any other value in a mask is then an error, except "
+        "255 when it is not listed (ignore). Empty: the masks hold class ids 0..C-1 and 255 to "
+        "ignore.")
 TOPIC.define("integer", "num_classes", 0, "--dataset=folder: the number of classes, when neither "
         "classes.txt nor palette.txt says it (0: the largest id in the masks plus one).")
