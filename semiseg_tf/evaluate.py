@@ -42,8 +42,9 @@ TOPIC.define("string", "images", None, "Score a folder of images instead (sub-fo
 TOPIC.define("string", "masks", None, "With --images: the masks' folder (class ids 0..C-1, 255 "
         "ignored; colour masks in the run's palette).")
 TOPIC.define("string", "output_dir", None, "Where scores.json and confusion.png go. Default: "
-        "WORKDIR/evaluation/WHAT, or evaluation/EXPORT-WHAT for a --saved_model, WHAT naming the "
-        "set and the inference options.")
+        "WORKDIR/evaluation/WHAT, or for a --saved_model NAME/VERSION, NAME/evaluation/VERSION-WHAT "
+        "beside its versions (TF Serving loads numbered folders only); WHAT names the set and "
+        "the inference options.")
 
 DATA_FLAGS = data_flags.TOPIC.names + synthetic_flags.TOPIC.names
 
@@ -111,9 +112,9 @@ def _default_output_dir(model, what):
     suffix = "-" + model.options.tag() if model.options.tag() else ""
     if isinstance(model, trained.RunModel):
         return os.path.join(model.workdir, "evaluation", what + suffix)
-    export = os.path.normpath(model.path)
-    name = f"{os.path.basename(os.path.dirname(export))}-{os.path.basename(export)}"
-    return os.path.join("evaluation", f"{name}-{what}{suffix}")
+    export = os.path.abspath(model.path)
+    return os.path.join(os.path.dirname(export), "evaluation",
+                        f"{os.path.basename(export)}-{what}{suffix}")
 
 
 def evaluate(flag_values=flags.FLAGS, out=None):

@@ -1,7 +1,7 @@
 """Export a trained run for serving: a SavedModel whose graph takes raw pixels.
 
-  python -m semiseg_tf.export --workdir=runs/cutmix                       # saved_models/cutmix/1
-  python -m semiseg_tf.export --workdir=runs/cutmix --export_dir=saved_models/cutmix/2 --flip
+  python -m semiseg_tf.export --workdir=runs/cutmix                # runs/saved_models/cutmix/1
+  python -m semiseg_tf.export --workdir=runs/cutmix --export_dir=runs/saved_models/cutmix/2 --flip
 
 The graph holds the whole inference path (normalisation, padding, and the --flip / --scales /
 --tile_size options given here), so a client sends uint8 pixels or encoded images. Signatures:
@@ -39,9 +39,9 @@ from semiseg_tf.options import run as run_flags
 
 TOPIC = options.Topic("Export", __name__)
 TOPIC.define("string", "export_dir", None, "Where to write the SavedModel, a VERSION folder in TF "
-        "Serving's layout (saved_models/NAME/VERSION). Default: saved_models/RUN/N, RUN the "
-        "workdir's name and N one more than the highest version already there. An existing "
-        "folder is never overwritten.")
+        "Serving's layout (saved_models/NAME/VERSION). Default: saved_models/RUN/N beside the run "
+        "folder (runs/x/RUN -> runs/x/saved_models/RUN/N), N one more than the highest version "
+        "already there. An existing folder is never overwritten.")
 TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx"], "saved_model: the "
         "SavedModel (and network.keras). onnx: also model.onnx in the export folder, the "
         "serving_default graph converted by tf2onnx (pip install -e .[onnx]) and checked with "
@@ -94,9 +94,13 @@ class ServingModule(tf.Module):
                 "label_png_bytes": pngs.stack(), "image_size": sizes}
 
 
-def default_export_dir(workdir, root="saved_models"):
-    """saved_models/RUN/N: N one more than the highest numbered version already there."""
-    folder = os.path.join(root, os.path.basename(os.path.normpath(workdir)))
+def default_export_dir(workdir, root=None):
+    """ROOT/RUN/N: N one more than the highest numbered version already there. ROOT defaults to
+    saved_models/ beside the run folder (runs/demo/cutmix -> runs/demo/saved_models/cutmix/N), so
+    that the export does not depend on the directory the command was started from."""
+    workdir = os.path.abspath(workdir)
+    root = root or os.path.join(os.path.dirname(workdir), "saved_models")
+    folder = os.path.join(root, os.path.basename(workdir))
     versions = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
     return os.path.join(folder, str(max(versions, default=0) + 1))
 

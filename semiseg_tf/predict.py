@@ -66,6 +66,9 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
             unopened += 1
     failed = unopened
     progress = Progress("predicted", len(images), "images", out=out)
+    if not by_size:                # nothing could be opened: the bar still ends, with the count
+        progress.skipped = failed
+        progress.update(unopened)
     done = written = 0
     for paths in _batches(by_size, batch_size):
         pixels, kept = [], []
@@ -86,6 +89,7 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                            png_bytes(visualise.overlay(image, label, palette, alpha)))
                 written += 1
         done += len(paths)
+        progress.skipped = failed
         progress.update(unopened + done)
     return written, failed
 

@@ -19,6 +19,7 @@ class Progress:
         self.bar = bar
         self.start = self.last = time.perf_counter()
         self.done = 0
+        self.skipped = 0     # of `done`: items that could not be processed, shown on the line
         self._first = None   # (time, done) of the first update
 
     @property
@@ -49,5 +50,6 @@ class Progress:
         if self.bar:
             filled = int(round(share * _BAR_WIDTH))
             bar = "[" + "#" * filled + "." * (_BAR_WIDTH - filled) + "] "
-        return (f"{bar}{self.done}/{self.total} ({100 * share:.0f}%), {rate:.1f} {self.unit}/s, "
-                f"{left:.0f}s left")
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return (f"{bar}{self.done}/{self.total} ({100 * share:.0f}%){skipped}, "
+                f"{rate:.1f} {self.unit}/s, {left:.0f}s left")

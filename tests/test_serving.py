@@ -221,6 +221,61 @@ def test_export_folder_assets_keras_and_onnx(run, exported):
     assert onnx_labels.shape == (2, 24, 28)
 
 
+def test_network_keras_loads_in_a_fresh_process_after_only_import_semiseg_tf(run, exported,
+                                                                             tmp_path):
+    images = np.random.default_rng(2).integers(0, 256, (1, 24, 28, 3), dtype=np.uint8)
+    x = ((images / 255 - np.array(base.IMAGENET_MEAN)) / np.array(base.IMAGENET_STD)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = f"""
+import numpy as np
+import keras
+import semiseg_tf
+network = keras.saving.load_model({os.path.join(exported, "network.keras")!r})
+np.save({str(tmp_path / "y.npy")!r}, network(np.load({str(tmp_path / "x.npy")!r}), training=False))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=str(tmp_path), env={k: v for k, v in os.environ.items()
+                                                  if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"),
+                               run.model.teacher(x, training=False).numpy(), atol=1e-5)
+
+
+def test_commands_start_without_tensorflows_notices_but_keep_other_errors():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", "import semiseg_tf, tensorflow as tf; "
+                           "print(float(tf.reduce_sum(tf.ones(3))))"],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0 and done.stdout == "3.0\n", done.stderr[-2000:]
+    assert done.stderr == "", done.stderr          # no CUDA, oneDNN or CPU-feature notices
+    done = subprocess.run([sys.executable, "-m", "semiseg_tf.prepare", "--help"],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0 and "--data_dir" in done.stdout and done.stderr == "", done.stderr
+    # Anything else written while TensorFlow loads still reaches the terminal.
+    done = subprocess.run([sys.executable, "-c", "import os, sys\n"
+                           "from semiseg_tf import quiet_start\n"
+                           "with quiet_start._filtered_stderr():\n"
+                           "    os.write(2, b'cuInit noise\\nreal problem\\n')\n"],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.stderr == "real problem\n", done.stderr
+
+
+def test_exports_and_their_scores_go_beside_the_run_whatever_the_current_directory(
+        tmp_path, monkeypatch):
+    import types
+    from semiseg_tf import evaluate
+    (tmp_path / "runs" / "saved_models" / "cutmix" / "1").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert export.default_export_dir("../runs/cutmix") == str(
+        tmp_path / "runs" / "saved_models" / "cutmix" / "2")
+    model = types.SimpleNamespace(path="../runs/saved_models/cutmix/1",
+                                  options=types.SimpleNamespace(tag=lambda: "flip"))
+    assert evaluate._default_output_dir(model, "val") == str(
+        tmp_path / "runs" / "saved_models" / "cutmix" / "evaluation" / "1-val-flip")
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
 def test_export_never_overwrites_and_leaves_no_partial_folder(run, exported):
     parent = os.path.dirname(exported)
     assert export.default_export_dir(run.cfg.workdir, root=os.path.dirname(parent)).endswith(
@@ -318,6 +373,8 @@ def test_predict_writes_id_pngs_and_overlays_and_skips_a_corrupt_file(run, expor
     assert done.returncode == 1, done.stderr[-2000:]
     skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 1 and "broken.png" in skipped[0]
+    bars = [line for line in done.stderr.splitlines() if "predicted:" in line]
+    assert "4/4 (100%), 1 skipped," in bars[-1], bars
     assert "wrote 3 label maps and overlays" in done.stdout and "1 file(s) could not be read" in done.stdout
     served = tf.saved_model.load(exported).signatures["serving_default"]
     for name in images:
