@@ -32,6 +32,7 @@ from absl import app, flags, logging
 
 import semiseg_tf
 from semiseg_tf import checkpoints, config, options, run_info, trained
+from semiseg_tf.data import records
 from semiseg_tf.data.native import DataError
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import model as model_flags
@@ -75,7 +76,7 @@ class ServingModule(tf.Module):
                                  element_shape=tf.TensorShape([None, None, 3]))
         sizes = tf.TensorArray(tf.int32, size=count)
         for i in tf.range(count):
-            image = tf.io.decode_image(image_bytes[i], channels=3, expand_animations=False)
+            image = records.decode_image(image_bytes[i])
             decoded = decoded.write(i, image)
             sizes = sizes.write(i, tf.shape(image)[:2])
         sizes = tf.reshape(sizes.stack(), [-1, 2])

@@ -8,6 +8,7 @@ import sys
 import io
 from io import BytesIO
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -387,6 +388,55 @@ def test_predict_writes_id_pngs_and_overlays_and_skips_a_corrupt_file(run, expor
         np.testing.assert_array_equal(np.asarray(label_png), expected)
         overlay = Image.open(tmp_path / "out" / "overlays" / f"{stem}.png")
         assert overlay.size == (decoded.shape[1], decoded.shape[0]) and overlay.mode == "RGB"
+
+
+def encoded_files(folder):
+    """Photos-like test files in the formats the encoded signature takes: {name: path}."""
+    rng = np.random.default_rng(5)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (45, 61, 3), dtype=np.uint8), (7, 7), 2)
+    image = Image.fromarray(np.clip(smooth.astype(int) * 3 - 200, 0, 255).astype(np.uint8))
+    files = {"420.jpg": dict(quality=75), "444.jpg": dict(quality=95, subsampling=0),
+             "progressive.jpg": dict(quality=60, progressive=True), "grey.jpg": dict(quality=80),
+             "plain.bmp": {}, "first_frame.gif": {}, "rgba.png": {}, "exif_rotated.jpg": {}}
+    rotated = Image.Exif()
+    rotated[0x0112] = 6         # "rotate 90 degrees to display": ignored everywhere, pixels as stored
+    files["exif_rotated.jpg"] = dict(quality=90, exif=rotated)
+    paths = {}
+    for name, options in files.items():
+        paths[name] = str(folder / name)
+        picture = (image.convert("L") if name.startswith("grey") else
+                   image.convert("RGBA") if name.startswith("rgba") else image)
+        picture.save(paths[name], **options)
+    return paths
+
+
+def test_one_decoder_the_graphs_pixels_equal_pils_for_every_served_format(tmp_path):
+    from semiseg_tf.data import image_files, records
+    paths = encoded_files(tmp_path)
+    fast_differs = False
+    for name, path in paths.items():
+        data = open(path, "rb").read()
+        in_graph = records.decode_image(tf.constant(data)).numpy()
+        np.testing.assert_array_equal(in_graph, image_files.read_rgb(path), err_msg=name)
+        if name.endswith(".jpg"):
+            fast = tf.io.decode_jpeg(data, channels=3).numpy()        # TensorFlow's default DCT
+            fast_differs |= not np.array_equal(fast, in_graph)
+    assert fast_differs          # the files are ones on which the choice of decoder shows
+
+
+def test_served_labels_equal_predicts_for_jpeg_png_bmp_and_gif_files(run, exported, tmp_path):
+    (tmp_path / "in").mkdir()
+    paths = encoded_files(tmp_path / "in")
+    done = run_main("predict", f"--saved_model={exported}", f"--input={tmp_path}/in",
+                    f"--output={tmp_path}/out")
+    assert done.returncode == 0, done.stderr[-2000:]
+    encoded = tf.saved_model.load(exported).signatures["encoded"]
+    for name, path in paths.items():
+        result = encoded(image_bytes=tf.constant([open(path, "rb").read()]))
+        served = tf.io.decode_png(result["label_png_bytes"][0]).numpy()[..., 0]
+        predicted = np.asarray(Image.open(tmp_path / "out" / "labels"
+                                          / (os.path.splitext(name)[0] + ".png")))
+        np.testing.assert_array_equal(served, predicted, err_msg=name)
 
 
 def test_predict_from_the_run_folder_equals_the_teacher(run, tmp_path):

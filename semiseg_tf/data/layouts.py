@@ -18,7 +18,7 @@ from semiseg_tf.data import native
 from semiseg_tf.data.native import DataError, FileRef, RawSample
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass
@@ -294,7 +294,7 @@ def folder_layout(data_dir, num_classes=0, mask_values=()):
     """A user's own data.
 
     data_dir/
-      images/        any of .jpg .png .bmp .tif .webp; sub-folders allowed
+      images/        any of .jpg .png .bmp .gif (first frame) .tif .webp; sub-folders allowed
       masks/         label PNGs with the same relative names (stems); an image without one is
                      used as unlabelled only
       labelled.txt   optional: the names (stems) that may be labelled, in order; --n_sup takes the

@@ -354,11 +354,14 @@ class RecordReader:
 
 
 def decode_image(data):
-    """uint8 RGB [H, W, 3] from JPEG or PNG bytes. JPEGs are decoded with the accurate integer DCT,
-    as PIL (the authors' reader) does."""
+    """uint8 RGB [H, W, 3] from JPEG, PNG, BMP or GIF (first frame) bytes: the in-graph decoder of
+    training and of the exported `encoded` signature. It gives the pixels PIL gives, which predict
+    and evaluate read files with: JPEGs are decoded with the accurate integer DCT, as PIL does
+    (TensorFlow's default, the fast DCT, differs by a few levels), and EXIF orientation is ignored
+    by both (the pixels as stored)."""
     image = tf.cond(tf.io.is_jpeg(data),
                     lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-                    lambda: tf.io.decode_png(data, channels=3))
+                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
     image.set_shape([None, None, 3])
     return image
 
