@@ -16,7 +16,7 @@ for method in baseline cutmix; do
   $python -m semiseg_tf.train --flagfile="flags/demo/$method.flags" --workdir="$runs/$method"
 done
 echo "== results (teacher, full validation images)"
-$python scripts/compare_runs.py "$runs/baseline" "$runs/cutmix"
+$python -m semiseg_tf.compare_runs "$runs/baseline" "$runs/cutmix"
 
 export_dir="$runs/saved_models/cutmix/1"
 echo "== export: the CutMix teacher as a SavedModel that takes raw pixels ($export_dir)"

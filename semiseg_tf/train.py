@@ -4,6 +4,7 @@
 
 Running the same command again resumes the run from its last checkpoint. `--help` explains every flag.
 """
+import os
 import signal
 import sys
 
@@ -30,6 +31,11 @@ def main(argv):
     except training.RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except training.WorkerLost as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        # TensorFlow's cluster runtime may wait for the lost worker at exit: leave now.
+        sys.stdout.flush()
+        os._exit(4)
     except OSError as error:
         # The file system refused a write or a read (a full disk, a read-only folder).
         print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)

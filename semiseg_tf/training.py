@@ -42,6 +42,8 @@ FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "eval_history.json"
 CHECKPOINTS_DIR = checkpoints.CHECKPOINTS_DIR
+# The longest a training goes without a progress line (besides --log_every's).
+LOG_SECONDS = 60
 
 
 class StopRequests:
@@ -117,6 +119,27 @@ class StopRequests:
 
 class RunFolderError(RuntimeError):
     """The run folder cannot be written (disk full, read-only); the message names the path."""
+
+
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker run stopped answering; the message names it, the last
+    checkpoint and how to resume."""
+
+
+def lost_workers(error):
+    """The workers a multi-worker collective failed on ('worker 1', ...), from TensorFlow's error;
+    None when the error is not about a lost worker."""
+    import re
+    text = str(getattr(error, "message", error))
+    if not isinstance(error, (tf.errors.UnavailableError, tf.errors.InternalError,
+                              tf.errors.AbortedError, tf.errors.CancelledError,
+                              tf.errors.UnknownError)) or not re.search(
+            r"unhealthy|heartbeat|[Ss]ocket closed|Connection reset|failed to connect|"
+            r"coordination service", text):
+        return None
+    tasks = sorted({f"{job} {task}" for job, task in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)",
+                                                                text)})
+    return tasks or ["another worker"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -479,6 +502,7 @@ class Trainer:
             self.model = build_model(cfg, self.source.num_classes, self.source.rgb_mean,
                                      self.source.rgb_std)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._warn_untrained_backbone()
         # Written once the flags, the data and the weights have been checked: a command that
         # failed on them leaves the folder as it was.
         self.info = run_info.from_run(cfg, self.source)
@@ -527,6 +551,17 @@ class Trainer:
                         f"of the {len(sizes)} training images (the smallest is "
                         f"{smallest[0]}x{smallest[1]}, height x width): their crops are padded with "
                         "the mean colour and ignored labels")
+
+    def _warn_untrained_backbone(self):
+        """A warning when a network whose recipes start from ImageNet weights trains without them:
+        from random weights it needs far more labels and steps (the small variants never have
+        pretrained weights, and are meant to train without)."""
+        cfg = self.cfg
+        if (not cfg.backbone_weights and not cfg.arch.endswith("_small")
+                and models.backbone_of(self.model.student) is not None):
+            self._print(f"warning: --arch={cfg.arch} trains from random weights: its recipes start "
+                        "from an ImageNet-pretrained backbone (--backbone_weights=FILE, README "
+                        "'Networks'); without one it needs far more labels and steps")
 
     def _check_batch_divides(self):
         """Under multi_worker each replica reads its own slice of every batch, so the batches
@@ -881,7 +916,20 @@ class Trainer:
         """Steps start+1..end; appends evaluations to `history`. Returns (step, signal name) when a
         signal stopped it early (see StopRequests), else None."""
         with StopRequests(self.out) as stops:
-            return self._train_steps(start, end, history, stops)
+            try:
+                return self._train_steps(start, end, history, stops)
+            except tf.errors.OpError as error:
+                lost = lost_workers(error) if is_multi_worker(self.strategy) else None
+                if lost is None:
+                    raise
+                latest = self.manager.latest_checkpoint
+                raise WorkerLost(
+                    f"{', '.join(lost)} of the run stopped answering during step "
+                    f"{int(self.step.numpy()) + 1} (its process or machine ended), so this worker "
+                    "stops too; " + (f"the last checkpoint is {latest}; start the same command on "
+                                     "every worker to resume from it" if latest else
+                                     "no checkpoint was saved yet; start the same command on every "
+                                     "worker to train from the start")) from None
 
     def _train_steps(self, start, end, history, stops):
         cfg = self.cfg
@@ -892,6 +940,9 @@ class Trainer:
         # The speed is timed from the end of the first step, which also traces the step function:
         # counted in, it would make the first ETA far too long.
         window_start, window_steps = None, 0
+        # Besides every --log_every steps, a line after the first step and whenever LOG_SECONDS
+        # passed without one, so that slow steps (a big network on a CPU) still show progress.
+        last_line = time.perf_counter()
         for step in range(start + 1, end + 1):
             stop = tf.constant(float(stops.signal_name is not None), tf.float32)
             if window_start is None:
@@ -903,7 +954,9 @@ class Trainer:
             self.step.assign(step)
             if step > start + 1:
                 window_steps += 1
-            if step % cfg.log_every == 0 or step == end:
+            if (step % cfg.log_every == 0 or step == end or step == start + 1
+                    or time.perf_counter() - last_line >= LOG_SECONDS):
+                last_line = time.perf_counter()
                 self._check_nonfinite_steps()
                 logs = {k: float(v) for k, v in logs.items()}
                 now = time.perf_counter()

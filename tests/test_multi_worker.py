@@ -182,3 +182,21 @@ def test_a_missing_or_malformed_cluster_is_one_line(environ, cluster, message):
     with pytest.raises(config.ConfigError) as error:
         cluster_of(environ, cluster)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_lost_worker_stops_the_chief_with_one_line_naming_it_and_how_to_resume(tmp_path):
+    workdir = str(tmp_path / "run")
+    workers = start_workers(workdir, steps=100000)
+    chief_lines = []
+    for line in workers[0].stdout:
+        chief_lines.append(line)
+        if line.startswith("step 5/"):
+            workers[1].kill()                       # SIGKILL: no goodbye to the chief
+            break
+    codes, outputs = finish(workers, timeout=180)
+    output = "".join(chief_lines) + outputs[0]
+    assert codes[0] == 4, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output[-3000:]
+    assert "worker 1 of the run stopped answering during step" in errors[0], errors[0]
+    assert "start the same command on every worker" in errors[0], errors[0]

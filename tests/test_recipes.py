@@ -245,6 +245,28 @@ def test_folder_example_smoke_run(tmp_path):
     assert len(metrics["per_class_iou"]) == 3
 
 
+def test_folder_cpu_example_trains_its_own_network_and_the_gpu_one_warns_without_weights(tmp_path):
+    fx.write_folder(tmp_path / "mine", height=48, width=56)
+    cfg, metrics, log = run_recipe(tmp_path, "flags/examples/folder_cpu.flags",
+                                   tmp_path / "mine", arch="small_unet", crop_size="32,32", n_sup=4)
+    assert cfg.arch == "small_unet" and len(metrics["per_class_iou"]) == 3
+    assert "warning" not in log
+    # The GPU recipe's network, built as it comes, without --backbone_weights: the warning.
+    from types import SimpleNamespace
+    from semiseg_tf import models
+    printed = []
+    trainer = SimpleNamespace(cfg=SimpleNamespace(backbone_weights=None, arch="deeplab3plus_resnet101"),
+                              model=SimpleNamespace(student=models.build("deeplab3plus_small", 3)),
+                              _print=printed.append)
+    training.Trainer._warn_untrained_backbone(trainer)
+    assert printed == ["warning: --arch=deeplab3plus_resnet101 trains from random weights: its "
+                       "recipes start from an ImageNet-pretrained backbone (--backbone_weights=FILE,"
+                       " README 'Networks'); without one it needs far more labels and steps"]
+    trainer.cfg.backbone_weights = "weights/resnet101.h5"
+    training.Trainer._warn_untrained_backbone(trainer)
+    assert len(printed) == 1
+
+
 def test_cli_reports_bad_data_in_one_line(tmp_path):
     fx.write_camvid(tmp_path / "camvid")
     os.remove(tmp_path / "camvid" / "trainannot" / "0001TP_000002.png")

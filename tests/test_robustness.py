@@ -510,6 +510,19 @@ def test_sigterm_saves_at_the_step_boundary(tmp_path):
     assert checkpoint_finite(str(tmp_path / "run" / "checkpoints" / f"ckpt-{step}"))
 
 
+def test_progress_lines_come_after_the_first_step_and_at_least_every_minute(tmp_path,
+                                                                          monkeypatch):
+    out = io.StringIO()
+    run_in_process(tmp_path / "a", out=out, train_steps=3, log_every=1000)
+    steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
+    assert steps == ["1/3", "3/3"]               # the first at once, then --log_every or the end
+    monkeypatch.setattr(training, "LOG_SECONDS", 0)      # every step is a minute later
+    out = io.StringIO()
+    run_in_process(tmp_path / "b", out=out, train_steps=3, log_every=1000)
+    steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
+    assert steps == ["1/3", "2/3", "3/3"]
+
+
 def start_slow_run(tmp_path, step_seconds):
     """A tiny run whose every step takes `step_seconds` longer inside its graph (tests/slow_step.py),
     its output going to a file as under a job scheduler or nohup: (process, path of the log, the

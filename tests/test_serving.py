@@ -481,8 +481,8 @@ def test_commands_help_groups_flags_by_topic():
 
 
 def test_compare_runs_help_and_long_class_names(run):
-    done = command("scripts/compare_runs.py", "--help")
+    done = command("-m", "semiseg_tf.compare_runs", "--help")
     assert done.returncode == 0 and "usage" in done.stdout.lower()
-    done = command("scripts/compare_runs.py", run.cfg.workdir, run.cfg.workdir)
+    done = command("-m", "semiseg_tf.compare_runs", run.cfg.workdir, run.cfg.workdir)
     assert done.returncode == 0, done.stderr
     assert "background" in done.stdout and "triangle" in done.stdout

@@ -4,7 +4,7 @@ from semiseg_tf.options import Topic
 TOPIC = Topic("Logging and checkpoints", __name__)
 
 TOPIC.define("integer", "log_every", 50, "Print a progress line and write TensorBoard scalars every"
-        " N steps.")
+        " N steps, after the first step, and whenever a minute passed without a line.")
 TOPIC.define("integer", "image_every", 500, "Write TensorBoard image panels every N steps (0: "
         "never).")
 TOPIC.define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps (and at the "

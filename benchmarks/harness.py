@@ -1,0 +1,166 @@
+"""The results harness: trainings in their own processes, reused when finished, and tables of them.
+
+A run is `python -m semiseg_tf.train --flagfile=F --seed=S --workdir=RUNS/NAME/seed_S [extra]`.
+Its folder gets `harness.json`: the command, the code commit it ran at, the machine and the thread
+count. A finished run is reused only when all of these are those of now; otherwise it is trained
+again in a fresh folder, so that every figure of a table comes from the code of one commit on one
+kind of machine with one thread count (what makes a run repeatable bit for bit: README,
+"Repeatability").
+"""
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What a run's numbers depend on; a commit that changes none of these keeps the runs valid.
+CODE_PATHS = ("semiseg_tf", "flags", "setup.cfg")
+RECORD = "harness.json"
+
+
+def git(*args):
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def code_commit():
+    """The newest commit that changed the code or the recipes, '+changes' when the work tree has
+    changes of its own there (such runs are marked in the tables)."""
+    commit = git("log", "-1", "--format=%h", "--", *CODE_PATHS)
+    dirty = git("status", "--porcelain", "--", *CODE_PATHS)
+    return commit + ("+changes" if dirty else "")
+
+
+def machine():
+    """The CPU model, its widest vector extension, the cores, and TensorFlow's version."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        model = re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
+        flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+    except (OSError, AttributeError):
+        pass
+    vector = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
+    if "avx512_bf16" in flags:
+        vector += " with BF16"
+    from importlib.metadata import version
+    return {"cpu": model, "vector": vector, "cores": os.cpu_count(),
+            "tensorflow": version("tensorflow")}
+
+
+def threads(env=None):
+    """TensorFlow's intra-op thread count of a run: TF_NUM_INTRAOP_THREADS, else one per core."""
+    return int({**os.environ, **(env or {})}.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count())
+
+
+def describe_machine(info):
+    return (f"{info['cpu']} ({info['vector']}), {info['cores']} cores, TensorFlow "
+            f"{info['tensorflow']}")
+
+
+class Run:
+    """One training of a table: `name` (its row), `flagfile`, `seed`, `extra` flags and `env`
+    (environment variables of its process)."""
+
+    def __init__(self, runs, name, flagfile, seed, extra=(), env=None):
+        self.name, self.flagfile, self.seed, self.extra = name, flagfile, seed, tuple(extra)
+        self.env = dict(env or {})
+        self.workdir = os.path.join(runs, name, f"seed_{seed}")
+
+    @property
+    def train_args(self):
+        return ["-m", "semiseg_tf.train", f"--flagfile={self.flagfile}", f"--seed={self.seed}",
+                f"--workdir={self.workdir}", *self.extra]
+
+    @property
+    def command(self):
+        return [*(f"{k}={v}" for k, v in sorted(self.env.items())), "python", *self.train_args]
+
+    def wanted(self):
+        return {"command": self.command, "commit": code_commit(), "machine": machine(),
+                "threads": threads(self.env)}
+
+    def record(self):
+        path = os.path.join(self.workdir, RECORD)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _current(self):
+        """Whether the folder holds this run as it would be made now (finished or not)."""
+        record, wanted = self.record(), self.wanted()
+        return record is not None and all(record[k] == wanted[k] for k in wanted)
+
+    def finished(self):
+        """The run's metrics, when it finished with the wanted command, code, machine and threads."""
+        metrics = os.path.join(self.workdir, "metrics.json")
+        if not self._current() or not os.path.exists(metrics):
+            return None
+        with open(metrics) as f:
+            return json.load(f)
+
+    def train(self, log=sys.stdout):
+        """Trains the run (resumed when its folder holds it unfinished, else in a fresh folder);
+        returns its metrics."""
+        metrics = self.finished()
+        if metrics is not None:
+            return metrics
+        if not self._current() and os.path.exists(self.workdir):
+            shutil.rmtree(self.workdir)          # another commit, machine, thread count or command
+        os.makedirs(self.workdir, exist_ok=True)
+        with open(os.path.join(self.workdir, RECORD), "w") as f:
+            json.dump(self.wanted(), f, indent=2)
+        print(f"{self.name} seed {self.seed}: training ({self.workdir})", file=log, flush=True)
+        start = time.time()
+        with open(os.path.join(self.workdir, "train.log"), "a") as out:
+            subprocess.run([sys.executable, *self.train_args], cwd=REPO,
+                           env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
+                           check=True)
+        print(f"{self.name} seed {self.seed}: trained in {time.time() - start:.0f} s", file=log,
+              flush=True)
+        return self.finished()
+
+
+def train_all(runs, jobs=1):
+    """Every run's metrics, {(name, seed): metrics}, training those not finished (`jobs` at a time;
+    their results do not depend on the load, only their times do)."""
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        futures = {(r.name, r.seed): pool.submit(r.train) for r in runs}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def provenance(runs, command):
+    """The lines above a table: commit, date, machine, threads and the command that regenerates it."""
+    records = [r.record() for r in runs]
+    commits = sorted({rec["commit"] for rec in records})
+    counts = sorted({rec["threads"] for rec in records})
+    info = records[0]["machine"]
+    return (f"Code at commit {', '.join(commits)}; generated {datetime.date.today().isoformat()} on "
+            f"{describe_machine(info)}, {' or '.join(map(str, counts))} intra-op thread(s) per "
+            f"run. Regenerate: `{command}`.")
+
+
+def replace_region(path, name, text):
+    """Replaces what lies between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in `path`."""
+    begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    with open(path) as f:
+        document = f.read()
+    if begin not in document or end not in document:
+        raise SystemExit(f"error: {path}: no {begin} ... {end} region to fill")
+    head, rest = document.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{begin}\n{text.strip()}\n{end}{tail}")

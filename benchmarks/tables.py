@@ -1,0 +1,199 @@
+"""Regenerates the results tables: trains what is missing, then rewrites the tables in place.
+
+  .venv/bin/python -m benchmarks.tables            # every table
+  .venv/bin/python -m benchmarks.tables demo       # one
+  .venv/bin/python -m benchmarks.tables demo --jobs 2 --runs runs/results
+
+Each table is data below: its rows (a name and a flagfile, plus flags), its seeds, and the
+documents and marked regions (`<!-- results:NAME -->`) it fills. Runs go to RUNS/NAME/seed_S and
+are reused while the code, the machine and the thread count stay the same (benchmarks/harness.py).
+"""
+import argparse
+import dataclasses
+import os
+import resource
+import shutil
+import subprocess
+import time
+
+from benchmarks import harness
+from semiseg_tf import compare_runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    flagfile: str
+    extra: tuple = ()
+    env: tuple = ()         # ((variable, value), ...) of the training's process
+    note: str = ""          # what the row varies, for tables that compare variants
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    rows: tuple
+    seeds: tuple
+    renderers: tuple        # (document, function(table, runs, metrics, command) -> markdown)
+
+
+def seed_table(table, runs, metrics, command):
+    """Markdown: mIoU per seed, mean and std per row; the mean IoU of each class; where it came from."""
+    seeds = table.seeds
+    lines = [harness.provenance(runs, command), "",
+             "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
+             "|---|" + "---|" * (len(seeds) + 2)]
+    for row in table.rows:
+        values = [100 * metrics[row.name, s]["miou"] for s in seeds]
+        mean, std = harness.mean_std(values)
+        lines.append(f"| {row.name} | " + " | ".join(f"{v:.2f}" for v in values)
+                     + f" | {mean:.2f} | {std:.2f} |")
+    classes = list(metrics[table.rows[0].name, seeds[0]]["per_class_iou"])
+    lines += ["", "IoU per class (%), mean of the seeds:", "",
+              "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for row in table.rows:
+        means = [harness.mean_std([100 * metrics[row.name, s]["per_class_iou"][c]
+                                   for s in seeds])[0] for c in classes]
+        lines.append(f"| {row.name} | " + " | ".join(f"{v:.1f}" for v in means) + " |")
+    if len(table.rows) == 2:
+        lines += ["", gain_sentence(table, metrics)]
+    return "\n".join(lines)
+
+
+def gain_sentence(table, metrics):
+    first, second = (row.name for row in table.rows)
+    gains = [100 * (metrics[second, s]["miou"] - metrics[first, s]["miou"]) for s in table.seeds]
+    mean, std = harness.mean_std(gains)
+    return (f"{second} - {first}: {mean:+.2f} ± {std:.2f} mIoU points over seeds "
+            f"{', '.join(map(str, table.seeds))} (per seed: "
+            + ", ".join(f"{g:+.2f}" for g in gains) + ").")
+
+
+def demo_block(table, runs, metrics, command):
+    """The README's demo table: seed 0 as `scripts/demo.sh` prints it, then the seeds' spread."""
+    seed = table.seeds[0]
+    printed = compare_runs.table([(row.name, metrics[row.name, seed]) for row in table.rows])
+    spread = []
+    for row in table.rows:
+        mean, std = harness.mean_std([100 * metrics[row.name, s]["miou"] for s in table.seeds])
+        spread.append(f"{row.name} {mean:.2f} ± {std:.2f}")
+    return "\n".join([
+        "```", printed, "```", "",
+        f"That is seed {seed}, the demo's. Over seeds {', '.join(map(str, table.seeds))} the mIoU is "
+        + " and ".join(spread) + "; " + gain_sentence(table, metrics)
+        + " One seed's gain is one draw of that spread.", "",
+        f"*{harness.provenance(runs, command)}*"])
+
+
+def repeatability(table, runs, metrics, command):
+    """Markdown: each variant's final mIoU, and whether its final weights equal the first row's
+    bit for bit (every tensor of the last checkpoint)."""
+    import numpy as np
+    import tensorflow as tf
+
+    def tensors(run):
+        reader = tf.train.load_checkpoint(os.path.join(run.workdir, "checkpoints"))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+    reference = tensors(runs[0])
+    lines = [harness.provenance(runs, command), "",
+             "| run | what differs from the first | mIoU | final weights |", "|---|---|---|---|"]
+    for row, run in zip(table.rows, runs):
+        weights = tensors(run)
+        differ = [n for n in reference if not np.array_equal(reference[n], weights[n])]
+        numeric = [n for n in differ if np.asarray(reference[n]).dtype.kind == "f"]
+        largest = max((float(np.max(np.abs(reference[n] - weights[n]))) for n in numeric),
+                      default=0.0)
+        verdict = ("bit-identical" if not differ else
+                   f"{len(differ)} of {len(reference)} tensors differ (largest difference "
+                   f"{largest:.3g})")
+        lines.append(f"| {row.name} | {row.note} | {100 * metrics[row.name, run.seed]['miou']:.2f} "
+                     f"| {verdict} |")
+    return "\n".join(lines)
+
+
+TABLES = {
+    # The main job of scripts/demo.sh, and how much one seed of it varies.
+    "demo": Table(rows=(Row("baseline", "flags/demo/baseline.flags"),
+                        Row("cutmix", "flags/demo/cutmix.flags")),
+                  seeds=(0, 1, 2),
+                  renderers=(("README.md", demo_block), ("BENCHMARKS.md", seed_table))),
+    # What changes the digits of a run, and what does not: the demo's baseline, seed 0.
+    "repeatability": Table(
+        rows=(Row("baseline", "flags/demo/baseline.flags", note="the demo's run"),
+              Row("baseline_again", "flags/demo/baseline.flags",
+                  note="nothing: the same command in another folder"),
+              Row("baseline_1_thread", "flags/demo/baseline.flags",
+                  env=(("TF_NUM_INTRAOP_THREADS", "1"),),
+                  note="`TF_NUM_INTRAOP_THREADS=1` (one thread instead of one per core)"),
+              Row("baseline_avx2", "flags/demo/baseline.flags",
+                  env=(("ONEDNN_MAX_CPU_ISA", "AVX2"),),
+                  note="`ONEDNN_MAX_CPU_ISA=AVX2`: oneDNN's kernels as on a processor without "
+                       "AVX-512")),
+        seeds=(0,), renderers=(("BENCHMARKS.md", repeatability),)),
+}
+
+
+def demo_time(command):
+    """Times `bash scripts/demo.sh` from nothing (the environment set up already) and checks that
+    the table it prints is the README's, digit for digit; the README's sentence about it."""
+    folder = "runs/results/demo_timing"
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.time()
+    done = subprocess.run(["bash", "scripts/demo.sh", folder], capture_output=True, text=True)
+    seconds = time.time() - start
+    if done.returncode:
+        raise SystemExit(f"error: scripts/demo.sh failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    printed = done.stdout.split("== results")[1].split("\n", 1)[1].split("== export")[0].strip()
+    with open("README.md") as f:
+        shown = f.read().split("<!-- results:demo -->")[1].split("```")[1].strip()
+    if printed != shown:
+        raise SystemExit("error: the demo printed another table than the README's (run "
+                         f"`python -m benchmarks.tables demo` first):\n{printed}\n---\n{shown}")
+    # ru_maxrss is in KiB: the largest of the demo's processes (each training is one).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
+    info = harness.machine()
+    return (f"With the environment set up, the demo takes {seconds // 60:.0f} min {seconds % 60:.0f} s "
+            f"and peaks at {peak:.1f} GiB of memory, and prints the table above digit for digit "
+            f"(measured alone at code commit {harness.code_commit()}, "
+            f"{time.strftime('%Y-%m-%d')}, on {harness.describe_machine(info)}; regenerate: "
+            f"`{command}`).")
+
+
+# Measurements that are not tables of trainings: name -> function(command) -> (document, text).
+MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command))}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("tables", nargs="*", metavar="TABLE",
+                        help=f"which tables (default: all of {', '.join([*TABLES, *MEASUREMENTS])}; "
+                         "demo_time times the demo, so run it alone on the machine)")
+    parser.add_argument("--runs", default="runs/results", help="folder of the run folders")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at a time (their numbers do not depend on it, their "
+                             "times do)")
+    args = parser.parse_args()
+    unknown = [name for name in args.tables if name not in {**TABLES, **MEASUREMENTS}]
+    if unknown:
+        parser.error(f"unknown table {unknown[0]!r}; the tables are "
+                     f"{', '.join([*TABLES, *MEASUREMENTS])}")
+    os.chdir(harness.REPO)           # the run folders' names are relative to the repository
+    for name in args.tables or [*TABLES, *MEASUREMENTS]:
+        command = f".venv/bin/python -m benchmarks.tables {name}"
+        if name in MEASUREMENTS:
+            document, text = MEASUREMENTS[name](command)
+            harness.replace_region(f"{harness.REPO}/{document}", name, text)
+            print(f"{name}: wrote it into {document}")
+            continue
+        table = TABLES[name]
+        runs = [harness.Run(args.runs, row.name, row.flagfile, seed, row.extra, dict(row.env))
+                for seed in table.seeds for row in table.rows]
+        metrics = harness.train_all(runs, args.jobs)
+        for document, render in table.renderers:
+            harness.replace_region(f"{harness.REPO}/{document}", name,
+                                   render(table, runs, metrics, command))
+            print(f"{name}: wrote its table into {document}")
+
+
+if __name__ == "__main__":
+    main()
