@@ -67,12 +67,12 @@ def describe_machine(info):
 
 
 class Run:
-    """One training of a table: `name` (its row), `flagfile`, `seed`, `extra` flags and `env`
-    (environment variables of its process)."""
+    """One training of a table: `name` (its row), `flagfile`, `seed`, `extra` flags, `env`
+    (environment variables of its process) and `prefix` (a command it runs under, e.g. taskset)."""
 
-    def __init__(self, runs, name, flagfile, seed, extra=(), env=None):
+    def __init__(self, runs, name, flagfile, seed, extra=(), env=None, prefix=()):
         self.name, self.flagfile, self.seed, self.extra = name, flagfile, seed, tuple(extra)
-        self.env = dict(env or {})
+        self.env, self.prefix = dict(env or {}), tuple(prefix)
         self.workdir = os.path.join(runs, name, f"seed_{seed}")
 
     @property
@@ -82,7 +82,8 @@ class Run:
 
     @property
     def command(self):
-        return [*(f"{k}={v}" for k, v in sorted(self.env.items())), "python", *self.train_args]
+        return [*(f"{k}={v}" for k, v in sorted(self.env.items())), *self.prefix, "python",
+                *self.train_args]
 
     def wanted(self):
         return {"command": self.command, "commit": code_commit(), "machine": machine(),
@@ -122,7 +123,7 @@ class Run:
         print(f"{self.name} seed {self.seed}: training ({self.workdir})", file=log, flush=True)
         start = time.time()
         with open(os.path.join(self.workdir, "train.log"), "a") as out:
-            subprocess.run([sys.executable, *self.train_args], cwd=REPO,
+            subprocess.run([*self.prefix, sys.executable, *self.train_args], cwd=REPO,
                            env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
                            check=True)
         print(f"{self.name} seed {self.seed}: trained in {time.time() - start:.0f} s", file=log,

@@ -27,6 +27,7 @@ class Row:
     extra: tuple = ()
     env: tuple = ()         # ((variable, value), ...) of the training's process
     note: str = ""          # what the row varies, for tables that compare variants
+    prefix: tuple = ()      # a command the training runs under (taskset -c 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +126,10 @@ TABLES = {
               Row("baseline_1_thread", "flags/demo/baseline.flags",
                   env=(("TF_NUM_INTRAOP_THREADS", "1"),),
                   note="`TF_NUM_INTRAOP_THREADS=1` (one thread instead of one per core)"),
+              Row("baseline_one_core", "flags/demo/baseline.flags",
+                  env=(("TF_NUM_INTRAOP_THREADS", "2"),), prefix=("taskset", "-c", "0"),
+                  note="on one core (`taskset -c 0`) with `TF_NUM_INTRAOP_THREADS=2`: the first "
+                       "row's thread count on another core count"),
               Row("baseline_avx2", "flags/demo/baseline.flags",
                   env=(("ONEDNN_MAX_CPU_ISA", "AVX2"),),
                   note="`ONEDNN_MAX_CPU_ISA=AVX2`: oneDNN's kernels as on a processor without "
@@ -186,7 +191,8 @@ def main():
             print(f"{name}: wrote it into {document}")
             continue
         table = TABLES[name]
-        runs = [harness.Run(args.runs, row.name, row.flagfile, seed, row.extra, dict(row.env))
+        runs = [harness.Run(args.runs, row.name, row.flagfile, seed, row.extra, dict(row.env),
+                            row.prefix)
                 for seed in table.seeds for row in table.rows]
         metrics = harness.train_all(runs, args.jobs)
         for document, render in table.renderers:

@@ -488,6 +488,34 @@ def test_a_crop_larger_than_the_images_is_warned_about(tmp_path):
             "is 16x16") in out.getvalue()
 
 
+# --- repeatability -------------------------------------------------------------------------------
+
+def checkpoint_tensors(workdir):
+    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_the_same_run_twice_one_beside_a_cpu_heavy_process_gives_bit_identical_checkpoints(
+        tmp_path):
+    args = ["--train_steps=6", "--checkpoint_every=6", "--eval_every=6"]
+    alone = train(f"--workdir={tmp_path}/alone", *args)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        loaded = train(f"--workdir={tmp_path}/loaded", *args)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    first, second = (checkpoint_tensors(tmp_path / name) for name in ("alone", "loaded"))
+    assert sorted(first) == sorted(second) and len(first) > 20
+    moved = [name for name in first if name.startswith("student/")]
+    assert moved
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
 # --- signals -------------------------------------------------------------------------------------
 
 def test_sigterm_saves_at_the_step_boundary(tmp_path):

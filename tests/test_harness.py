@@ -1,0 +1,50 @@
+"""The results harness (benchmarks/): which runs it reuses, and the text it writes."""
+import io
+import os
+
+import pytest
+
+from benchmarks import harness, tables
+from conftest import TINY_RUN
+
+
+def test_a_finished_run_is_reused_only_while_its_code_commit_is_the_same(tmp_path, monkeypatch):
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("".join(f"--{k}={v}\n" for k, v in TINY_RUN.items()))
+    monkeypatch.setattr(harness, "code_commit", lambda: "abc1234")
+    run = harness.Run(str(tmp_path / "runs"), "tiny", str(flagfile), 0)
+    log = io.StringIO()
+    first = run.train(log=log)
+    assert "tiny seed 0: trained in" in log.getvalue() and 0 <= first["miou"] <= 1
+    record = run.record()
+    assert record["commit"] == "abc1234" and record["threads"] == harness.threads()
+    assert record["command"][-3:] == [f"--flagfile={flagfile}", "--seed=0",
+                                      f"--workdir={run.workdir}"]
+    log = io.StringIO()
+    assert run.train(log=log) == first and log.getvalue() == ""           # reused, not trained
+    monkeypatch.setattr(harness, "code_commit", lambda: "def5678")        # the code changed
+    assert run.finished() is None
+    log = io.StringIO()
+    again = run.train(log=log)
+    assert "trained in" in log.getvalue() and run.record()["commit"] == "def5678"
+    assert again["miou"] == first["miou"]          # the same code gives the same digits
+
+
+def test_tables_are_written_between_their_marks_only(tmp_path):
+    document = tmp_path / "doc.md"
+    document.write_text("before\n<!-- results:t -->\nold\n<!-- /results:t -->\nafter\n")
+    harness.replace_region(str(document), "t", "new\ntable")
+    assert document.read_text() == ("before\n<!-- results:t -->\nnew\ntable\n<!-- /results:t -->\n"
+                                    "after\n")
+    with pytest.raises(SystemExit, match="no <!-- results:other -->"):
+        harness.replace_region(str(document), "other", "x")
+
+
+def test_the_gain_is_the_mean_and_sample_std_of_the_per_seed_gains():
+    table = tables.Table(rows=(tables.Row("a", "a.flags"), tables.Row("b", "b.flags")),
+                         seeds=(0, 1), renderers=())
+    metrics = {("a", 0): {"miou": 0.50}, ("b", 0): {"miou": 0.60},
+               ("a", 1): {"miou": 0.50}, ("b", 1): {"miou": 0.70}}
+    # gains 10 and 20 points: mean 15, sample std sqrt(((10-15)^2 + (20-15)^2) / 1) = 7.07
+    assert tables.gain_sentence(table, metrics) == (
+        "b - a: +15.00 ± 7.07 mIoU points over seeds 0, 1 (per seed: +10.00, +20.00).")
