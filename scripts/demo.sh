@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set-up and the main job, on the embedded synthetic dataset: a supervised baseline and a CutMix mean
 # teacher, a table of their mIoU, then the CutMix run exported as a SavedModel, scored through it,
-# and used to predict a few validation images saved as files. About 12 minutes on 2 CPU cores; no
-# download, no GPU.
+# and used to predict a few validation images saved as files, on a CPU: no download, no GPU. Its
+# time and memory are in README.md, measured by `python -m benchmarks.tables demo_time`.
 #   bash scripts/demo.sh [runs folder, default runs/demo]
 # Running it again resumes unfinished runs, reprints the table and reuses the export.
 set -euo pipefail

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from semiseg_tf import options
+from semiseg_tf import config, options
 from semiseg_tf.data import layouts, prepared, records
 from semiseg_tf.data.native import DataError
 from semiseg_tf.options import data as data_flags

@@ -15,6 +15,7 @@ the whole input state: running the same command again continues exactly where th
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -129,7 +130,6 @@ class WorkerLost(RuntimeError):
 def lost_workers(error):
     """The workers a multi-worker collective failed on ('worker 1', ...), from TensorFlow's error;
     None when the error is not about a lost worker."""
-    import re
     text = str(getattr(error, "message", error))
     if not isinstance(error, (tf.errors.UnavailableError, tf.errors.InternalError,
                               tf.errors.AbortedError, tf.errors.CancelledError,

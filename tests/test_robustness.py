@@ -352,6 +352,15 @@ def test_black_and_white_0_255_masks_are_refused_naming_mask_values(tmp_path):
     one_error(done, "the masks hold the values 0 and 255 only, and 255 means ignore",
               "add --mask_values=0,255")
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # The prepare command says the same, and takes the flag.
+    prepare = [sys.executable, "-m", "semiseg_tf.prepare", "--dataset=folder",
+               f"--data_dir={tmp_path}/data", f"--prepared_dir={tmp_path}/prepared"]
+    done = subprocess.run(prepare, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2
+    one_error(done, "add --mask_values=0,255")
+    done = subprocess.run(prepare + ["--mask_values=0,255"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "folder: 2 classes" in done.stdout, done.stderr[-2000:]
 
 
 def test_mask_values_0_255_read_black_and_white_masks_as_two_classes(tmp_path):
