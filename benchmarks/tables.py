@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import subprocess
+import textwrap
 import time
 
 from benchmarks import harness
@@ -40,7 +41,7 @@ class Table:
 def seed_table(table, runs, metrics, command):
     """Markdown: mIoU per seed, mean and std per row; the mean IoU of each class; where it came from."""
     seeds = table.seeds
-    lines = [harness.provenance(runs, command), "",
+    lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
              "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
              "|---|" + "---|" * (len(seeds) + 2)]
     for row in table.rows:
@@ -56,7 +57,7 @@ def seed_table(table, runs, metrics, command):
                                    for s in seeds])[0] for c in classes]
         lines.append(f"| {row.name} | " + " | ".join(f"{v:.1f}" for v in means) + " |")
     if len(table.rows) == 2:
-        lines += ["", gain_sentence(table, metrics)]
+        lines += ["", textwrap.fill(gain_sentence(table, metrics), 100)]
     return "\n".join(lines)
 
 
@@ -77,12 +78,11 @@ def demo_block(table, runs, metrics, command):
     for row in table.rows:
         mean, std = harness.mean_std([100 * metrics[row.name, s]["miou"] for s in table.seeds])
         spread.append(f"{row.name} {mean:.2f} ± {std:.2f}")
-    return "\n".join([
-        "```", printed, "```", "",
-        f"That is seed {seed}, the demo's. Over seeds {', '.join(map(str, table.seeds))} the mIoU is "
-        + " and ".join(spread) + "; " + gain_sentence(table, metrics)
-        + " One seed's gain is one draw of that spread.", "",
-        f"*{harness.provenance(runs, command)}*"])
+    prose = (f"That is seed {seed}, the demo's. Over seeds {', '.join(map(str, table.seeds))} the "
+             "mIoU is " + " and ".join(spread) + "; " + gain_sentence(table, metrics)
+             + " One seed's gain is one draw of that spread.")
+    return "\n".join(["```", printed, "```", "", textwrap.fill(prose, 100), "",
+                      textwrap.fill(f"*{harness.provenance(runs, command)}*", 100)])
 
 
 def repeatability(table, runs, metrics, command):
@@ -96,7 +96,7 @@ def repeatability(table, runs, metrics, command):
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
     reference = tensors(runs[0])
-    lines = [harness.provenance(runs, command), "",
+    lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
              "| run | what differs from the first | mIoU | final weights |", "|---|---|---|---|"]
     for row, run in zip(table.rows, runs):
         weights = tensors(run)
@@ -157,11 +157,11 @@ def demo_time(command):
     # ru_maxrss is in KiB: the largest of the demo's processes (each training is one).
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     info = harness.machine()
-    return (f"With the environment set up, the demo takes {seconds // 60:.0f} min {seconds % 60:.0f} s "
-            f"and peaks at {peak:.1f} GiB of memory, and prints the table above digit for digit "
-            f"(measured alone at code commit {harness.code_commit()}, "
-            f"{time.strftime('%Y-%m-%d')}, on {harness.describe_machine(info)}; regenerate: "
-            f"`{command}`).")
+    return textwrap.fill(
+        f"With the environment set up, the demo takes {seconds // 60:.0f} min {seconds % 60:.0f} s "
+        f"and peaks at {peak:.1f} GiB of memory, and prints the table above digit for digit "
+        f"(measured alone at code commit {harness.code_commit()}, {time.strftime('%Y-%m-%d')}, "
+        f"on {harness.describe_machine(info)}; regenerate: `{command}`).", 100)
 
 
 # Measurements that are not tables of trainings: name -> function(command) -> (document, text).
