@@ -9,6 +9,7 @@ kind of machine with one thread count (what makes a run repeatable bit for bit: 
 """
 import concurrent.futures
 import datetime
+import functools
 import json
 import os
 import platform
@@ -30,6 +31,8 @@ def git(*args):
                           check=True).stdout.strip()
 
 
+# Both are constant for one harness process, and every run asks for them several times.
+@functools.cache
 def code_commit():
     """The newest commit that changed the code or the recipes, '+changes' when the work tree has
     changes of its own there (such runs are marked in the tables)."""
@@ -38,6 +41,7 @@ def code_commit():
     return commit + ("+changes" if dirty else "")
 
 
+@functools.cache
 def machine():
     """The CPU model, its widest vector extension, the cores, and TensorFlow's version."""
     model, flags = platform.processor() or "unknown CPU", set()

@@ -11,9 +11,9 @@ are reused while the code, the machine and the thread count stay the same (bench
 import argparse
 import dataclasses
 import os
-import resource
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 
@@ -49,11 +49,12 @@ def seed_table(table, runs, metrics, command):
     for row in table.rows:
         values = [100 * metrics[row.name, s]["miou"] for s in seeds]
         mean, std = harness.mean_std(values)
-        gains = ", ".join(f"{100 * (metrics[row.name, s]['miou'] - metrics[first, s]['miou']):+.2f}"
-                          for s in seeds)
-        lines.append(f"| {row.name} | " + " | ".join(f"{v:.2f}" for v in values)
-                     + f" | {mean:.2f} | {std:.2f} |"
-                     + (f" {gains} |" if versus and row.name != first else " |" if versus else ""))
+        cells = [row.name, *(f"{v:.2f}" for v in values), f"{mean:.2f}", f"{std:.2f}"]
+        if versus:
+            cells.append("" if row.name == first else ", ".join(
+                f"{100 * (metrics[row.name, s]['miou'] - metrics[first, s]['miou']):+.2f}"
+                for s in seeds))
+        lines.append("| " + " | ".join(cells) + " |")
     classes = list(metrics[table.rows[0].name, seeds[0]]["per_class_iou"])
     lines += ["", "IoU per class (%), mean of the seeds:", "",
               "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
@@ -156,11 +157,18 @@ def demo_time(command):
     the table it prints is the README's, digit for digit; the README's sentence about it."""
     folder = "runs/results/demo_timing"
     shutil.rmtree(folder, ignore_errors=True)
-    start = time.time()
-    done = subprocess.run(["bash", "scripts/demo.sh", folder], capture_output=True, text=True)
-    seconds = time.time() - start
+    # A process of its own, whose children are the demo's alone: this one's may include the
+    # trainings of the tables made before (their memory would count in ru_maxrss).
+    timer = ("import resource, subprocess, sys, time\n"
+             "start = time.time()\n"
+             f"code = subprocess.run(['bash', 'scripts/demo.sh', {folder!r}]).returncode\n"
+             "print(time.time() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+             " file=sys.stderr)\n"
+             "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", timer], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"error: scripts/demo.sh failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    seconds, max_rss = (float(v) for v in done.stderr.strip().splitlines()[-1].split())
     printed = done.stdout.split("== results")[1].split("\n", 1)[1].split("== export")[0].strip()
     with open("README.md") as f:
         shown = f.read().split("<!-- results:demo -->")[1].split("```")[1].strip()
@@ -168,7 +176,7 @@ def demo_time(command):
         raise SystemExit("error: the demo printed another table than the README's (run "
                          f"`python -m benchmarks.tables demo` first):\n{printed}\n---\n{shown}")
     # ru_maxrss is in KiB: the largest of the demo's processes (each training is one).
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
+    peak = max_rss / 2 ** 20
     info = harness.machine()
     return textwrap.fill(
         f"With the environment set up, the demo takes {seconds // 60:.0f} min {seconds % 60:.0f} s "
