@@ -124,6 +124,14 @@ TABLES = {
                         Row("cutmix", "flags/demo/cutmix.flags")),
                   seeds=(0, 1, 2),
                   renderers=(("README.md", demo_block), ("BENCHMARKS.md", seed_table))),
+    # The paper's six methods (its Table 1 rows) through one trainer, with the paper's weights.
+    "methods": Table(rows=(Row("baseline", "flags/demo/baseline.flags"),
+                           Row("cutmix", "flags/demo/cutmix.flags"),
+                           Row("cutout", "flags/demo/cutout.flags"),
+                           Row("augment", "flags/demo/augment.flags"),
+                           Row("ict", "flags/demo/ict.flags"),
+                           Row("vat", "flags/demo/vat.flags")),
+                     seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
     # The paper's CutMix beside FixMatch and UniMatch as published, and FixMatch without hue jitter.
     "weak_to_strong": Table(
         rows=(Row("baseline", "flags/demo/baseline.flags"),

@@ -4,7 +4,7 @@
       --repeats 3 --tile_image 1024,2048 --tile_size 512,1024
 
 For each network (random weights, 21 classes) a run folder is made (run.json, flags.txt and a
-checkpoint of the teacher), then exported by `semiseg_tf.export.export` as a user's run would be,
+checkpoint of the teacher), then exported by `semiseg_tf.serving.export` as a user's run would be,
 three times: plain, with --flip baked in, and with sliding-window tiles. Each SavedModel is loaded
 with `tf.saved_model.load` (what TF Serving runs) and fed uint8 images, labels read back:
 - throughput: images/s at --size x --size, batch --batch, median of --repeats timed calls after one
@@ -63,7 +63,7 @@ def bench(arch, args, folder):
     import numpy as np
     import tensorflow as tf
 
-    from semiseg_tf import export, inference, trained
+    from semiseg_tf import inference, serving, trained
     workdir = os.path.join(folder, arch)
     make_run(workdir, arch, args.size)
     variants = {"plain": inference.InferenceOptions(),
@@ -75,10 +75,10 @@ def bench(arch, args, folder):
     for name, options in variants.items():
         export_dir = os.path.join(folder, "exports", arch, name)
         start = time.perf_counter()
-        export.export(trained.RunModel(workdir, options=options), export_dir,
+        serving.export(trained.RunModel(workdir, options=options), export_dir,
                       out=open(os.devnull, "w"))
         result[f"export_s_{name}"] = time.perf_counter() - start
-        result[f"size_mib_{name}"] = (export.folder_size(export_dir)
+        result[f"size_mib_{name}"] = (serving.folder_size(export_dir)
                                       - os.path.getsize(os.path.join(export_dir, "network.keras"))
                                       ) / 2 ** 20
         result["keras_mib"] = os.path.getsize(os.path.join(export_dir, "network.keras")) / 2 ** 20

@@ -11,15 +11,16 @@ import os
 
 from absl import flags
 
-from semiseg_tf import inference, models
+from semiseg_tf import lazy
+from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import (augmentation, data, distribution, evaluation, labelled, logs, network,
                                 optimiser, perturbation, run, synthetic, training)
 from semiseg_tf.options import inference as inference_flags
-from semiseg_tf.semisup import perturbations
 
-
-class ConfigError(ValueError):
-    """A flag has a wrong value; the message names the flag."""
+# Loaded on first use: the commands import this module to print --help.
+inference = lazy.module("semiseg_tf.inference")
+models = lazy.module("semiseg_tf.models")
+perturbations = lazy.module("semiseg_tf.semisup.perturbations")
 
 
 DATASETS = data.DATASETS

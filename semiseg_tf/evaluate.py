@@ -21,17 +21,23 @@ import sys
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, evaluation, options, run_info, trained, training, visualise
-from semiseg_tf.data import image_files, pipeline
-from semiseg_tf.data.native import DataError
+from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf.errors import ConfigError, DataError, WeightsError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
-from semiseg_tf.models.weights import WeightsError
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.options import synthetic as synthetic_flags
 from semiseg_tf.progress import Progress
+
+# Loaded by main, after any --help.
+evaluation = lazy.module("semiseg_tf.evaluation")
+image_files = lazy.module("semiseg_tf.data.image_files")
+pipeline = lazy.module("semiseg_tf.data.pipeline")
+run_info = lazy.module("semiseg_tf.run_info")
+trained = lazy.module("semiseg_tf.trained")
+training = lazy.module("semiseg_tf.training")
 
 TOPIC = options.Topic("What to score, and where to write", __name__)
 TOPIC.define("enum", "split", "val", ["val", "test"], "The set of the dataset to score: its "
@@ -162,7 +168,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     try:
         evaluate()
-    except (config.ConfigError, DataError, WeightsError) as error:
+    except (ConfigError, DataError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -17,15 +17,17 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from semiseg_tf import config, options, trained, visualise
-from semiseg_tf.data import image_files
-from semiseg_tf.data.native import DataError
+from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf.errors import ConfigError, DataError, WeightsError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
-from semiseg_tf.models.weights import WeightsError
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.progress import Progress
+
+# Loaded by main, after any --help.
+image_files = lazy.module("semiseg_tf.data.image_files")
+trained = lazy.module("semiseg_tf.trained")
 
 TOPIC = options.Topic("Input and output", __name__)
 TOPIC.define("string", "input", None, "The images: a folder (searched with its sub-folders), a "
@@ -121,7 +123,7 @@ def main(argv):
         written, failed = predict_files(model, images, os.path.abspath(values.output),
                                         values.eval_batch_size, values.overlays,
                                         values.overlay_alpha)
-    except (config.ConfigError, DataError, WeightsError) as error:
+    except (ConfigError, DataError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -12,10 +12,14 @@ import sys
 
 from absl import app, flags
 
-from semiseg_tf import config, options
-from semiseg_tf.data import layouts, prepared, records
-from semiseg_tf.data.native import DataError
+from semiseg_tf import config, lazy, options
+from semiseg_tf.data import layouts
+from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.options import data as data_flags
+
+# Loaded by main, after any --help.
+prepared = lazy.module("semiseg_tf.data.prepared")
+records = lazy.module("semiseg_tf.data.records")
 
 TOPIC = options.Topic("Preparation", __name__)
 TOPIC.define("boolean", "verify", True, "Re-hash every shard of an existing preparation "
@@ -54,7 +58,7 @@ def main(argv):
                                                                             values.data_dir)
         manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,
                                    verify=values.verify)
-    except (DataError, config.ConfigError) as error:
+    except (DataError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

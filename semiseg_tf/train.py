@@ -10,9 +10,10 @@ import sys
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, options, training
-from semiseg_tf.data.native import DataError
-from semiseg_tf.models import weights
+from semiseg_tf import config, lazy, options
+from semiseg_tf.errors import ConfigError, DataError, WeightsError
+
+training = lazy.module("semiseg_tf.training")     # loaded by main, after any --help
 
 
 def main(argv):
@@ -22,7 +23,7 @@ def main(argv):
     try:
         cfg = config.from_flags()
         result = training.Trainer(cfg, config.to_flagfile_text()).run()
-    except (config.ConfigError, weights.WeightsError, DataError) as error:
+    except (ConfigError, WeightsError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except training.TrainingDiverged as error:

@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import TINY_RUN, parse_flags
-from semiseg_tf import export, run_info, trained, training
+from semiseg_tf import export, run_info, serving, trained, training
 from semiseg_tf.data import base, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +62,8 @@ def run(tmp_path_factory):
 def exported(run, tmp_path_factory):
     """The run exported, with model.onnx, under saved_models/run/1 of a fresh folder."""
     root = tmp_path_factory.mktemp("exports")
-    export_dir = export.default_export_dir(run.cfg.workdir, root=str(root / "saved_models"))
-    export.export(trained.RunModel(run.cfg.workdir), export_dir, onnx=True,
+    export_dir = serving.default_export_dir(run.cfg.workdir, root=str(root / "saved_models"))
+    serving.export(trained.RunModel(run.cfg.workdir), export_dir, onnx=True,
                   out=open(os.devnull, "w"))
     return export_dir
 
@@ -113,7 +113,7 @@ def test_a_run_from_before_run_json_still_exports(run, tmp_path):
     shutil.copytree(run.cfg.workdir, old)
     os.remove(old / "run.json")
     export_dir = str(tmp_path / "saved_models" / "old_run" / "1")
-    export.export(trained.RunModel(str(old)), export_dir, keras_file=False,
+    serving.export(trained.RunModel(str(old)), export_dir, keras_file=False,
                   out=open(os.devnull, "w"))
     with open(os.path.join(export_dir, "assets", "run.json")) as f:
         assert run_info.RunInfo.from_json(json.load(f)) == run_info.load(run.cfg.workdir)
@@ -268,7 +268,7 @@ def test_exports_and_their_scores_go_beside_the_run_whatever_the_current_directo
     (tmp_path / "runs" / "saved_models" / "cutmix" / "1").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert export.default_export_dir("../runs/cutmix") == str(
+    assert serving.default_export_dir("../runs/cutmix") == str(
         tmp_path / "runs" / "saved_models" / "cutmix" / "2")
     model = types.SimpleNamespace(path="../runs/saved_models/cutmix/1",
                                   options=types.SimpleNamespace(tag=lambda: "flip"))
@@ -279,10 +279,10 @@ def test_exports_and_their_scores_go_beside_the_run_whatever_the_current_directo
 
 def test_export_never_overwrites_and_leaves_no_partial_folder(run, exported):
     parent = os.path.dirname(exported)
-    assert export.default_export_dir(run.cfg.workdir, root=os.path.dirname(parent)).endswith(
+    assert serving.default_export_dir(run.cfg.workdir, root=os.path.dirname(parent)).endswith(
         os.path.join("run", "2"))
     with pytest.raises(Exception, match="exists already"):
-        export.export(trained.RunModel(run.cfg.workdir), exported)
+        serving.export(trained.RunModel(run.cfg.workdir), exported)
     assert os.listdir(parent) == ["1"]        # no temporary folder left beside it
 
 
@@ -468,8 +468,7 @@ def test_commands_help_groups_flags_by_topic():
     from semiseg_tf.options import perturbation as perturbation_flags
     # Each once, none missing (and the aliases, e.g. --pseudo_label_thresh for --conf_thresh).
     assert sorted(flags_listed) == sorted(config._NAMES + list(perturbation_flags.ALIASES))
-    # The other commands' help is the same rendering of their own topics (in this process: each
-    # command's --help costs a TensorFlow start-up).
+    # The other commands' help is the same rendering of their own topics.
     from semiseg_tf import evaluate, options, predict, prepare
     for module, title in ((evaluate, "What to score"), (predict, "Input and output"),
                           (export, "Export")):
@@ -478,6 +477,26 @@ def test_commands_help_groups_flags_by_topic():
     assert "Preparation:" in options.help_text((prepare.TOPIC,))
     # prepare's example keeps its line continuation (a raw docstring).
     assert "--data_dir=/data/cityscapes \\\n      --prepared_dir" in prepare.__doc__
+
+
+@pytest.mark.parametrize("name", ["train", "prepare", "evaluate", "predict", "export"])
+def test_command_help_does_not_load_tensorflow(name):
+    # -X importtime lists every module the process imports, on stderr.
+    done = command("-X", "importtime", "-m", f"semiseg_tf.{name}", "--help")
+    assert done.returncode == 0 and f"python -m semiseg_tf.{name}" in done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "absl.flags" in imported                   # the list is real
+    assert not imported & {"tensorflow", "keras", "semiseg_tf.models", "semiseg_tf.training"}
+
+
+def test_flag_choices_named_for_help_are_the_registered_ones():
+    from semiseg_tf import models
+    from semiseg_tf.options import network as network_flags
+    from semiseg_tf.options import perturbation as perturbation_flags
+    from semiseg_tf.semisup import losses
+    assert sorted(network_flags.ARCHS) == sorted(models.available())
+    assert sorted(perturbation_flags.CONSISTENCY_LOSSES) == sorted(losses.CONSISTENCY_LOSSES)
 
 
 def test_compare_runs_help_and_long_class_names(run):

@@ -18,11 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from semiseg_tf.errors import DataError
+
 IGNORE_LABEL = 255
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message is one line that names the file or folder."""
 
 
 @dataclasses.dataclass(frozen=True)

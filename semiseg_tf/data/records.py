@@ -245,12 +245,17 @@ def _prepare_locked(layout, prepared_dir, key, workers, verify, out):
         return manifest
 
 
+def _class_ids_present(splits):
+    """The sorted class ids (255, ignore, left out) that the masks of `splits` hold."""
+    return sorted({value for split in splits for counts in split["label_counts"]
+                   for value in counts if value != native.IGNORE_LABEL})
+
+
 def _check_classes_present(layout, train):
     """DataError, one line, when the training masks cannot teach two classes: one class id besides
     255 (ignore), as black-and-white 0/255 masks read as ids give; or, when the masks define the
     classes, only 0 and one other value (0/128 masks would make 127 classes that never occur)."""
-    present = sorted({v for counts in train["label_counts"] for v in counts
-                      if v != native.IGNORE_LABEL})
+    present = _class_ids_present([train])
     if not present:
         return                  # _classes_from_labels or the labelled-set check names this
     masks = os.path.dirname(next(s.label for s in layout.splits["train"] if s.label).path)
@@ -277,8 +282,7 @@ def _check_classes_present(layout, train):
 def _classes_from_labels(layout, splits, out):
     """Class names for a dataset whose labels define the classes: ids 0..max seen. Says so, and
     warns when many of those ids never occur (a stray mask value would make classes of them)."""
-    present = sorted({v for split in splits.values() for c in split["label_counts"] for v in c
-                      if v != native.IGNORE_LABEL})
+    present = _class_ids_present(splits.values())
     if not present:
         raise DataError(f"{layout.dataset}: the masks hold no class ids (only 255, ignore)")
     count = present[-1] + 1

@@ -19,6 +19,7 @@ import re
 import h5py
 import numpy as np
 
+from semiseg_tf.errors import WeightsError
 from semiseg_tf.models import layers, registry
 
 # keras.applications' `preprocess_input(mode="caffe")`: BGR order, this mean subtracted, no scaling.
@@ -26,10 +27,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 KERAS_APPLICATIONS_BN_EPSILON = 1.001e-5
 
 _KERAS_RESNET_NAME = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
-
-
-class WeightsError(ValueError):
-    """A weights file is missing, unreadable, or does not fit the network; the message says where."""
 
 
 def read_weight_file(path):

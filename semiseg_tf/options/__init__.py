@@ -45,7 +45,9 @@ def run_command(main, topics):
     """`app.run(main)`, with `--help` showing the command's docstring and then `topics`' flags.
 
     absl's `--help` prints the main module's docstring and the flags that module defines or adopts;
-    the commands define and adopt none, so the grouped text appended here is the whole list.
+    the commands define and adopt none, so the grouped text appended here is the whole list. The
+    help is printed before TensorFlow is loaded: a command names its heavy modules with
+    `semiseg_tf.lazy.module`, which `main` loads.
     """
     module = sys.modules["__main__"]
     grouped = help_text(topics).replace("%", "%%")   # absl %-formats the docstring
@@ -55,4 +57,6 @@ def run_command(main, topics):
     if any(arg in ("-h", "--help", "-help", "--helpshort", "-?") for arg in sys.argv[1:]):
         # absl's --help exits with status 1; asking for help is not a failure.
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+    import semiseg_tf
+    semiseg_tf.load()
     app.run(main)

@@ -1,11 +1,16 @@
 """Flags that choose the network and its pretrained weights."""
-from semiseg_tf import models
 from semiseg_tf.options import Topic
+
+# The registered networks (semiseg_tf.models.available(); a test holds the two equal), named here so
+# that --help does not import the networks and TensorFlow with them.
+ARCHS = ("deeplab2_resnet101", "deeplab2_small", "deeplab3plus_resnet101", "deeplab3plus_small",
+         "dense_unet_densenet161", "dense_unet_small", "pspnet_resnet101", "pspnet_small",
+         "small_unet", "tiny_unet")
 
 TOPIC = Topic("Network", __name__)
 
 TOPIC.define("string", "arch", "small_unet", "Network, by registered name: "
-        f"{', '.join(models.available())}. The *_small networks are the same code at CPU-test "
+        f"{', '.join(ARCHS)}. The *_small networks are the same code at CPU-test "
         "size.")
 TOPIC.define("string", "backbone_weights", None, "Pretrained backbone weights, a local file "
         "(nothing is downloaded): a keras.applications ResNet-101 weight file (.h5, e.g. "

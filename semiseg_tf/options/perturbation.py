@@ -2,7 +2,10 @@
 from absl import flags
 
 from semiseg_tf.options import Topic
-from semiseg_tf.semisup import losses
+
+# semiseg_tf.semisup.losses.CONSISTENCY_LOSSES's names (a test holds them equal), named here so that
+# --help does not import TensorFlow.
+CONSISTENCY_LOSSES = ("bce", "hard_ce", "kld", "logits_smoothl1", "logits_var", "var")
 
 TOPIC = Topic("Method and perturbation", __name__)
 
@@ -25,7 +28,7 @@ TOPIC.define("float", "sup_weight", 1.0, "Weight of the supervised loss (FixMatc
 TOPIC.define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the consistency loss is "
         "scaled by the share of batch pixels whose teacher max-probability is at least this. 0 "
         "disables. Also spelt --pseudo_label_thresh (FixMatch's 0.95, with --conf_per_pixel).")
-TOPIC.define("enum", "cons_loss_fn", "var", sorted(losses.CONSISTENCY_LOSSES),
+TOPIC.define("enum", "cons_loss_fn", "var", list(CONSISTENCY_LOSSES),
         "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
         "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
         "hard_ce = cross-entropy against the teacher's most likely class (a hard pseudo-label, as "
