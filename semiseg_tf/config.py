@@ -13,8 +13,8 @@ from absl import flags
 
 from semiseg_tf import lazy
 from semiseg_tf.errors import ConfigError
-from semiseg_tf.options import (augmentation, data, distribution, evaluation, labelled, logs, network,
-                                optimiser, perturbation, run, synthetic, training)
+from semiseg_tf.options import (augmentation, data, distribution, evaluation, labelled, limits, logs,
+                                network, optimiser, perturbation, run, synthetic, training)
 from semiseg_tf.options import inference as inference_flags
 
 # Loaded on first use: the commands import this module to print --help.
@@ -27,7 +27,7 @@ DATASETS = data.DATASETS
 # What `python -m semiseg_tf.train --help` shows, in this order; every flag of these is a Config field.
 TRAINING_TOPICS = tuple(m.TOPIC for m in (run, training, data, synthetic, labelled, augmentation,
                                           network, perturbation, optimiser, evaluation,
-                                          inference_flags, logs, distribution))
+                                          inference_flags, limits, logs, distribution))
 _NAMES = [name for topic in TRAINING_TOPICS for name in topic.names]
 # Flags a resumed run may give other values, because they do not change what it trains, by why:
 RESUMABLE_CHANGES = {
@@ -37,6 +37,8 @@ RESUMABLE_CHANGES = {
                     + inference_flags.TOPIC.names, "what is reported"),
     # where things are (the same data, read from elsewhere);
     **dict.fromkeys(["data_dir", "prepared_dir", "prepare_workers"], "where the data are"),
+    # a limit that refuses input, not one that changes it;
+    "max_image_pixels": "a limit on the input",
     # how the work is laid out on devices (the update is the same on one device as on several).
     **dict.fromkeys(["strategy", "cluster", "cpu_devices"], "the device layout"),
     # and how the step is compiled (the same computation; --mixed_precision is another one).
@@ -194,7 +196,12 @@ def from_flags(flag_values=flags.FLAGS):
     _require(values["lr_sched"] != "stepped" or values["lr_step_boundaries"], "lr_step_boundaries",
              "", "--lr_sched=stepped needs at least one boundary step")
     _check_inference_values(values)
+    check_max_image_pixels(values["max_image_pixels"])
     return Config(**values)
+
+
+def check_max_image_pixels(value):
+    _require(value > 0, "max_image_pixels", value, "must be a positive number of pixels")
 
 
 def _check_inference_values(values):
@@ -227,16 +234,31 @@ def inference_options(source):
                                       tile_overlap=values["tile_overlap"])
 
 
-def read_run_flags(path):
+def read_run_flags(path=None):
     """The training flags of a run's flagfile (`flags.txt`), parsed into a FlagValues of their own,
-    so the command reading them keeps its own; flags the project no longer has are ignored."""
+    so the command reading them keeps its own; flags the project no longer has are ignored. Without
+    a path: the training flags at their defaults."""
     values = flags.FlagValues()
     for name in _NAMES:
         flag = copy.deepcopy(flags.FLAGS[name])
         flag.unparse()
         values[name] = flag
+    if path is None:
+        return values
     try:
-        values(["run", f"--flagfile={path}"], known_only=True)
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a readable flagfile ({error})") from None
+    arguments = [line for line in lines if line and not line.startswith(("#", "//"))]
+    for line in arguments:
+        # The file is read as data: it may come from someone else's run or export, and a nested
+        # flagfile would make it read any file on this machine.
+        if not line.startswith("--") or line.split("=", 1)[0] == "--flagfile":
+            raise ConfigError(f"{path}: not a run's flags file (line {line[:60]!r}: one --name=value "
+                              "per line, no --flagfile)")
+    try:
+        values(["run", *arguments], known_only=True)
     except flags.Error as error:
         raise ConfigError(f"{path}: not a readable flagfile ({error})") from None
     return values

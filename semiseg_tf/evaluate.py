@@ -22,10 +22,12 @@ import sys
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf.data import native
 from semiseg_tf.errors import ConfigError, DataError, WeightsError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import inference as inference_flags
+from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.options import synthetic as synthetic_flags
@@ -56,13 +58,14 @@ DATA_FLAGS = data_flags.TOPIC.names + synthetic_flags.TOPIC.names
 
 
 def run_flag_values(flags_path, flag_values=flags.FLAGS):
-    """The training flags of a run's `flags_path`, with the data and inference flags given to this
-    command put over them (a new --dataset starts its data flags from their defaults, not from the
-    run's)."""
-    if not os.path.isfile(flags_path):
+    """The training flags of a run's `flags_path` (None: their defaults), with the data and
+    inference flags given to this command put over them (a new --dataset starts its data flags from
+    their defaults, not from the run's)."""
+    if flags_path is not None and not os.path.isfile(flags_path):
         raise config.ConfigError(f"{flags_path}: missing (the run's training flags)")
     values = config.read_run_flags(flags_path)
-    given = {name for name in DATA_FLAGS + inference_flags.TOPIC.names if flag_values[name].present}
+    given = {name for name in DATA_FLAGS + inference_flags.TOPIC.names + limits_flags.TOPIC.names
+             if flag_values[name].present}
     if "dataset" in given:
         for name in DATA_FLAGS:
             values[name].value = flag_values[name].default
@@ -126,12 +129,17 @@ def _default_output_dir(model, what):
 def evaluate(flag_values=flags.FLAGS, out=None):
     """The command, as a function: returns the scores dict (and writes the files)."""
     out = out or sys.stdout
+    config.check_max_image_pixels(flag_values.max_image_pixels)
+    native.set_max_image_pixels(flag_values.max_image_pixels)
     given_options = any(flag_values[name].present for name in inference_flags.TOPIC.names
                         if name != "eval_batch_size")
     if flag_values.saved_model:
         model = trained.open_model(saved_model=flag_values.saved_model, network=flag_values.network,
                                    checkpoint=flag_values.checkpoint, options_given=given_options)
-        run_values = run_flag_values(model.flags_path, flag_values)
+        # An export is trusted for its model description only: its copy of the training flags
+        # could name any folder to read or write, so the data to score are this command's.
+        run_values = run_flag_values(None, flag_values)
+        run_values["workdir"].value = model.path
     else:
         if not flag_values.workdir:
             raise config.ConfigError("give --workdir (a training run) or --saved_model (an export)")
@@ -178,7 +186,7 @@ def main(argv):
 
 
 COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, TOPIC, data_flags.TOPIC, synthetic_flags.TOPIC,
-                  inference_flags.TOPIC)
+                  inference_flags.TOPIC, limits_flags.TOPIC)
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)

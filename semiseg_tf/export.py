@@ -5,13 +5,16 @@
 
 The graph holds the whole inference path (normalisation, padding, and the --flip / --scales /
 --tile_size options given here), so a client sends uint8 pixels or encoded images. Signatures:
-  serving_default  images uint8 [N, H, W, 3], any H, W
+  serving_default  images uint8 [N, H, W, 3], any H, W (another channel count is refused)
                    -> labels int32 [N, H, W], probabilities float32 [N, H, W, C]
-  encoded          image_bytes string [N] (JPEG, PNG, BMP or GIF files; base64 in a REST request)
+  encoded          image_bytes string [N] (JPEG, PNG or BMP files; base64 in a REST request)
                    -> labels int32 [N, H, W] (-1 beyond an image smaller than the batch's largest),
                       label_png_bytes string [N] (one-channel PNG, values = class ids; TF
                         Serving's REST API sends a '_bytes' output base64-encoded),
                       image_size int32 [N, 2] (height, width)
+Both refuse, with an InvalidArgumentError naming the size and the limit, an image over
+--max_image_pixels and a request over --max_request_pixels (N x the largest image's pixels); the
+encoded signature reads every size from the file headers before it decodes anything.
 assets/ holds the class names, the palette, run.json, the run's flags and its final metrics, and
 export.json (what was exported, with which options); network.keras beside them is the network alone,
 for fine-tuning in Keras. The export is written to a temporary folder and renamed into place, so a
@@ -26,6 +29,7 @@ from absl import app, flags, logging
 from semiseg_tf import config, lazy, options
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.options import inference as inference_flags
+from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 
@@ -42,6 +46,10 @@ TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx"], "saved_mo
         "SavedModel (and network.keras). onnx: also model.onnx in the export folder, the "
         "serving_default graph converted by tf2onnx (pip install -e .[onnx]) and checked with "
         "onnxruntime against the SavedModel.")
+# serving.DEFAULT_MAX_REQUEST_PIXELS (a test holds the two equal).
+TOPIC.define("integer", "max_request_pixels", 100_000_000, "The most pixels one request to the "
+        "export may hold, counted as N images x the largest one's pixels (the labels output pads "
+        "every image to the largest); a larger request is refused before anything is decoded.")
 TOPIC.define("boolean", "keras_file", True, "Also write network.keras (the network alone, on "
         "normalised images) into the export folder, for fine-tuning in Keras.")
 
@@ -60,10 +68,15 @@ def main(argv):
         model = trained.open_model(workdir=values.workdir, network=values.network,
                                    checkpoint=values.checkpoint,
                                    options=config.inference_options(values))
-        export_dir = values.export_dir or serving.default_export_dir(model.workdir)
+        for name in ("max_image_pixels", "max_request_pixels"):
+            if values[name].value <= 0:
+                raise ConfigError(f"--{name}={values[name].value}: must be a positive number of "
+                                  "pixels")
         print(f"exporting {model.description}", flush=True)
-        export_dir = serving.export(model, export_dir, keras_file=values.keras_file,
-                            onnx=values.format == "onnx")
+        export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
+                                    onnx=values.format == "onnx",
+                                    max_image_pixels=values.max_image_pixels,
+                                    max_request_pixels=values.max_request_pixels)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -83,7 +96,8 @@ def main(argv):
     return 0
 
 
-COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, inference_flags.TOPIC, TOPIC)
+COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, inference_flags.TOPIC, TOPIC,
+                  limits_flags.TOPIC)
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)

@@ -6,9 +6,14 @@
 
 For every image, OUTPUT/labels/NAME.png is its label map (a palette PNG: pixel values are the class
 ids, colours the run's palette, so it reads back as ids) and OUTPUT/overlays/NAME.png the colours
-over the photo; NAME keeps the input's sub-folders. Images of one size go through the model in
-batches (--eval_batch_size). A file that cannot be read is reported in one line and skipped; the
-exit status is 1 when any was.
+over the photo; NAME is the input's path below the folder (or the glob's fixed folders) without
+its extension, so that a label map pairs with its image as the trainer's folder layout pairs them.
+Inputs of one name with different extensions (x.jpg, x.png) keep their extension instead
+(x.jpg.png, x.png.png). Nothing is written outside OUTPUT, no input is overwritten (an output that
+would land on one is an error before anything is written), and OUTPUT is not read as input. Images
+of one size go through the model in batches (--eval_batch_size). A file that cannot be read, is
+over --max_image_pixels or is a broken link is reported in one line and skipped; the exit status is
+1 when any was.
 """
 import collections
 import os
@@ -18,9 +23,11 @@ import numpy as np
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError, DataError, WeightsError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import inference as inference_flags
+from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.progress import Progress
@@ -46,16 +53,60 @@ def _batches(paths_by_size, batch_size):
             yield paths[start:start + batch_size]
 
 
-def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=None):
+def output_names(images):
+    """{path: output name ('a/x.png')} of `images` ([(path, relative path)]): the relative path with
+    a .png extension instead of its own, or with .png after its own where the names without
+    extension would clash (compared without case: x.jpg, X.png). ConfigError when they clash even
+    so, or a relative path leaves its folder."""
+    def stem(relative):
+        lower = relative.lower()
+        ext = next(e for e in (*layouts.IMAGE_EXTENSIONS, "") if lower.endswith(e))
+        return relative[:len(relative) - len(ext)] if ext else relative
+
+    for path, relative in images:
+        parts = relative.split(os.sep)
+        if os.path.isabs(relative) or ".." in parts or "" in parts:
+            raise ConfigError(f"{path}: its name below the input folder ({relative}) leaves it")
+    clashes = collections.Counter(stem(rel).lower() for _, rel in images)
+    names, taken = {}, {}
+    for path, relative in images:
+        name = (stem(relative) if clashes[stem(relative).lower()] == 1 else relative) + ".png"
+        if name in taken:
+            raise ConfigError(f"{path} and {taken[name]}: both would be written as {name}; "
+                              "rename one")
+        taken[name] = path
+        names[path] = name
+    return names
+
+
+def check_output(images, names, output, overlays):
+    """ConfigError, before anything is written, when an output file would be an input file (through
+    any link) or would not lie under `output`."""
+    root = os.path.realpath(output)
+    inputs = {os.path.realpath(path): path for path, _ in images}
+    for path, name in names.items():
+        for kind in ("labels", "overlays") if overlays else ("labels",):
+            target = os.path.realpath(os.path.join(root, kind, name))
+            if target in inputs:
+                raise ConfigError(f"--output={output}: {path}'s output would overwrite the input "
+                                  f"{inputs[target]}; choose another --output")
+            if os.path.commonpath([root, target]) != root:
+                raise ConfigError(f"--output={output}: {path}'s output {target} would lie outside it")
+
+
+def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=None,
+                  skipped=0):
     """Writes label maps (and overlays) of `images` ([(path, relative path)]) under `output`;
-    progress and skipped files go to `out` (default: stderr).
+    progress and skipped files go to `out` (default: stderr). `skipped`: files skipped before
+    (broken links), counted with those skipped here.
 
     Returns:
       (written, failed): counts of images.
     """
     out = out or sys.stderr
     palette = model.info.palette
-    relative = dict(images)
+    names = output_names(images)
+    check_output(images, names, output, overlays)
     unopened = 0
     # The size from each header groups the images without decoding them; one that cannot even
     # be opened is reported here.
@@ -66,11 +117,11 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
         except DataError as error:
             print(f"skipped: {error}", file=out, flush=True)
             unopened += 1
-    failed = unopened
-    progress = Progress("predicted", len(images), "images", out=out)
+    failed = unopened + skipped
+    progress = Progress("predicted", len(images) + skipped, "images", out=out)
+    progress.skipped = failed
     if not by_size:                # nothing could be opened: the bar still ends, with the count
-        progress.skipped = failed
-        progress.update(unopened)
+        progress.update(failed)
     done = written = 0
     for paths in _batches(by_size, batch_size):
         pixels, kept = [], []
@@ -84,15 +135,15 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
         if kept:
             labels = model.predict(np.stack(pixels))["labels"]
             for path, image, label in zip(kept, pixels, labels):
-                name = os.path.splitext(relative[path])[0] + ".png"
-                _write(os.path.join(output, "labels", name), visualise.label_png(label, palette))
+                _write(os.path.join(output, "labels", names[path]),
+                       visualise.label_png(label, palette))
                 if overlays:
-                    _write(os.path.join(output, "overlays", name),
+                    _write(os.path.join(output, "overlays", names[path]),
                            png_bytes(visualise.overlay(image, label, palette, alpha)))
                 written += 1
         done += len(paths)
         progress.skipped = failed
-        progress.update(unopened + done)
+        progress.update(unopened + skipped + done)
     return written, failed
 
 
@@ -111,7 +162,10 @@ def main(argv):
             raise config.ConfigError("--input (the images) and --output (a folder) are required")
         if not 0 <= values.overlay_alpha <= 1:
             raise config.ConfigError(f"--overlay_alpha={values.overlay_alpha}: must lie in [0, 1]")
-        images = image_files.list_images(values.input)
+        config.check_max_image_pixels(values.max_image_pixels)
+        native.set_max_image_pixels(values.max_image_pixels)
+        broken = []
+        images = image_files.list_images(values.input, exclude=values.output, broken=broken)
         given_options = any(values[name].present for name in inference_flags.TOPIC.names
                             if name != "eval_batch_size")
         model = trained.open_model(workdir=values.workdir, saved_model=values.saved_model,
@@ -122,7 +176,7 @@ def main(argv):
               flush=True)
         written, failed = predict_files(model, images, os.path.abspath(values.output),
                                         values.eval_batch_size, values.overlays,
-                                        values.overlay_alpha)
+                                        values.overlay_alpha, skipped=len(broken))
     except (ConfigError, DataError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -132,11 +186,12 @@ def main(argv):
         return 2
     what = "label maps and overlays" if values.overlays else "label maps"
     print(f"wrote {written} {what} to {os.path.abspath(values.output)}"
-          + (f"; {failed} file(s) could not be read (listed above)" if failed else ""))
+          + (f"; {failed} file(s) skipped (listed above)" if failed else ""))
     return 1 if failed else 0
 
 
-COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, TOPIC, inference_flags.TOPIC)
+COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, TOPIC, inference_flags.TOPIC,
+                  limits_flags.TOPIC)
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)

@@ -13,9 +13,10 @@ import sys
 from absl import app, flags
 
 from semiseg_tf import config, lazy, options
-from semiseg_tf.data import layouts
+from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.options import data as data_flags
+from semiseg_tf.options import limits as limits_flags
 
 # Loaded by main, after any --help.
 prepared = lazy.module("semiseg_tf.data.prepared")
@@ -49,6 +50,8 @@ def main(argv):
               "required; the synthetic dataset needs no preparation", file=sys.stderr)
         return 2
     try:
+        config.check_max_image_pixels(values.max_image_pixels)
+        native.set_max_image_pixels(values.max_image_pixels)
         layout = layouts.LAYOUTS[values.dataset](
             values.data_dir, num_classes=values.num_classes,
             mask_values=config.parse_mask_values(values.mask_values))
@@ -68,7 +71,7 @@ def main(argv):
     return 0
 
 
-COMMAND_TOPICS = (data_flags.TOPIC, TOPIC)
+COMMAND_TOPICS = (data_flags.TOPIC, TOPIC, limits_flags.TOPIC)
 
 if __name__ == "__main__":
     options.run_command(main, COMMAND_TOPICS)

@@ -64,14 +64,59 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, data):
-        return cls(dataset=data["dataset"], class_names=tuple(data["class_names"]),
-                   palette=tuple(tuple(c) for c in data["palette"]),
-                   rgb_mean=tuple(data["input"]["mean"]), rgb_std=tuple(data["input"]["std"]),
-                   arch=data["network"]["arch"], input_multiple=data["network"]["input_multiple"],
-                   crop_size=tuple(data["crop_size"]),
-                   network_options=dict(data["network"]["options"]),
-                   evaluated_network=data["network"]["evaluated"], fill_holes=data["fill_holes"],
-                   mask_values=tuple(data.get("mask_values", ())))
+        """The RunInfo of a run.json's contents, every value checked: the file may come from
+        someone else's export. ValueError naming the first wrong field."""
+        try:
+            info = cls(dataset=data["dataset"], class_names=tuple(data["class_names"]),
+                       palette=tuple(tuple(c) for c in data["palette"]),
+                       rgb_mean=tuple(data["input"]["mean"]), rgb_std=tuple(data["input"]["std"]),
+                       arch=data["network"]["arch"],
+                       input_multiple=data["network"]["input_multiple"],
+                       crop_size=tuple(data["crop_size"]),
+                       network_options=dict(data["network"]["options"]),
+                       evaluated_network=data["network"]["evaluated"],
+                       fill_holes=data["fill_holes"], mask_values=tuple(data.get("mask_values", ())))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"missing or malformed field ({error.__class__.__name__}: "
+                             f"{error})") from None
+        info.check()
+        return info
+
+    def check(self):
+        """ValueError (naming the field) unless every value is of its kind and range."""
+        def require(condition, field, value, message):
+            if not condition:
+                raise ValueError(f"{field}={str(value)[:80]}: {message}")
+
+        def ints(values, low, high):
+            return all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+                       for v in values)
+
+        def numbers(values):
+            return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+        require(isinstance(self.dataset, str), "dataset", self.dataset, "not a name")
+        require(2 <= self.num_classes <= 255 and all(isinstance(n, str) for n in self.class_names),
+                "class_names", self.class_names, "2 to 255 names expected")
+        require(len(self.palette) >= self.num_classes
+                and all(len(c) == 3 and ints(c, 0, 255) for c in self.palette),
+                "palette", self.palette, "one (r, g, b) of 0-255 per class expected")
+        require(len(self.rgb_mean) == 3 and numbers(self.rgb_mean), "input.mean", self.rgb_mean,
+                "3 numbers expected")
+        require(len(self.rgb_std) == 3 and numbers(self.rgb_std)
+                and min(self.rgb_std) > 0, "input.std", self.rgb_std, "3 positive numbers expected")
+        require(self.arch in models.available(), "network.arch", self.arch,
+                "not a network of this version of semiseg_tf")
+        require(ints([self.input_multiple], 1, 1024), "network.input_multiple",
+                self.input_multiple, "an integer of 1 to 1024 expected")
+        require(len(self.crop_size) == 2 and ints(self.crop_size, 1, 2 ** 16), "crop_size",
+                self.crop_size, "two positive integers expected")
+        require(self.evaluated_network in ("teacher", "student"), "network.evaluated",
+                self.evaluated_network, "teacher or student expected")
+        require(isinstance(self.fill_holes, bool), "fill_holes", self.fill_holes,
+                "true or false expected")
+        require(ints(self.mask_values, 0, 255), "mask_values", self.mask_values,
+                "values of 0-255 expected")
 
 
 def network_options(values):

@@ -1,7 +1,9 @@
 """What an export is: the SavedModel's module and its two signatures, its assets, and how it is
 written (atomically) and converted to ONNX. `python -m semiseg_tf.export` is its command.
 """
+import contextlib
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -14,7 +16,7 @@ import tensorflow as tf
 
 import semiseg_tf
 from semiseg_tf import checkpoints, run_info, trained
-from semiseg_tf.data import records
+from semiseg_tf.data import native, records
 from semiseg_tf.errors import ConfigError
 
 METRICS_FILE = "metrics.json"
@@ -22,44 +24,123 @@ ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 
 
-class ServingModule(tf.Module):
-    """What the SavedModel holds: a `Segmenter` and its two serving functions."""
+# The budget of one request: its images' pixels, counted as the labels output holds them (every image
+# padded to the largest), so that a large image among many small ones cannot multiply it.
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
 
-    def __init__(self, segmenter, asset_paths):
+
+def encoded_image_size(data, index):
+    """int64 [height, width] of an encoded image, read from its header without decoding it (JPEG:
+    TensorFlow's extract_jpeg_shape; PNG: its IHDR chunk; BMP: its info header). Any other format,
+    GIF included (its frame count, which decoding multiplies, is not in its header), is refused
+    with an InvalidArgumentError naming the image's index in the request."""
+    length = tf.strings.length(data)
+
+    def header(start, count):
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, count), tf.uint8), tf.int64)
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+
+    def png():                  # width, height: big-endian uint32 at bytes 16 and 20
+        b = header(16, 8)
+        return tf.stack([b[4] * 2 ** 24 + b[5] * 2 ** 16 + b[6] * 2 ** 8 + b[7],
+                         b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]])
+
+    def bmp():                  # width, height: little-endian int32 at 18 and 22 (height < 0: top-down)
+        b = header(18, 8)
+        width = b[0] + b[1] * 2 ** 8 + b[2] * 2 ** 16 + b[3] * 2 ** 24
+        height = b[4] + b[5] * 2 ** 8 + b[6] * 2 ** 16 + b[7] * 2 ** 24
+        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)
+        return tf.stack([height, width])
+
+    def other():
+        check = tf.debugging.Assert(False, ["image", index, "is not a JPEG, PNG or BMP file"])
+        with tf.control_dependencies([check]):
+            return tf.zeros([2], tf.int64)
+
+    long_enough = length >= 26
+    is_png = long_enough & tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    is_bmp = long_enough & tf.equal(tf.strings.substr(data, 0, 2), b"BM")
+    return tf.case([(tf.io.is_jpeg(data), jpeg), (is_png, png), (is_bmp, bmp)], default=other,
+                   exclusive=False)
+
+
+class ServingModule(tf.Module):
+    """What the SavedModel holds: a `Segmenter`, its two serving functions and their pixel budgets."""
+
+    def __init__(self, segmenter, asset_paths, max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
+                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
         super().__init__(name="semiseg_tf_export")
         self.segmenter = segmenter
+        self.max_image_pixels = int(max_image_pixels)
+        self.max_request_pixels = int(max_request_pixels)
         # Tracked assets are copied into the SavedModel's assets/ folder.
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
 
+    def _check_image(self, height, width, what):
+        """The assertion that an image of height x width (int64) is within the budget; `what`: the
+        items that name it in the message."""
+        return tf.debugging.Assert(height * width <= self.max_image_pixels,
+                                   [*what, width, "x", height, "pixels, over the limit of",
+                                    self.max_image_pixels, "per image"])
+
+    def _check_request(self, count, height, width):
+        """The assertion that `count` images of height x width (int64) are within the budget."""
+        return tf.debugging.Assert(count * height * width <= self.max_request_pixels,
+                                   ["the request:", count, "images of", width, "x", height,
+                                    "pixels (padded to the largest), over the limit of",
+                                    self.max_request_pixels, "per request"])
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve(self, images):
+        # A loaded signature does not check its inputs' shapes against its own: the graph does.
+        shape = tf.shape(images, out_type=tf.int64)
+        checks = [tf.debugging.Assert(tf.equal(shape[3], 3),
+                                      ["images: RGB expected, [N, H, W, 3]; got", shape])]
+        checks += [self._check_image(shape[1], shape[2], ["images of"]),
+                   self._check_request(shape[0], shape[1], shape[2])]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
         outputs = self.segmenter(images)
         return {"labels": outputs["labels"], "probabilities": outputs["probabilities"]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_encoded(self, image_bytes):
         count = tf.shape(image_bytes)[0]
-        decoded = tf.TensorArray(tf.uint8, size=count, infer_shape=False,
-                                 element_shape=tf.TensorShape([None, None, 3]))
-        sizes = tf.TensorArray(tf.int32, size=count)
+        # Every header first: nothing is decoded before the whole request is within its budget.
+        sizes = tf.TensorArray(tf.int64, size=count, element_shape=tf.TensorShape([2]))
         for i in tf.range(count):
-            image = records.decode_image(image_bytes[i])
-            decoded = decoded.write(i, image)
-            sizes = sizes.write(i, tf.shape(image)[:2])
+            size = encoded_image_size(image_bytes[i], i)
+            with tf.control_dependencies([self._check_image(size[0], size[1],
+                                                            ["image", i, "is"])]):
+                sizes = sizes.write(i, tf.identity(size))
         sizes = tf.reshape(sizes.stack(), [-1, 2])
-        largest = tf.reduce_max(tf.concat([sizes, [[0, 0]]], axis=0), axis=0)
+        largest = tf.reduce_max(tf.concat([sizes, tf.zeros([1, 2], tf.int64)], axis=0), axis=0)
+        with tf.control_dependencies([self._check_request(tf.cast(count, tf.int64), largest[0],
+                                                          largest[1])]):
+            largest = tf.cast(tf.identity(largest), tf.int32)
+            # The decoding below reads these bytes, so it waits for every check (the runtime
+            # would otherwise start what does not depend on them).
+            image_bytes = tf.identity(image_bytes)
         labels = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([None, None]))
-        pngs = tf.TensorArray(tf.string, size=count)
+        pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
         # One image at a time: a request's images may differ in size.
         for i in tf.range(count):
-            image_labels = self.segmenter(decoded.read(i)[None])["labels"][0]
+            image = records.decode_image(image_bytes[i])
+            # A header that lied about the size is caught before the network runs.
+            tf.debugging.assert_equal(tf.shape(image, out_type=tf.int64)[:2], sizes[i],
+                                      message="an image's data do not match its header's size")
+            image_labels = self.segmenter(image[None])["labels"][0]
             pngs = pngs.write(i, tf.io.encode_png(tf.cast(image_labels, tf.uint8)[..., None]))
             size = tf.shape(image_labels)
             labels = labels.write(i, tf.pad(image_labels, [[0, largest[0] - size[0]],
                                                            [0, largest[1] - size[1]]],
                                             constant_values=-1))
-        return {"labels": tf.reshape(labels.stack(), [count, largest[0], largest[1]]),
-                "label_png_bytes": pngs.stack(), "image_size": sizes}
+        # An empty request gets empty outputs (TensorArray.stack of nothing has no shape to give).
+        labels = tf.cond(count > 0, labels.stack, lambda: tf.zeros([0, 0, 0], tf.int32))
+        return {"labels": tf.reshape(labels, [count, largest[0], largest[1]]),
+                "label_png_bytes": pngs.stack(), "image_size": tf.cast(sizes, tf.int32)}
 
 
 def default_export_dir(workdir, root=None):
@@ -73,7 +154,7 @@ def default_export_dir(workdir, root=None):
     return os.path.join(folder, str(max(versions, default=0) + 1))
 
 
-def _write_assets(folder, model):
+def _write_assets(folder, model, limits):
     """The files of assets/: {name: path} (written into `folder`)."""
     info, workdir = model.info, model.workdir
     paths = {}
@@ -97,7 +178,7 @@ def _write_assets(folder, model):
         "step": model.step, "options": model.options.to_json(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "semiseg_tf": semiseg_tf.__version__, "tensorflow": tf.__version__,
-        "finished_run": os.path.isfile(metrics_path),
+        "finished_run": os.path.isfile(metrics_path), "limits": limits,
     }, indent=2))
     return paths
 
@@ -131,45 +212,91 @@ def convert_to_onnx(saved_model_dir, onnx_path):
     return float(np.abs(onnx_probabilities - tf_probabilities).max())
 
 
-def export(model, export_dir, keras_file=True, onnx=False, out=None):
+def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
+           max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
     """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
-    (`onnx`: and model.onnx beside it).
+    (`onnx`: and model.onnx beside it); its signatures refuse images over `max_image_pixels` and
+    requests over `max_request_pixels`. `export_dir` None: the next version beside the run
+    (`default_export_dir`), and the one after if another export takes it meanwhile.
 
     Returns:
-      export_dir.
+      the export's folder.
     """
-    export_dir = os.path.abspath(export_dir)
+    chosen = export_dir
+    export_dir = os.path.abspath(export_dir or default_export_dir(model.workdir))
     if os.path.exists(export_dir):
         raise ConfigError(f"--export_dir={export_dir}: exists already; exports are never "
-                                 "overwritten (give a new VERSION folder)")
+                          "overwritten (give a new VERSION folder)")
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
     try:
-        with tempfile.TemporaryDirectory() as asset_folder:
-            module = ServingModule(model.segmenter, _write_assets(asset_folder, model))
+        limits = {"max_image_pixels": int(max_image_pixels),
+                  "max_request_pixels": int(max_request_pixels)}
+        # Everything is written inside the staging folder, the writers' own temporary files too,
+        # so that a failure (a full disk) leaves nothing once that folder is removed.
+        scratch = os.path.join(staging, ".scratch")
+        os.mkdir(scratch)
+        with _temporary_files_in(scratch):
+            assets = os.path.join(scratch, "assets")
+            os.mkdir(assets)
+            module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits)
             signatures = {"serving_default": module.serve.get_concrete_function(),
                           "encoded": module.serve_encoded.get_concrete_function()}
-            tf.saved_model.save(module, staging, signatures=signatures)
-        if keras_file:
-            model.network.save(os.path.join(staging, "network.keras"))
+            saved = os.path.join(staging, "saved")
+            tf.saved_model.save(module, saved, signatures=signatures)
+            if keras_file:
+                model.network.save(os.path.join(saved, "network.keras"))
+        shutil.rmtree(scratch)
         if onnx:
-            difference = convert_to_onnx(staging, os.path.join(staging, ONNX_FILE))
+            difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE))
             print(f"  {ONNX_FILE}: onnxruntime's probabilities differ from the SavedModel's by at "
                   f"most {difference:.1e}", file=out or sys.stdout, flush=True)
-        # mkdtemp's folder is private (0700); a server running as another user must read it.
+        # A server running as another user must read it (mkdtemp's folder is private).
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
-        # The rename is atomic: the version folder appears whole, or not at all.
-        os.rename(staging, export_dir)
+        os.chmod(saved, 0o777 & ~umask)
+        export_dir = _rename_into_place(saved, export_dir, chosen, model)
     except BaseException as error:
-        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, tf.errors.OpError):
             # TensorFlow's writers report a full disk or a read-only folder this way.
             raise OSError(checkpoints.first_line(error)) from error
         raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return export_dir
+
+
+def _rename_into_place(folder, export_dir, chosen, model):
+    """Renames `folder` to `export_dir` (atomic: the version appears whole, or not at all). If
+    another export took that version meanwhile: the next free one when the version was not
+    chosen, else ConfigError."""
+    for _ in range(100):
+        try:
+            os.rename(folder, export_dir)
+            return export_dir
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if chosen:
+                raise ConfigError(f"--export_dir={export_dir}: another export wrote it while this "
+                                  "one was being written; nothing was overwritten (give a new "
+                                  "VERSION folder)") from None
+            export_dir = default_export_dir(model.workdir, os.path.dirname(
+                os.path.dirname(export_dir)))
+    raise ConfigError(f"{os.path.dirname(export_dir)}: other exports keep taking the next "
+                      "version; export again")
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder):
+    """Python's temporary files (which Keras writes the .keras file through) go to `folder`."""
+    saved, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
 
 
 def folder_size(path):

@@ -38,18 +38,35 @@ def load_network(workdir, info, which, checkpoint=None):
     Returns:
       (network, checkpoint path, step).
     """
-    path = checkpoint or latest_checkpoint(workdir)
-    if not tf.io.gfile.exists(path + ".index"):
-        raise ConfigError(f"--checkpoint={path}: no such checkpoint (expected {path}.index)")
     network = models.build(info.arch, info.num_classes, **info.network_options)
-    try:
-        tf.train.Checkpoint(**{which: network}).restore(path).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-        raise ConfigError(f"{path}: does not hold the {which} {info.arch} with {info.num_classes} "
-                          f"classes that {workdir}/{run_info.RUN_INFO_FILE} describes "
-                          f"({first_line(error)})") from None
-    return network, path, checkpoint_step(path)
+    # A training still running in the folder removes old checkpoints as it saves new ones: the
+    # latest one may go while it is read, and the newest one then is read instead.
+    for attempt in range(3):
+        path = checkpoint or latest_checkpoint(workdir)
+        if not _complete(path):
+            if checkpoint:
+                raise ConfigError(f"--checkpoint={path}: no such checkpoint (expected "
+                                  f"{path}.index and its data)")
+            continue
+        try:
+            tf.train.Checkpoint(**{which: network}).restore(path).expect_partial() \
+                .assert_existing_objects_matched()
+            step = checkpoint_step(path)
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            if not _complete(path):
+                continue
+            raise ConfigError(f"{path}: does not hold the {which} {info.arch} with "
+                              f"{info.num_classes} classes that {workdir}/{run_info.RUN_INFO_FILE} "
+                              f"describes ({first_line(error)})") from None
+        return network, path, step
+    raise ConfigError(f"{path}: removed while it was being read, {attempt + 1} times (a training "
+                      "running in the run folder replaces its checkpoints); run again, or give "
+                      "--checkpoint")
+
+
+def _complete(path):
+    """Whether a checkpoint's index and data files are there."""
+    return tf.io.gfile.exists(path + ".index") and bool(tf.io.gfile.glob(path + ".data-*"))
 
 
 class RunModel:
@@ -82,28 +99,55 @@ class SavedModel:
                               "give the VERSION folder, e.g. saved_models/NAME/1")
         self.path = path
         assets = os.path.join(path, "assets")
+        # Only what describes the model is read from the export, and checked: its files may come
+        # from anyone. (Its graph is a program: see the README, "Trusting an export".)
+        for name in (run_info.RUN_INFO_FILE, EXPORT_INFO_FILE):
+            where = os.path.join(assets, name)
+            try:
+                contents = _read_json(where)
+                if name == run_info.RUN_INFO_FILE:
+                    self.info = run_info.RunInfo.from_json(contents)
+                else:
+                    self.options, self.step = _export_options(contents)
+                    export_info = contents
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"--saved_model={path}: {where}: not as semiseg_tf exports it "
+                                  f"({str(error)[:200]})") from None
         try:
-            self.info = run_info.RunInfo.from_json(_read_json(os.path.join(assets,
-                                                                           run_info.RUN_INFO_FILE)))
-            export_info = _read_json(os.path.join(assets, EXPORT_INFO_FILE))
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(f"--saved_model={path}: not exported by semiseg_tf ({error})") from None
-        self.options = inference.InferenceOptions(
-            flip=export_info["options"]["flip"], scales=tuple(export_info["options"]["scales"]),
-            tile_size=(tuple(export_info["options"]["tile_size"])
-                       if export_info["options"]["tile_size"] else None),
-            tile_overlap=export_info["options"]["tile_overlap"])
-        self.loaded = tf.saved_model.load(path)
-        self.serve = self.loaded.signatures["serving_default"]
-        self.flags_path = os.path.join(assets, run_info.FLAGS_FILE)
-        self.step = export_info.get("step")
-        self.description = (f"the SavedModel {path} (the {export_info['network']} of "
-                            f"{export_info['workdir']} at step {self.step}; "
+            self.loaded = tf.saved_model.load(path)
+            self.serve = self.loaded.signatures["serving_default"]
+        except (tf.errors.OpError, KeyError, ValueError, OSError) as error:
+            raise ConfigError(f"--saved_model={path}: cannot be loaded as a SavedModel with a "
+                              f"serving_default signature ({first_line(error)})") from None
+        classes = self.serve.structured_outputs.get("probabilities")
+        classes = None if classes is None else classes.shape[-1]
+        if classes != self.info.num_classes:
+            raise ConfigError(f"--saved_model={path}: its network has {classes} outputs, its "
+                              f"run.json {self.info.num_classes} classes")
+        self.description = (f"the SavedModel {path} (the {str(export_info.get('network'))[:40]} "
+                            f"of {str(export_info.get('workdir'))[:200]} at step {self.step}; "
                             f"{self.options.describe()})")
 
     def predict(self, images):
         outputs = self.serve(images=tf.convert_to_tensor(images, tf.uint8))
         return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _export_options(export_info):
+    """(InferenceOptions, step) of an export.json; ValueError naming a wrong value."""
+    try:
+        options = export_info["options"]
+        flip, scales = options["flip"], tuple(float(v) for v in options["scales"])
+        tile_size = tuple(int(v) for v in options["tile_size"]) if options["tile_size"] else None
+        overlap, step = float(options["tile_overlap"]), export_info.get("step")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"options: missing or malformed ({error})") from None
+    if not (isinstance(flip, bool) and scales and min(scales) > 0 and 0 <= overlap < 1
+            and (tile_size is None or (len(tile_size) == 2 and min(tile_size) > 0))
+            and (step is None or isinstance(step, int))):
+        raise ValueError(f"options={str(options)[:120]}, step={step}: out of range")
+    return inference.InferenceOptions(flip=flip, scales=scales, tile_size=tile_size,
+                                      tile_overlap=overlap), step
 
 
 def _read_json(path):

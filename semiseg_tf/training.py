@@ -35,7 +35,7 @@ from semiseg_tf import models, run_info, visualise
 from semiseg_tf.evaluation import Evaluator
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.augment import boxmask, colour, geometric
-from semiseg_tf.data import base, pipeline, prepared, synthetic
+from semiseg_tf.data import base, native, pipeline, prepared, synthetic
 from semiseg_tf.models import precision, weights
 from semiseg_tf.semisup import mean_teacher, optim, perturbations
 
@@ -230,6 +230,7 @@ def make_strategy(cfg):
 
 def build_source(cfg, out=sys.stderr):
     """The data source of `cfg.dataset`; file-based ones are listed, checked and prepared (once)."""
+    native.set_max_image_pixels(cfg.max_image_pixels)
     if cfg.dataset == "synthetic":
         return synthetic.SyntheticSource(cfg.synthetic_num_train, cfg.synthetic_num_val,
                                          cfg.synthetic_image_size, cfg.synthetic_seed,

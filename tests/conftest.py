@@ -1,4 +1,5 @@
-"""Shared helpers: tiny configurations that train in seconds on a CPU."""
+"""Shared helpers: tiny configurations that train in seconds on a CPU, and running a command."""
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,3 +53,31 @@ def pascal_aug_dir(tmp_path_factory):
         records.prepare(layouts.pascal_layout(str(root / "VOC2012")), str(root / "prepared"),
                         out=out)
     return root / "VOC2012", root / "prepared"
+
+
+def run_main(name, *args):
+    """`python -m semiseg_tf.NAME ARGS` in this process: the command's flags parsed from `args`,
+    its main() called, its output captured (a TensorFlow start-up per command would cost seconds).
+    Returns an object with returncode, stdout and stderr, as subprocess.run's."""
+    import contextlib
+    import importlib
+    import types
+
+    from absl import flags
+    module = importlib.import_module(f"semiseg_tf.{name}")
+    flags.FLAGS.unparse_flags()
+    argv = flags.FLAGS([name, *args])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = module.main(argv)
+    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def one_error(done, *fragments):
+    """The one 'error:' line of a failed command, holding every fragment, and no traceback."""
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]

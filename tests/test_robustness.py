@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 import dataset_fixtures as fx
-from conftest import TINY_RUN, parse_flags
+from conftest import TINY_RUN, one_error, parse_flags
 from semiseg_tf import config, training
 from semiseg_tf.data import prepared
 from semiseg_tf.data.native import DataError
@@ -33,16 +33,6 @@ def train(*args, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "semiseg_tf.train", *TINY_ARGS, *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def one_error(done, *fragments):
-    """The one 'error:' line of a failed command, holding every fragment, and no traceback."""
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def leftovers(folder):

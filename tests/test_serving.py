@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import io
 from io import BytesIO
 
 import cv2
@@ -14,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_RUN, parse_flags
+from conftest import TINY_RUN, parse_flags, run_main
 from semiseg_tf import export, run_info, serving, trained, training
 from semiseg_tf.data import base, synthetic
 
@@ -27,24 +26,6 @@ def command(*args, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd or REPO,
                           env=env)
-
-
-def run_main(name, *args):
-    """`python -m semiseg_tf.NAME ARGS` in this process: the command's flags parsed from `args`,
-    its main() called, its output captured (a TensorFlow start-up per command would cost seconds).
-    Returns an object with returncode, stdout and stderr, as subprocess.run's."""
-    import contextlib
-    import importlib
-    import types
-
-    from absl import flags
-    module = importlib.import_module(f"semiseg_tf.{name}")
-    flags.FLAGS.unparse_flags()
-    argv = flags.FLAGS([name, *args])
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = module.main(argv)
-    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +357,7 @@ def test_predict_writes_id_pngs_and_overlays_and_skips_a_corrupt_file(run, expor
     assert len(skipped) == 1 and "broken.png" in skipped[0]
     bars = [line for line in done.stderr.splitlines() if "predicted:" in line]
     assert "4/4 (100%), 1 skipped," in bars[-1], bars
-    assert "wrote 3 label maps and overlays" in done.stdout and "1 file(s) could not be read" in done.stdout
+    assert "wrote 3 label maps and overlays" in done.stdout and "1 file(s) skipped" in done.stdout
     served = tf.saved_model.load(exported).signatures["serving_default"]
     for name in images:
         # What the model saw: the decoded file (JPEG is lossy).
@@ -424,13 +405,17 @@ def test_one_decoder_the_graphs_pixels_equal_pils_for_every_served_format(tmp_pa
     assert fast_differs          # the files are ones on which the choice of decoder shows
 
 
-def test_served_labels_equal_predicts_for_jpeg_png_bmp_and_gif_files(run, exported, tmp_path):
+def test_served_labels_equal_predicts_for_jpeg_png_and_bmp_files_and_gif_is_refused(
+        run, exported, tmp_path):
     (tmp_path / "in").mkdir()
     paths = encoded_files(tmp_path / "in")
     done = run_main("predict", f"--saved_model={exported}", f"--input={tmp_path}/in",
                     f"--output={tmp_path}/out")
     assert done.returncode == 0, done.stderr[-2000:]
     encoded = tf.saved_model.load(exported).signatures["encoded"]
+    # A GIF's decoded size is its frame count times its screen, and the count is not in its header.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0\] \[is not a JPEG, PNG or BMP"):
+        encoded(image_bytes=tf.constant([open(paths.pop("first_frame.gif"), "rb").read()]))
     for name, path in paths.items():
         result = encoded(image_bytes=tf.constant([open(path, "rb").read()]))
         served = tf.io.decode_png(result["label_png_bytes"][0]).numpy()[..., 0]

@@ -1,42 +1,116 @@
 """Loose image files, for evaluate and predict: listing a folder or a glob, and a folder of images with
 their masks as a data source."""
+import fnmatch
 import glob
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from semiseg_tf.data import base, layouts, native
 from semiseg_tf.data.native import DataError, FileRef
 
 
-def list_images(pattern, flag="input"):
+def list_images(pattern, flag="input", exclude=None, out=None, broken=None):
     """The image files of `pattern`: a folder (searched recursively), a glob (`photos/*.jpg`,
     `**` for any depth) or one file. Returns sorted [(path, relative path)], the relative path
     from the folder (or from the glob's fixed leading folders), so outputs can keep sub-folders.
-    DataError, naming `--flag`, when nothing matches."""
+
+    Symbolic links are followed, each folder and each file taken once (by its real path), so a
+    link loop ends; files under `exclude` (a command's output folder) are left out. Broken links
+    are reported in one line each on `out` (default: stderr) and added to the list `broken`. DataError, naming `--flag`, when
+    the pattern goes up ('..') after a wildcard or nothing matches."""
     pattern = os.path.expanduser(pattern)
+    hidden = os.path.isdir(pattern)      # a folder: every file in it; a glob: as the shell's
     if os.path.isdir(pattern):
-        root = pattern
-        paths = [os.path.join(folder, name) for folder, _, names in os.walk(pattern)
-                 for name in names]
+        root, parts = pattern, ["**", "*"]
     elif glob.has_magic(pattern):
-        parts = pattern.split(os.sep)
-        fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-        root = os.sep.join(parts[:fixed]) or "."
-        paths = glob.glob(pattern, recursive=True)
+        split = pattern.split(os.sep)
+        fixed = next(i for i, part in enumerate(split) if glob.has_magic(part))
+        root, parts = os.sep.join(split[:fixed]) or ".", [p for p in split[fixed:] if p not in ("", ".")]
+        if ".." in parts:
+            raise DataError(f"--{flag}={pattern}: '..' after a wildcard is not supported; name the "
+                            "folder without it")
+        if pattern.startswith(os.sep) and not split[0]:
+            root = root or os.sep
     elif os.path.isfile(pattern):
-        root, paths = os.path.dirname(pattern) or ".", [pattern]
+        return [(pattern, os.path.basename(pattern))] if _is_image_name(pattern) else _none(
+            flag, pattern)
     else:
         raise DataError(f"--{flag}={pattern}: no such file or folder")
-    images = sorted((path, os.path.relpath(path, root)) for path in paths
-                    if os.path.isfile(path)
-                    and os.path.splitext(path)[1].lower() in layouts.IMAGE_EXTENSIONS)
+    excluded = os.path.realpath(exclude) if exclude else None
+    broken = [] if broken is None else broken
+    seen_files, images = set(), []
+    if parts[-1] == "**":
+        parts = parts + ["*"]
+    for path, relative in _walk_matching(root, parts, hidden, out or sys.stderr, broken):
+        real = os.path.realpath(path)
+        if real in seen_files or (excluded and _inside(real, excluded)):
+            continue
+        seen_files.add(real)
+        images.append((path, relative))
     if not images:
-        raise DataError(f"--{flag}={pattern}: no image files there "
-                        f"({', '.join(layouts.IMAGE_EXTENSIONS)})")
-    return images
+        _none(flag, pattern)
+    return sorted(images)
+
+
+def _none(flag, pattern):
+    raise DataError(f"--{flag}={pattern}: no image files there "
+                    f"({', '.join(layouts.IMAGE_EXTENSIONS)})")
+
+
+def _is_image_name(path):
+    return os.path.basename(path).lower().endswith(layouts.IMAGE_EXTENSIONS)
+
+
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_matching(root, parts, hidden, out, broken):
+    """(path, path relative to root) of the image files under `root` whose relative path matches
+    the glob `parts` (one per path component; '**': any number of folders; names starting with '.'
+    only where `hidden` or the part starts with '.'). Each folder is entered once per part, by its
+    real path, so that symbolic-link loops end."""
+    visited = set()
+
+    def walk(folder, relative, parts):
+        real = os.path.realpath(folder)
+        if (real, tuple(parts)) in visited:
+            return
+        visited.add((real, tuple(parts)))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        head, rest = parts[0], parts[1:]
+        if head == "**":
+            yield from walk(folder, relative, rest) if rest else ()
+        for entry in entries:
+            name = os.path.join(relative, entry.name) if relative else entry.name
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                # Reported where the last part is matched ('**' hands each folder on to it).
+                if not rest and head != "**" and _is_image_name(entry.name) \
+                        and fnmatch.fnmatch(entry.name, head):
+                    print(f"skipped: {entry.path}: a broken symbolic link", file=out, flush=True)
+                    broken.append(entry.path)
+                continue
+            is_dir = entry.is_dir()
+            if entry.name.startswith(".") and not (hidden or head.startswith(".")):
+                continue
+            if head == "**":
+                if is_dir:
+                    yield from walk(entry.path, name, parts)
+                continue
+            if not fnmatch.fnmatch(entry.name, head):
+                continue
+            if rest and is_dir:
+                yield from walk(entry.path, name, rest)
+            elif not rest and entry.is_file() and _is_image_name(entry.name):
+                yield entry.path, name
+
+    yield from walk(root, "", parts)
 
 
 def read_rgb(path):
@@ -45,12 +119,10 @@ def read_rgb(path):
 
 
 def image_size(path):
-    """(height, width) from the file's header, without decoding it; DataError if unreadable."""
-    try:
-        with Image.open(path) as image:
-            return image.size[1], image.size[0]
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+    """(height, width) from the file's header, without decoding it; DataError if unreadable or
+    over the pixel budget."""
+    with native.open_image(FileRef(path), None, "a readable image") as image:
+        return image.size[1], image.size[0]
 
 
 class ImageMaskFolder(base.DataSource):

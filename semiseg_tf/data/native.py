@@ -8,10 +8,13 @@ A problem raises `DataError` with one line naming the file.
 No TensorFlow here: this is plain file reading and image work, runnable (and testable) on its own;
 records.py runs `convert` on several threads and writes the results.
 """
+import contextlib
 import dataclasses
 import io
 import re
 import os
+import threading
+import warnings
 import zipfile
 
 import cv2
@@ -21,6 +24,23 @@ from PIL import Image
 from semiseg_tf.errors import DataError
 
 IGNORE_LABEL = 255
+
+# The most pixels an image file may declare, checked from its header before it is decoded: a file
+# of a few bytes can claim 20000x20000 pixels, and decoding it would take gigabytes. Pillow only
+# warns below 179 megapixels. A process setting, as Pillow's own limit is; the commands set it from
+# --max_image_pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+_max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
+# Pillow's warning about large images would repeat what the budget above says, or warn of sizes the
+# user allowed.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def set_max_image_pixels(pixels):
+    global _max_image_pixels
+    _max_image_pixels = int(pixels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,23 +114,72 @@ class PreparedSample:
 
 
 def _unreadable(ref, what, data, error):
-    """The DataError of a file PIL cannot read, without PIL's `<_io.BytesIO object at 0x...>`."""
-    if not data:
+    """The DataError of a file PIL cannot read (its bytes `data`, or None: read from `ref.path`),
+    without PIL's `<_io.BytesIO object at 0x...>` or the path again."""
+    if data is None:
+        with contextlib.suppress(OSError):
+            data = b"" if os.path.getsize(ref.path) == 0 else None
+    if data is not None and not data:
         return DataError(f"{ref}: an empty file (0 bytes), not {what}")
     detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error))
+    detail = detail.replace(f" {ref.path!r}", "")
     return DataError(f"{ref}: not {what} ({detail})")
+
+
+def check_pixels(ref, width, height):
+    """DataError, one line, when an image of width x height is over the pixel budget."""
+    if width * height > _max_image_pixels:
+        raise DataError(f"{ref}: {width}x{height} pixels, over the limit of "
+                        f"{_max_image_pixels:,} (--max_image_pixels); skipped before decoding")
+
+
+@contextlib.contextmanager
+def open_image(ref, data, what):
+    """The PIL image of `data` (the bytes of the file `ref`; None: read `ref.path` as needed), its
+    header read and its size checked against the pixel budget, not yet decoded; DataError if it is
+    unreadable or too large."""
+    source = ref.path if data is None else io.BytesIO(data)
+    try:
+        image = Image.open(source)
+    except Image.DecompressionBombError as error:
+        # Pillow refuses, from the header, sizes over twice its own limit (179 megapixels).
+        pixels = int(re.search(r"\((\d+) pixels\)", str(error)).group(1))
+        if pixels > _max_image_pixels:
+            raise DataError(f"{ref}: {pixels:,} pixels, over the limit of {_max_image_pixels:,} "
+                            "(--max_image_pixels); skipped before decoding") from None
+        image = _open_beyond_pillows_limit(source)
+    except (OSError, ValueError) as error:
+        raise _unreadable(ref, what, data, error) from None
+    with image:
+        check_pixels(ref, *image.size)
+        try:
+            yield image
+        except (OSError, ValueError) as error:
+            raise _unreadable(ref, what, data, error) from None
+
+
+_pillow_limit = threading.Lock()
+
+
+def _open_beyond_pillows_limit(source):
+    """Image.open with Pillow's limit lifted, for a size the user's --max_image_pixels allows."""
+    with _pillow_limit:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            if hasattr(source, "seek"):
+                source.seek(0)
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def decode_image(ref, data=None):
     """(uint8 RGB array [H, W, 3], PIL format name, PIL mode) of an image file; DataError if
-    unreadable."""
+    unreadable or over the pixel budget."""
     data = ref.read() if data is None else data
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image_format, mode = image.format, image.mode
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise _unreadable(ref, "a readable image", data, error) from None
+    with open_image(ref, data, "a readable image") as image:
+        image_format, mode = image.format, image.mode
+        array = np.asarray(image.convert("RGB"))
     return array, image_format, mode
 
 
@@ -118,12 +187,9 @@ def decode_label(ref, palette=None):
     """The label map of a mask file as an int array [H, W]: palette PNGs give their indices, grey
     PNGs their values; RGB masks need `palette` (or equal channels)."""
     data = ref.read()
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            mode = image.mode
-            array = np.asarray(image.convert("RGB") if mode in ("RGBA", "LA") else image)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise _unreadable(ref, "a readable label image", data, error) from None
+    with open_image(ref, data, "a readable label image") as image:
+        mode = image.mode
+        array = np.asarray(image.convert("RGB") if mode in ("RGBA", "LA") else image)
     if array.ndim == 3:
         if palette is not None:
             return _colours_to_classes(ref, array[..., :3], palette)
