@@ -61,7 +61,7 @@ def bomb_png(path, width, height):
 
 def lying_jpeg(path, width, height):
     """An 8x8 JPEG whose frame header claims width x height: under a kilobyte."""
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(path, quality=50)
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path, format="JPEG", quality=50)
     data = bytearray(open(path, "rb").read())
     sof = data.index(b"\xff\xc0")
     data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
@@ -417,3 +417,24 @@ def test_the_budgets_flags_default_to_the_librarys_defaults():
     assert limits.DEFAULT_MAX_IMAGE_PIXELS == native.DEFAULT_MAX_IMAGE_PIXELS
     assert flags.FLAGS["max_image_pixels"].default == native.DEFAULT_MAX_IMAGE_PIXELS
     assert flags.FLAGS["max_request_pixels"].default == serving.DEFAULT_MAX_REQUEST_PIXELS
+
+
+def test_prepare_and_train_stop_at_an_image_over_the_budget_naming_it(tmp_path):
+    import dataset_fixtures as fx
+    fx.write_folder(tmp_path / "data", num_classes=3)
+    lying_jpeg(tmp_path / "data" / "images" / "img_004.png", 12000, 12000)
+    done = run_main("prepare", "--dataset=folder", f"--data_dir={tmp_path}/data",
+                    f"--prepared_dir={tmp_path}/prepared")
+    assert done.returncode == 2
+    one_error(done, "img_004.png: 12000x12000 pixels, over the limit of 40,000,000")
+    assert not os.path.exists(tmp_path / "prepared")
+    done = run_main("train", "--dataset=folder", f"--data_dir={tmp_path}/data",
+                    f"--prepared_dir={tmp_path}/prepared", f"--workdir={tmp_path}/run",
+                    "--arch=tiny_unet", "--crop_size=16,16", "--train_steps=1", "--n_sup=4")
+    assert done.returncode == 2
+    one_error(done, "img_004.png: 12000x12000 pixels, over the limit of 40,000,000")
+    # A larger budget reads it (and finds what is really wrong: an 8x8 image claiming more).
+    done = run_main("prepare", "--dataset=folder", f"--data_dir={tmp_path}/data",
+                    f"--prepared_dir={tmp_path}/prepared", "--max_image_pixels=200000000")
+    assert done.returncode == 2
+    assert "over the limit" not in one_error(done, "img_004.png")
