@@ -51,8 +51,8 @@ def encoded_image_size(data, index):
         b = header(18, 8)
         width = b[0] + b[1] * 2 ** 8 + b[2] * 2 ** 16 + b[3] * 2 ** 24
         height = b[4] + b[5] * 2 ** 8 + b[6] * 2 ** 16 + b[7] * 2 ** 24
-        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)
-        return tf.stack([height, width])
+        # Signed: a negative height means rows stored top-down; either sign counts its size.
+        return tf.stack([tf.where(v >= 2 ** 31, 2 ** 32 - v, v) for v in (height, width)])
 
     def other():
         check = tf.debugging.Assert(False, ["image", index, "is not a JPEG, PNG or BMP file"])

@@ -19,8 +19,9 @@ def list_images(pattern, flag="input", exclude=None, out=None, broken=None):
 
     Symbolic links are followed, each folder and each file taken once (by its real path), so a
     link loop ends; files under `exclude` (a command's output folder) are left out. Broken links
-    are reported in one line each on `out` (default: stderr) and added to the list `broken`. DataError, naming `--flag`, when
-    the pattern goes up ('..') after a wildcard or nothing matches."""
+    are reported in one line each on `out` (default: stderr) and added to the list `broken`.
+    DataError, naming `--flag`, when the pattern goes up ('..') after a wildcard or nothing
+    matches."""
     pattern = os.path.expanduser(pattern)
     hidden = os.path.isdir(pattern)      # a folder: every file in it; a glob: as the shell's
     if os.path.isdir(pattern):
@@ -28,12 +29,11 @@ def list_images(pattern, flag="input", exclude=None, out=None, broken=None):
     elif glob.has_magic(pattern):
         split = pattern.split(os.sep)
         fixed = next(i for i, part in enumerate(split) if glob.has_magic(part))
-        root, parts = os.sep.join(split[:fixed]) or ".", [p for p in split[fixed:] if p not in ("", ".")]
+        root = os.sep.join(split[:fixed]) or (os.sep if pattern.startswith(os.sep) else ".")
+        parts = [part for part in split[fixed:] if part not in ("", ".")]
         if ".." in parts:
             raise DataError(f"--{flag}={pattern}: '..' after a wildcard is not supported; name the "
                             "folder without it")
-        if pattern.startswith(os.sep) and not split[0]:
-            root = root or os.sep
     elif os.path.isfile(pattern):
         return [(pattern, os.path.basename(pattern))] if _is_image_name(pattern) else _none(
             flag, pattern)
