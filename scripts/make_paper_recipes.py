@@ -23,7 +23,7 @@ OUT = os.path.join("flags", "paper")
 AS_RUN_OUT = os.path.join("flags", "paper_as_run")
 FAMILIES = (OUT, AS_RUN_OUT)
 
-# What the authors' code did that the paper does not say, as flags (README, "the authors'
+# What the authors' code did that the paper does not say, as flags (docs/paper.md, "the authors'
 # behaviour"), by network and by method. Boxes crossing the edge (--boxmask_authors_outside_bounds)
 # do not arise: the paper's masks stay inside the crop. Their repeated box masks (DataLoader workers
 # sharing NumPy's state) are not reproducible and are left out.

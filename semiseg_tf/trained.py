@@ -100,7 +100,7 @@ class SavedModel:
         self.path = path
         assets = os.path.join(path, "assets")
         # Only what describes the model is read from the export, and checked: its files may come
-        # from anyone. (Its graph is a program: see the README, "Trusting an export".)
+        # from anyone. (Its graph is a program: see docs/using.md, "Trusting an export".)
         for name in (run_info.RUN_INFO_FILE, EXPORT_INFO_FILE):
             where = os.path.join(assets, name)
             try:

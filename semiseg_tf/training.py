@@ -561,8 +561,9 @@ class Trainer:
         if (not cfg.backbone_weights and not cfg.arch.endswith("_small")
                 and models.backbone_of(self.model.student) is not None):
             self._print(f"warning: --arch={cfg.arch} trains from random weights: its recipes start "
-                        "from an ImageNet-pretrained backbone (--backbone_weights=FILE, README "
-                        "'Networks'); without one it needs far more labels and steps")
+                        "from an ImageNet-pretrained backbone (--backbone_weights=FILE, "
+                        "docs/methods.md 'Networks'); without one it needs far more labels and "
+                        "steps")
 
     def _check_batch_divides(self):
         """Under multi_worker each replica reads its own slice of every batch, so the batches

@@ -261,7 +261,7 @@ def test_folder_cpu_example_trains_its_own_network_and_the_gpu_one_warns_without
     training.Trainer._warn_untrained_backbone(trainer)
     assert printed == ["warning: --arch=deeplab3plus_resnet101 trains from random weights: its "
                        "recipes start from an ImageNet-pretrained backbone (--backbone_weights=FILE,"
-                       " README 'Networks'); without one it needs far more labels and steps"]
+                       " docs/methods.md 'Networks'); without one it needs far more labels and steps"]
     trainer.cfg.backbone_weights = "weights/resnet101.h5"
     training.Trainer._warn_untrained_backbone(trainer)
     assert len(printed) == 1

@@ -2,7 +2,7 @@
 
 An image is refused from its header before it is decoded when it is over the pixel budget; predict
 writes under --output only, never over an input and never one result over another; an export is
-read for its model description only. README "Serving" and "Trusting an export" state the rules.
+read for its model description only. docs/using.md, "Limits" and "Trusting an export", states the rules.
 """
 import hashlib
 import os

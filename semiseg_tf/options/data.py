@@ -8,11 +8,11 @@ TOPIC.define("enum", "dataset", "synthetic", list(DATASETS), "Data source: synth
         "generated from --synthetic_seed, no files); pascal_aug (VOC 2012 + SBD labels, 10,582 "
         "training images, the paper's); pascal (VOC 2012, 1,464); cityscapes; isic2017; camvid "
         "(SegNet layout); folder (your own images/ and masks/). The file-based ones read --data_dir"
-        " and are prepared once into --prepared_dir (README, Datasets).")
+        " and are prepared once into --prepared_dir (docs/data.md).")
 TOPIC.define("string", "data_dir", None, "The dataset's folder as downloaded: pascal*: the VOC2012 "
         "folder (JPEGImages/, SegmentationClassAug/ or SegmentationClass/); cityscapes: "
         "leftImg8bit/ and gtFine/ or their zips; isic2017: the official training/validation folders"
-        " or zips; camvid: train/, trainannot/, val/, ...; folder: images/, masks/ (README).")
+        " or zips; camvid: train/, trainannot/, val/, ...; folder: images/, masks/ (docs/data.md).")
 TOPIC.define("string", "prepared_dir", None, "Where the prepared records (sharded TFRecords and a "
         "manifest) are written once and read from. Default: ~/.cache/semiseg_tf/prepared/DATASET-"
         "HASH (HASH from --data_dir; $XDG_CACHE_HOME is honoured). Use a shared folder for multi-"

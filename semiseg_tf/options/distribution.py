@@ -6,7 +6,7 @@ TOPIC = Topic("Distribution and speed", __name__)
 TOPIC.define("enum", "strategy", "default", ["default", "mirrored", "multi_worker"],
         "tf.distribute strategy: 'default' (one device), 'mirrored' (every local GPU, or the CPU "
         "split by --cpu_devices) or 'multi_worker' (MultiWorkerMirroredStrategy: every GPU of "
-        "every machine of the cluster that --cluster describes; see the README's 'Training on "
+        "every machine of the cluster that --cluster describes; see docs/running.md, 'Training on "
         "several machines').")
 TOPIC.define("enum", "cluster", "auto", ["auto", "tf_config", "slurm"],
         "Where --strategy=multi_worker finds its cluster: 'tf_config' (the TF_CONFIG environment "
