@@ -42,7 +42,7 @@ def step_time(cls):
         start = time.perf_counter()
         step().numpy()
         times.append(time.perf_counter() - start)
-    return float(np.median(times)), sum(isinstance(l, cls) for l in net._flatten_layers())
+    return float(np.median(times)), sum(isinstance(layer, cls) for layer in net._flatten_layers())
 
 
 for round_ in range(3):

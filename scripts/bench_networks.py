@@ -115,8 +115,8 @@ def main():
         arch, crop, mode = args.child.split(":")
         print(json.dumps(measure(arch, int(crop), args.batch, args.steps, mode == "cutmix")))
         return
-    print(f"| network | crop | batch | supervised s/step | CutMix s/step | CutMix / supervised "
-          f"| peak RSS supervised / CutMix (GiB) |")
+    print("| network | crop | batch | supervised s/step | CutMix s/step | CutMix / supervised "
+          "| peak RSS supervised / CutMix (GiB) |")
     print("|---|---|---|---|---|---|---|")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -14,12 +14,12 @@ published mIoU of its cell (or says there is none) and the command that runs it.
 the folder holds what this script writes, so edit the tables here, not the files.
 
 What differs from UniMatch's runs, and why (also in each file): this project's DeepLab v3+ is the
-paper's (output stride 8, ASPP dilations 12/24/36 where UniMatch's Pascal network has stride 16
-and 6/12/18), its batch norm trained as UniMatch's (--nofreeze_bn); the scale augmentation draws log-uniformly from [1/2, 2] where
-UniMatch draws the long side uniformly; every training image is also unlabelled (UniMatch leaves the
-labelled ones out); Cityscapes is prepared at half resolution (1024x512), so its crops are 512x512
-where UniMatch's are 769x769 at full resolution, and the labelled loss is plain cross-entropy where
-UniMatch's is OHEM.
+paper's (output stride 8, ASPP dilations 12/24/36 where UniMatch's Pascal network has stride 16 and
+6/12/18), its batch norm trained as UniMatch's (--nofreeze_bn); the scale augmentation draws log-
+uniformly from [1/2, 2] where UniMatch draws the long side uniformly; every training image is also
+unlabelled (UniMatch leaves the labelled ones out); Cityscapes is prepared at half resolution
+(1024x512), so its crops are 512x512 where UniMatch's are 769x769 at full resolution, and the
+labelled loss is plain cross-entropy where UniMatch's is OHEM.
 """
 import argparse
 import math

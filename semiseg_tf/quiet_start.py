@@ -1,11 +1,11 @@
 """TensorFlow without its start-up chatter.
 
-Importing TensorFlow and probing its devices print, before any logging is configured and whatever TF_CPP_MIN_LOG_LEVEL says,
-lines about CUDA drivers, oneDNN and CPU features, twice (two native libraries each log them). They
-bury a command's first lines and are harmless. `import_tensorflow()` imports it with the process's
-standard error (file descriptor 2, where native code writes) sent to a temporary file, then
-restores it and writes back every captured line that is not one of those notices, so a real
-warning or error still shows. TF_CPP_MIN_LOG_LEVEL=0 in the environment keeps everything.
+Importing TensorFlow and probing its devices print, before any logging is configured and whatever
+TF_CPP_MIN_LOG_LEVEL says, lines about CUDA drivers, oneDNN and CPU features, twice (two native
+libraries each log them). They bury a command's first lines and are harmless. `import_tensorflow()`
+imports it with the process's standard error (file descriptor 2, where native code writes) sent to a
+temporary file, then restores it and writes back every captured line that is not one of those
+notices, so a real warning or error still shows. TF_CPP_MIN_LOG_LEVEL=0 in the environment keeps everything.
 """
 import contextlib
 import os

@@ -1,6 +1,5 @@
 """The results harness (benchmarks/): which runs it reuses, and the text it writes."""
 import io
-import os
 
 import pytest
 

@@ -236,7 +236,7 @@ def test_representative_split_is_the_candidate_nearest_the_class_shares():
 
 def test_synthetic_source_picks_a_representative_labelled_subset_unless_told_not_to():
     source = synthetic.SyntheticSource(num_train=40, num_val=2, image_size=16, seed=3)
-    counts = np.stack([np.bincount(l.ravel(), minlength=6) for l in source.train_labels])
+    counts = np.stack([np.bincount(label.ravel(), minlength=6) for label in source.train_labels])
     np.testing.assert_array_equal(source.labelled_split(5, 12345)[0],
                                   base.representative_split(counts, 5, 12345)[0])
     plain = synthetic.SyntheticSource(num_train=40, num_val=2, image_size=16, seed=3,

@@ -1,8 +1,8 @@
 """The bad-input corpus: what users and machines do to runs, one test per case.
 
 Each case checks the exit status (through the command where a user would meet it), that the message
-is one line naming the culprit, and that nothing half-written is left. docs/running.md, "When things go wrong",
-lists the cases.
+is one line naming the culprit, and that nothing half-written is left. docs/running.md, "When
+things go wrong", lists the cases.
 """
 import glob
 import io

@@ -287,7 +287,8 @@ def main(argv=None):
     finite = np.isfinite(merged["intra"]) & (merged["boundary"] > 0)
     ratio = merged["intra"][finite] / merged["boundary"][finite]
     print(f"{len(merged['boundary'])} anchors: median inter-class distance "
-          f"{np.median(merged['boundary']):.3f}, median nearest intra-class {np.median(merged['intra'][finite]):.3f}, "
+          f"{np.median(merged['boundary']):.3f}, median nearest intra-class "
+          f"{np.median(merged['intra'][finite]):.3f}, "
           f"median ratio {np.median(ratio):.2f}; {figure}")
     return 0
 

@@ -108,7 +108,8 @@ def random_state_variables(*nets):
 
 
 def torch_conv_init():
-    """PyTorch's default conv/linear weight init: uniform within 1/sqrt(fan_in) (kaiming_uniform, a=sqrt(5))."""
+    """PyTorch's default conv/linear weight init: uniform within 1/sqrt(fan_in) (kaiming_uniform,
+    a=sqrt(5))."""
     return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 

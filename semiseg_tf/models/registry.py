@@ -1,7 +1,6 @@
 """Name -> constructor registry, so flags and flagfiles can pick a network by name."""
 import inspect
 
-import keras
 import tensorflow as tf
 
 _BUILDERS = {}
