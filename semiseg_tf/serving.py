@@ -66,6 +66,12 @@ def encoded_image_size(data, index):
                    exclusive=False)
 
 
+# A valid 1x1 grey PNG: what the decoder is given in place of a request over its budget.
+_ONE_PIXEL_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00"
+                  b"\x00\x00\x00:~\x9bU\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q"
+                  b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
 class ServingModule(tf.Module):
     """What the SavedModel holds: a `Segmenter`, its two serving functions and their pixel budgets."""
 
@@ -120,9 +126,14 @@ class ServingModule(tf.Module):
         with tf.control_dependencies([self._check_request(tf.cast(count, tf.int64), largest[0],
                                                           largest[1])]):
             largest = tf.cast(tf.identity(largest), tf.int32)
-            # The decoding below reads these bytes, so it waits for every check (the runtime
-            # would otherwise start what does not depend on them).
-            image_bytes = tf.identity(image_bytes)
+        # The decoder reads the bytes only through this data dependency on the budget: a control
+        # dependency alone did not always keep the runtime from starting a decode while an
+        # assertion was failing. Over the budget, it gets a 1x1 PNG (and the assertion fails).
+        within = (tf.reduce_all(sizes[:, 0] * sizes[:, 1] <= self.max_image_pixels)
+                  & (tf.cast(count, tf.int64) * tf.cast(largest[0], tf.int64)
+                     * tf.cast(largest[1], tf.int64) <= self.max_request_pixels))
+        image_bytes = tf.where(within, image_bytes,
+                               tf.fill(tf.shape(image_bytes), tf.constant(_ONE_PIXEL_PNG)))
         labels = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([None, None]))
         pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
         # One image at a time: a request's images may differ in size.
