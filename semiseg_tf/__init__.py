@@ -20,14 +20,20 @@ def load():
     models.available(), optim.__name__      # loaded even where a command named them lazily
 
 
-def _started_as_command():
-    """Whether this is `python -m semiseg_tf.COMMAND`: the command loads what it needs once it has
-    answered --help (semiseg_tf.options.run_command), so that the help does not wait for
-    TensorFlow. While Python locates the module, sys.argv[0] is "-m"."""
+# The commands started through semiseg_tf.options.run_command, which calls load() once it has
+# answered --help, so that the help does not wait for TensorFlow. The others (toy2d, analysis,
+# convert_torchvision) need load() here, for its quiet start.
+_LOAD_AFTER_HELP = {f"semiseg_tf.{name}" for name in ("train", "prepare", "evaluate", "predict",
+                                                      "export")}
+
+
+def _started_as_command_that_loads_later():
+    """Whether this is `python -m` of one of _LOAD_AFTER_HELP. While Python locates the module,
+    sys.argv[0] is "-m"."""
     argv = getattr(_sys, "orig_argv", [])
     return (_sys.argv[:1] == ["-m"] and "-m" in argv[:-1]
-            and argv[argv.index("-m") + 1].startswith("semiseg_tf."))
+            and argv[argv.index("-m") + 1] in _LOAD_AFTER_HELP)
 
 
-if not _started_as_command():
+if not _started_as_command_that_loads_later():
     load()
