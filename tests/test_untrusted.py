@@ -188,6 +188,8 @@ def test_predict_skips_a_png_bomb_and_a_lying_jpeg_with_one_line_each(run, tmp_p
     skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 2 and all("over the limit of 40,000,000" in s for s in skipped)
     assert sorted(s.split(": ")[1].split("/")[-1] for s in skipped) == ["bomb.png", "lie.jpg"]
+    # Both name the size their header declares, whether Pillow or the budget refused it first.
+    assert sorted(s.split(": ")[2].split()[0] for s in skipped) == ["12000x12000", "20000x20000"]
     assert "wrote 1 label maps and overlays" in done.stdout and "2 file(s) skipped" in done.stdout
 
 
