@@ -30,6 +30,7 @@ def available():
 
 
 def build(name, **kwargs):
+    """The perturbation registered as `name` (e.g. "cutmix"), built with `kwargs`."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown perturbation {name!r}; choose one of {', '.join(available())}")
     return _REGISTRY[name](**kwargs)
@@ -65,7 +66,8 @@ class WeightedTerms:
 
 
 class Perturbation:
-    """Base class.
+    """What every perturbation is: the base class of CutMix, Cutout, StandardAugmentation, ICT,
+    VAT, FixMatch and UniMatch.
 
     `num_unlabelled_streams` batches arrive as a tuple of dicts with 'image' (the teacher's view),
     'valid' and, with colour augmentation, 'student_image' (the same crop, colour-jittered; SPEC 3.8).
