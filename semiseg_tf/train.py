@@ -4,14 +4,12 @@
 
 Running the same command again resumes the run from its last checkpoint. `--help` explains every flag.
 """
-import os
 import signal
 import sys
 
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options
-from semiseg_tf.errors import ConfigError, DataError, WeightsError
 
 training = lazy.module("semiseg_tf.training")     # loaded by main, after any --help
 
@@ -23,24 +21,6 @@ def main(argv):
     try:
         cfg = config.from_flags()
         result = training.Trainer(cfg, config.to_flagfile_text()).run()
-    except (ConfigError, WeightsError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except training.TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except training.RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except training.WorkerLost as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        # TensorFlow's cluster runtime may wait for the lost worker at exit: leave now.
-        sys.stdout.flush()
-        os._exit(4)
-    except OSError as error:
-        # The file system refused a write or a read (a full disk, a read-only folder).
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)

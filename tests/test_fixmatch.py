@@ -83,7 +83,7 @@ def test_pseudo_label_loss_matches_numpy(average):
 def test_strong_view_and_pseudo_labels_are_mixed_by_the_same_box():
     student, teacher, w_student, w_teacher, bias = linear_pair()
     batch_a, batch_b = unlabelled_pair(2)
-    terms = perturbations.FixMatch().consistency(student, teacher, (batch_a, batch_b))
+    terms = perturbations.FixMatch().terms(student, teacher, (batch_a, batch_b))
     box = batch_a["mix_mask"][..., 0] > 0.5
     mixed = np.asarray(terms.panels["strong_mixed_input"])
     # Inside the box every pixel is the second image's strong view, outside the first's; the

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import semiseg_tf
-from semiseg_tf import metrics, models
+from conftest import TINY_RUN, parse_flags
+from semiseg_tf import metrics, models, training
 from semiseg_tf.augment import boxmask, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.evaluation import Evaluator
@@ -163,3 +164,31 @@ def test_metrics_classes_round_trip_through_keras_serialisation():
     metric = metrics.MeanIoU(5)
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
     assert isinstance(again, metrics.MeanIoU) and again.num_classes == 5
+
+
+def test_the_command_line_run_and_a_plain_fit_of_the_same_model_and_data_give_identical_weights(
+        tmp_path):
+    """The trainer is `fit` with callbacks: its run (with checkpoints, evaluations and pictures
+    between the steps) and a user's `fit` without any callback train the same weights, bit for
+    bit, optimiser state included."""
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run"), "train_steps": 5,
+                               "perturbation": "cutmix", "cons_weight": 1.0, "image_every": 2})
+    cli = training.Trainer(cfg, text, out=open(os.devnull, "w"))
+    cli.run()
+    keras.utils.set_random_seed(cfg.seed)
+    source = training.build_source(cfg)
+    model = training.build_model(cfg, source.num_classes, source.rgb_mean, source.rgb_std)
+    labelled, unlabelled = source.labelled_split(cfg.n_sup, cfg.split_seed)
+    batches = pipeline.InputPipeline(source, labelled, unlabelled, training.pipeline_params(cfg),
+                                     model.perturbation).train_dataset(0)
+    initial = [w.numpy() for w in model.student.trainable_weights]
+    model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)
+    assert int(model.step.numpy()) == int(cli.model.step.numpy()) == 5
+    ours = model.student.weights + model.teacher.weights + model.optimizer.variables
+    theirs = cli.model.student.weights + cli.model.teacher.weights + cli.model.optimizer.variables
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # ...and training moved them.
+    assert sum(not np.array_equal(a, b.numpy())
+               for a, b in zip(initial, model.student.trainable_weights)) > len(initial) // 2

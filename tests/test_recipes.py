@@ -257,7 +257,7 @@ def test_folder_cpu_example_trains_its_own_network_and_the_gpu_one_warns_without
     printed = []
     trainer = SimpleNamespace(cfg=SimpleNamespace(backbone_weights=None, arch="deeplab3plus_resnet101"),
                               model=SimpleNamespace(student=models.build("deeplab3plus_small", 3)),
-                              _print=printed.append)
+                              say=printed.append)
     training.Trainer._warn_untrained_backbone(trainer)
     assert printed == ["warning: --arch=deeplab3plus_resnet101 trains from random weights: its "
                        "recipes start from an ImageNet-pretrained backbone (--backbone_weights=FILE,"

@@ -176,11 +176,11 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_latest(tmp_
 
     def full_disk(checkpoint_number):
         # What a full disk leaves: a temporary folder and a partial data file, then the error.
-        folder = trainer.manager.directory
+        folder = trainer.checkpoints.manager.directory
         os.makedirs(os.path.join(folder, f"ckpt-{checkpoint_number}_temp"), exist_ok=True)
         open(os.path.join(folder, f"ckpt-{checkpoint_number}.data-00000-of-00001"), "wb").close()
         raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
-    trainer.manager.save = full_disk
+    trainer.checkpoints.manager.save = full_disk
     with pytest.raises(training.RunFolderError, match=r"cannot write checkpoint ckpt-8 \(No space "
                        r"left on device\); the latest checkpoint is still .*ckpt-6$"):
         trainer.run()
@@ -543,7 +543,7 @@ def test_progress_lines_come_after_the_first_step_and_at_least_every_minute(tmp_
     run_in_process(tmp_path / "a", out=out, train_steps=3, log_every=1000)
     steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
     assert steps == ["1/3", "3/3"]               # the first at once, then --log_every or the end
-    monkeypatch.setattr(training, "LOG_SECONDS", 0)      # every step is a minute later
+    monkeypatch.setattr(training.callbacks, "LOG_SECONDS", 0)      # every step is a minute later
     out = io.StringIO()
     run_in_process(tmp_path / "b", out=out, train_steps=3, log_every=1000)
     steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]

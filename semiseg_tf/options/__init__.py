@@ -6,9 +6,12 @@ help text. Each topic is a module of this package holding a `TOPIC`; `run_comman
 command whose `--help` shows its flags topic by topic (absl alone lists a command's flags in one
 alphabetical block under the command's name).
 """
+import functools
 import sys
 
 from absl import app, flags
+
+from semiseg_tf import errors
 
 
 class Topic:
@@ -59,4 +62,12 @@ def run_command(main, topics):
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
     import semiseg_tf
     semiseg_tf.load()
-    app.run(main)
+    app.run(functools.partial(reporting_errors, main))
+
+
+def reporting_errors(main, argv):
+    """`main(argv)`, with the errors of `errors.EXIT_STATUS` reported as one line each."""
+    try:
+        return main(argv)
+    except errors.REPORTED as error:
+        return errors.report(error)

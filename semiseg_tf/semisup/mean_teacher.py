@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from semiseg_tf import inference, metrics, models
 from semiseg_tf.data import base
-from semiseg_tf.semisup import losses, perturbations
+from semiseg_tf.semisup import losses
 
 
 class MeanTeacher(keras.Model):
@@ -93,6 +93,8 @@ class MeanTeacher(keras.Model):
             raise ValueError("cons_average='confident' needs per-pixel confidence (conf_per_pixel "
                              "and a conf_thresh above 0)")
         self.cons_average = cons_average
+        # Several workers: every step combines their stop requests (one small all-reduce).
+        self.share_stop_requests = False
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
@@ -183,6 +185,12 @@ class MeanTeacher(keras.Model):
             self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
             self.first_nonfinite_what = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # Steps trained (skipped ones included), counted by `fit`'s step function: the run's
+            # position, which the trainer checkpoints.
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Set to 1 on a worker asked to stop; with `share_stop_requests`, each step's logs
+            # say whether any worker was (`stop`).
+            self.stop_request = tf.Variable(0.0, trainable=False, name="stop_request")
             self.miou = metrics.MeanIoU(self.num_classes)
             self.pixel_accuracy = metrics.PixelAccuracy(self.num_classes)
         self.built = True
@@ -204,18 +212,17 @@ class MeanTeacher(keras.Model):
         SPEC 2.3: the per-pixel loss times the loss mask, averaged (`cons_average`: by default over
         every pixel); then either times the share of confident pixels of the whole batch (default),
         or with the loss mask also zero where the teacher is not confident (`conf_per_pixel`).
-        A perturbation with several losses (UniMatch) gives `WeightedTerms`: their weighted sum,
-        and the first one's share and terms.
+        The perturbation's losses (`WeightedTerms`; UniMatch has three) are summed by their
+        weights; the share and the terms are the first one's.
         """
-        result = self.perturbation.consistency(self.student, self.teacher, unlabelled)
-        if isinstance(result, perturbations.ConsistencyTerms):
-            return (*self.terms_loss(result), result)
-        total, shares = tf.constant(0.0), []
-        for stream in result:
-            loss, share = self.terms_loss(stream.terms)
-            total += stream.weight * loss
-            shares.append(share)
-        return total, shares[0], result[0].terms
+        streams = self.perturbation.consistency(self.student, self.teacher, unlabelled)
+        total, share = None, None
+        for stream in streams:
+            loss, stream_share = self.terms_loss(stream.terms)
+            weighted = loss if stream.weight == 1.0 else stream.weight * loss
+            total = weighted if total is None else total + weighted
+            share = stream_share if share is None else share
+        return total, share, streams[0].terms
 
     def terms_loss(self, terms):
         """(loss, confident share) of one `ConsistencyTerms`."""
@@ -245,8 +252,10 @@ class MeanTeacher(keras.Model):
         return [tf.nest.pack_sequence_as(unlabelled, [p[k] for p in pieces])
                 for k in range(self.unsup_batch_ratio)]
 
-    def train_step(self, data, step=-1):
-        """One training step. `step`: its number, recorded if it is the first non-finite one."""
+    def train_step(self, data, step=None):
+        """One training step (on one replica). `step`: its number, recorded if it is the first
+        non-finite one (None: the one after `self.step`, which `fit`'s step function counts)."""
+        step = self.step + 1 if step is None else step
         labelled = data["labelled"]
         student_vars = self.student.trainable_variables
         # A skipped step puts back what its forward passes changed; float16 skips its overflows.
@@ -303,6 +312,38 @@ class MeanTeacher(keras.Model):
         if self.loss_scaled:
             logs["loss_scale"] = tf.identity(self.optimizer.dynamic_scale.value)
         return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model here from one batch, read from the data and, under a strategy,
+        # averaged over the replicas (which fails on nested batches under
+        # MultiWorkerMirroredStrategy). `compile` or `build` built this one: nothing to do.
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        """What `fit` runs for each step: the step on every replica, with XLA when compiled with
+        `jit_compile` (each replica's step, as Keras's own trainer), and the replicas' logs
+        combined (each holds the global values, so their mean is that value)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+        step = tf.function(self.train_step, jit_compile=True) if self.jit_compile else self.train_step
+
+        @tf.function
+        def train_function(iterator):
+            per_replica = strategy.run(step, args=(next(iterator),))
+            logs = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                    for name, value in per_replica.items()}
+            self.step.assign_add(1)
+            if self.share_stop_requests:
+                # Whether any worker was asked to stop (SIGTERM reaches the workers one by one):
+                # all must stop after the same step, or the others would wait for it forever.
+                requests = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.identity(self.stop_request)))
+                logs["stop"] = strategy.experimental_local_results(requests)[0]
+            return logs
+        self.train_function = train_function
+        return train_function
 
     def _apply_update(self, grads, variables):
         if self.loss_scaled:

@@ -1,6 +1,6 @@
 """Benchmark: export time, SavedModel size, and serving throughput through the loaded SavedModel.
 
-  .venv/bin/python scripts/bench_serving.py --archs small_unet deeplab2_resnet101 --size 512 \
+  .venv/bin/python -m benchmarks.serving --archs small_unet deeplab2_resnet101 --size 512 \
       --repeats 3 --tile_image 1024,2048 --tile_size 512,1024
 
 For each network (random weights, 21 classes) a run folder is made (run.json, flags.txt and a
@@ -17,12 +17,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def make_run(workdir, arch, crop):

@@ -1,12 +1,12 @@
 """Benchmark: a recipe's training step in several precisions and with XLA, each in its own process.
 
-  .venv/bin/python scripts/bench_recipe_step.py flags/paper/pascal_deeplab2/cutmix_106.flags \
+  .venv/bin/python -m benchmarks.recipe_step flags/paper/pascal_deeplab2/cutmix_106.flags \
       --configs float32 bfloat16 bfloat16+xla --batch_size 10 --steps 10 --iterations 40000
 
 The step is the trainer's own (`training.build_model` from the flagfile: network, optimiser and
 learning-rate groups, perturbation, mixed precision, `--jit_compile`), on one batch of the
 recipe's crop drawn once through the real input pipeline from the embedded synthetic images (so
-no dataset is needed and the input pipeline is not timed: `scripts/bench_input.py` times that).
+no dataset is needed and the input pipeline is not timed: `benchmarks/input.py` times that).
 The first step (tracing, XLA compilation) is reported apart; the table gives the median of the
 next `--steps`, the peak memory of the process (and of the GPU, where there is one) and the hours
 that `--iterations` steps would take. Each config is `PRECISION` or `PRECISION+xla`; flags after
@@ -82,16 +82,16 @@ def main():
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
     if args.child:
-        sys.path.insert(0, REPO)
         print(json.dumps(measure(args.flagfile, args.child, args.batch_size, args.steps, extra)))
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     rows = []
     for config in args.configs:
-        done = subprocess.run([sys.executable, __file__, args.flagfile, f"--child={config}",
-                               f"--batch_size={args.batch_size}", f"--steps={args.steps}", "--",
-                               *extra], env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "benchmarks.recipe_step", args.flagfile,
+                               f"--child={config}", f"--batch_size={args.batch_size}",
+                               f"--steps={args.steps}", "--", *extra],
+                              env=env, cwd=REPO, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{config}: failed\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
             rows.append((config, None))

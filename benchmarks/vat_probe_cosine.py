@@ -1,8 +1,8 @@
 """Measurement: how far VAT's adversarial direction at the authors' probe is from the exact one.
 
-  .venv/bin/python scripts/vat_probe_cosine.py --arch deeplab2_small --size 321
-  .venv/bin/python scripts/vat_probe_cosine.py --run runs/some_deeplab2_small_run --size 321
-  .venv/bin/python scripts/vat_probe_cosine.py --arch deeplab2_resnet101 --size 321 --batch 1
+  .venv/bin/python -m benchmarks.vat_probe_cosine --arch deeplab2_small --size 321
+  .venv/bin/python -m benchmarks.vat_probe_cosine --run runs/some_deeplab2_small_run --size 321
+  .venv/bin/python -m benchmarks.vat_probe_cosine --arch deeplab2_resnet101 --size 321 --batch 1
 
 VAT's direction is one power iteration: the gradient, at a random probe d, of the KL divergence
 between the direction network's outputs on x and on x + d. For a small probe that gradient is the
@@ -23,8 +23,6 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def main():

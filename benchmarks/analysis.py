@@ -1,6 +1,6 @@
 """Benchmark: the class-distance study's speed at the paper's size, in anchor-image pairs per second.
 
-  .venv/bin/python scripts/bench_analysis.py --images 4 --anchors 32 --batch 32
+  .venv/bin/python -m benchmarks.analysis --images 4 --anchors 32 --batch 32
 
 Runs `class_distances.study` with 225x225 patches on Cityscapes-sized images (1024x512, half
 resolution as the paper's) made up for the purpose (smooth random colours, block labels): the cost
@@ -9,13 +9,10 @@ depends on the sizes only. Prints pairs per second and the time this implies for
 FFT set-up).
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main():

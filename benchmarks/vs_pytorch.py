@@ -1,10 +1,10 @@
 """Benchmark: our DeepLab v2 CutMix mean-teacher step against the same iteration in PyTorch.
 
-  .venv/bin/python scripts/bench_vs_pytorch.py --torch_python=/path/to/venv-with-torch/bin/python \
+  .venv/bin/python -m benchmarks.vs_pytorch --torch_python=/path/to/venv-with-torch/bin/python \
       --batch_size 2 --steps 3 --rounds 2
 
 The TensorFlow side is the trainer's own step for flags/paper/pascal_deeplab2/cutmix_106.flags
-(scripts/bench_recipe_step.py). The PyTorch side is the authors' iteration written out here with
+(benchmarks/recipe_step.py). The PyTorch side is the authors' iteration written out here with
 their network (SPEC 4.2: Caffe-style ResNet-101 at output stride 8, batch norm frozen and never
 trained, four-branch ASPP as the supplement describes, logits upsampled with align_corners) and
 their order of work: the supervised loss's backward pass first, then the teacher on both
@@ -142,7 +142,7 @@ def main():
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(args.threads)}
     commands = {
-        "tensorflow": [sys.executable, os.path.join(REPO, "scripts", "bench_recipe_step.py"), RECIPE,
+        "tensorflow": [sys.executable, "-m", "benchmarks.recipe_step", RECIPE,
                        "--configs", "float32", f"--batch_size={args.batch_size}",
                        f"--steps={args.steps}", "--", f"--crop_size={args.crop},{args.crop}"],
         "pytorch": [args.torch_python, __file__, "--child=torch", f"--torch_python={args.torch_python}",
@@ -152,11 +152,11 @@ def main():
     results = {name: [] for name in commands}
     for round_ in range(args.rounds):
         for name, command in commands.items():
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             if name == "tensorflow":
-                # bench_recipe_step prints "CONFIG: JSON" on stderr, then its table.
+                # benchmarks.recipe_step prints "CONFIG: JSON" on stderr, then its table.
                 line = next(t for t in done.stderr.splitlines() if t.startswith("float32: "))
                 result = json.loads(line[len("float32: "):])
             else:

@@ -1,6 +1,6 @@
 """How much Cutout and CutMix change a trained network's predictions where their losses count.
 
-  .venv/bin/python scripts/perturbation_strength.py --run runs/table_nobn/baseline/seed_0
+  .venv/bin/python -m benchmarks.perturbation_strength --run runs/table_nobn/baseline/seed_0
 
 Feeds embedded-dataset training images to a run's network (inference mode) as the consistency
 losses do: Cutout keeps one box (area U(0, 1) of the image) and sets the rest to the mean colour,
@@ -13,11 +13,9 @@ field: the extent of the input pixels that the centre pixel's logits depend on.
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

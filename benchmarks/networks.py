@@ -1,6 +1,6 @@
 """Benchmark: training-step time and peak memory of the paper's networks, supervised and CutMix.
 
-  .venv/bin/python scripts/bench_networks.py --batch 2 --steps 3 \
+  .venv/bin/python -m benchmarks.networks --batch 2 --steps 3 \
       deeplab2_resnet101:321 deeplab3plus_resnet101:321 pspnet_resnet101:321 dense_unet_densenet161:224
 
 Each ARCH:CROP runs twice, supervised (`--cons_weight=0`: one student pass) and CutMix mean teacher
@@ -126,7 +126,7 @@ def main():
         results = {}
         for mode in ("supervised", "cutmix"):
             result, stopped_at, stderr = run_child(
-                [sys.executable, __file__, f"--child={arch}:{crop}:{mode}",
+                [sys.executable, "-m", "benchmarks.networks", f"--child={arch}:{crop}:{mode}",
                  f"--batch={args.batch}", f"--steps={args.steps}"], env, args.max_rss_gib)
             if stopped_at is not None:
                 print(f"{arch} {mode}: stopped at {stopped_at:.1f} GiB resident "

@@ -1,6 +1,6 @@
 """Benchmark: input-pipeline throughput of the Pascal VOC recipe, in images per second per core.
 
-  .venv/bin/python scripts/bench_input.py --data_dir=/tmp/bench_input_data --threads 1 2
+  .venv/bin/python -m benchmarks.input --data_dir=/tmp/bench_input_data --threads 1 2
 
 Reads a prepared dataset through the real `InputPipeline` with the Pascal recipe's settings (321x321
 crops, Hung et al.'s scale, flips, batch 10) and CutMix's streams: one labelled batch and two
@@ -12,13 +12,10 @@ turn; the first `--warmup` steps are not timed.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def write_stand_in(data_dir, count, seed=0):

@@ -1,7 +1,7 @@
 """The toy's training step against the same step written in PyTorch (issue 18, item 6).
 
-  .venv/bin/python scripts/toy_vs_torch.py compare --steps 300
-  .venv/bin/python scripts/toy_vs_torch.py train --seed 1 --num_epochs 40 --out runs/toy_torch/s1.json
+  .venv/bin/python -m benchmarks.toy_vs_torch compare --steps 300
+  .venv/bin/python -m benchmarks.toy_vs_torch train --seed 1 --num_epochs 40 --out runs/toy_torch/s1.json
 
 `compare` starts our `ToyTrainer` and a PyTorch MLP from the same weights, feeds both the same
 labelled and unlabelled batches and the same perturbation noise, and prints how far their students,
@@ -21,13 +21,10 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 # The `semisup_nogap_contours` recipe (flags/toy2d/semisup_nogap_contours.flags) and the defaults
 # it leaves alone.

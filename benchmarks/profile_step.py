@@ -1,9 +1,9 @@
 """Where a recipe's training step spends its time: TensorFlow's profiler, summed by op type.
 
-  .venv/bin/python scripts/profile_step.py flags/paper/pascal_deeplab2/cutmix_106.flags \
+  .venv/bin/python -m benchmarks.profile_step flags/paper/pascal_deeplab2/cutmix_106.flags \
       --batch_size 2 [--config float32] [-- --aug_... extra training flags]
 
-Builds the step as scripts/bench_recipe_step.py does, runs it once untimed (tracing), then once
+Builds the step as benchmarks/recipe_step.py does, runs it once untimed (tracing), then once
 under `tf.profiler` and prints the busiest op types (or, with `--by=layer`, the layers whose
 forward and backward ops take the most): total milliseconds over every thread, share of the summed
 op time, and call count, with the step's wall time. Op times overlap when the
@@ -17,9 +17,6 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 
 # Frames of the executor and of functions, not ops.
@@ -66,7 +63,7 @@ def op_times(logdir, by="type"):
 
 
 def main():
-    import bench_recipe_step
+    from benchmarks import recipe_step
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("flagfile")
     parser.add_argument("--config", default="float32", help="PRECISION or PRECISION+xla")
@@ -79,7 +76,7 @@ def main():
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
     import tensorflow as tf
-    train_step, batch, _ = bench_recipe_step.build_step(args.flagfile, args.config,
+    train_step, batch, _ = recipe_step.build_step(args.flagfile, args.config,
                                                         args.batch_size, extra)
     float(train_step(batch, tf.constant(0, tf.int64))["sup_loss"])
     with tempfile.TemporaryDirectory() as logdir:

@@ -1,22 +1,19 @@
 """Benchmark: what PyTorch's running variance costs (`layers.TorchBatchNorm` against Keras's layer).
 
-  .venv/bin/python scripts/bench_batch_norm.py
+  .venv/bin/python -m benchmarks.batch_norm
 
 A `deeplab3plus_small` training step (batch 10, 161x161, plain Adam) with every batch norm training
 (--nofreeze_bn), built once with Keras's BatchNormalization and once with TorchBatchNorm for the
 networks' trained batch norms, alternating over 3 rounds in one process; median of 15 steps each.
 """
-import os
-import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from semiseg_tf import models  # noqa: E402
-from semiseg_tf.models import layers  # noqa: E402
+from semiseg_tf import models
+from semiseg_tf.models import layers
 
 
 def step_time(cls):

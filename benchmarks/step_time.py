@@ -1,6 +1,6 @@
 """Benchmark: the cost of one training step of each method, relative to the supervised baseline's.
 
-  .venv/bin/python scripts/bench_step_time.py --steps 300 \
+  .venv/bin/python -m benchmarks.step_time --steps 300 \
       baseline=flags/demo/baseline.flags cutmix=flags/demo/cutmix.flags ...
 
 Runs each flagfile alone (one training at a time, so they do not compete for the cores) for `--steps`
