@@ -28,7 +28,7 @@ def main():
     import cv2
     import tensorflow as tf
 
-    from semiseg_tf.analysis import class_distances as cd
+    from semiseg_tf.paper.analysis import class_distances as cd
 
     rng = np.random.default_rng(0)
     images, labels = [], []

@@ -12,8 +12,8 @@ grows past float32 rounding names a difference in the step itself.
 
 `train` runs the whole toy in PyTorch, as SPEC 6.4 describes the authors' loop (torch's Linear
 initialisation, torch.optim.Adam, the EMA of every weight, the contour constraint through
-`grid_sample`), on our data (`semiseg_tf.toy2d.data`) and scores it with our `evaluate`, so its
-figures stand beside `python -m semiseg_tf.toy2d` runs.
+`grid_sample`), on our data (`semiseg_tf.paper.toy2d.data`) and scores it with our `evaluate`, so its
+figures stand beside `python -m semiseg_tf.paper.toy2d` runs.
 
 Needs torch (the `test` extra installs the CPU build).
 """
@@ -126,7 +126,7 @@ class TorchToy:
 
 
 def keras_trainer(toy, dropout, seed):
-    from semiseg_tf.toy2d import data, model
+    from semiseg_tf.paper.toy2d import data, model
     params = model.ToyParams(model="mean_teacher", cons_weight=SETTING["cons_weight"],
                              conf_thresh=SETTING["conf_thresh"], cons_loss_fn="logits_var",
                              cons_dropout=False, perturb_std=(SETTING["perturb_px"] / 256,) * 2,
@@ -167,8 +167,8 @@ def keras_noise(trainer, shape):
 
 
 def batches(rng, toy, labelled_order, order, i):
-    """Iteration `i`'s batches, drawn as `python -m semiseg_tf.toy2d` draws them."""
-    from semiseg_tf.toy2d import data
+    """Iteration `i`'s batches, drawn as `python -m semiseg_tf.paper.toy2d` draws them."""
+    from semiseg_tf.paper.toy2d import data
     batch = SETTING["batch"]
     sup, labelled_order = data.next_labelled_batch(rng, labelled_order, len(toy.labelled_x), batch)
     unsup = order[i * batch:(i + 1) * batch]
@@ -186,7 +186,7 @@ def share_dropout_masks(trainer):
 
 
 def compare(args):
-    from semiseg_tf.toy2d import data
+    from semiseg_tf.paper.toy2d import data
     toy = data.load(SETTING["region_erode_radius"], SETTING["img_noise_std"], args.seed)
     reference = TorchToy(toy.distance_map, dropout=args.dropout, seed=args.seed)
     ours = keras_trainer(toy, dropout=args.dropout, seed=args.seed)
@@ -215,7 +215,7 @@ def compare(args):
 
 def train(args):
     import torch
-    from semiseg_tf.toy2d import data, evaluate
+    from semiseg_tf.paper.toy2d import data, evaluate
     torch.set_num_threads(args.threads)
     toy = data.load(SETTING["region_erode_radius"], SETTING["img_noise_std"], args.seed)
     reference = TorchToy(toy.distance_map, dropout=True, seed=args.seed)

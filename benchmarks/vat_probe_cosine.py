@@ -18,7 +18,6 @@ probe's cosine with the reference, per image, in the network's inference mode (t
 The images are the embedded synthetic dataset's, at --size, normalised with ImageNet's statistics.
 """
 import argparse
-import os
 import sys
 
 import numpy as np

@@ -34,8 +34,8 @@ def load():
 
 
 # The commands started through semiseg_tf.options.run_command, which calls load() once it has
-# answered --help, so that the help does not wait for TensorFlow. The others (toy2d, analysis,
-# convert_torchvision) need load() here, for its quiet start.
+# answered --help, so that the help does not wait for TensorFlow. The others (paper.toy2d,
+# paper.analysis, convert_torchvision) need load() here, for its quiet start.
 _LOAD_AFTER_HELP = {f"semiseg_tf.{name}" for name in ("train", "prepare", "evaluate", "predict",
                                                       "export")}
 

@@ -13,12 +13,11 @@ import tensorflow as tf
 import dataset_fixtures as fx
 from conftest import parse_flags
 from semiseg_tf import training
+from semiseg_tf.paper import beyond_recipes as beyond
+from semiseg_tf.paper import recipes
+from semiseg_tf.paper import tables as paper_tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import make_beyond_recipes as beyond  # noqa: E402
-import make_paper_recipes as recipes  # noqa: E402
-import paper_tables  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +27,7 @@ def in_repo(monkeypatch):
 
 
 def test_shipped_recipes_are_what_the_generator_writes():
-    proc = subprocess.run([sys.executable, "scripts/make_paper_recipes.py", "--check"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "semiseg_tf.paper.recipes", "--check"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     cells = [p for p in glob.glob("flags/paper/*/*.flags") if not p.endswith("common.flags")]
@@ -116,7 +115,7 @@ def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path, family):
 def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
     """flags/beyond/: FixMatch and UniMatch (and the classic-split baseline), each headed by its
     published figure, with UniMatch's weak-to-strong settings and step counts."""
-    proc = subprocess.run([sys.executable, "scripts/make_beyond_recipes.py", "--check"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "semiseg_tf.paper.beyond_recipes", "--check"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     split = tmp_path / "labeled.txt"
@@ -167,7 +166,7 @@ def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
 
 def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):
     proc = subprocess.run(
-        ["bash", "scripts/run_paper_tables.sh", "cityscapes_deeplab2", "--dry_run",
+        [sys.executable, "-m", "semiseg_tf.paper.tables", "cityscapes_deeplab2", "--dry_run",
          f"--runs={tmp_path}", "--data_dir=/data/cs"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     commands = proc.stdout.strip().splitlines()
@@ -185,7 +184,7 @@ def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_pat
     assert "| CutMix | 52.00 ± 2.83 (2 runs) / 51.20 | not run / 60.34 |" in table
     assert "| supervised baseline | not run / 44.41 |" in table
     as_run = subprocess.run(
-        ["bash", "scripts/run_paper_tables.sh", "pascal_deeplab2", "--family=paper_as_run",
+        [sys.executable, "-m", "semiseg_tf.paper.tables", "pascal_deeplab2", "--family=paper_as_run",
          "--dry_run", "--cells", "vat_106", "--seeds", "2"], cwd=REPO, capture_output=True, text=True)
     assert as_run.returncode == 0, as_run.stderr
     assert as_run.stdout.strip().endswith(

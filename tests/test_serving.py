@@ -235,7 +235,7 @@ def test_commands_start_without_tensorflows_notices_but_keep_other_errors():
     assert done.returncode == 0 and "--data_dir" in done.stdout and done.stderr == "", done.stderr
     # A command outside run_command loads TensorFlow through the quiet start as well (-X importtime
     # lists the modules imported, on stderr).
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "semiseg_tf.toy2d", "--help"],
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "semiseg_tf.paper.toy2d", "--help"],
                           capture_output=True, text=True, cwd=REPO, env=env)
     assert "--workdir" in done.stdout                       # absl's help, which exits 1
     assert re.search(r"\| +semiseg_tf\.quiet_start$", done.stderr, re.M), done.stderr[-1000:]

@@ -6,19 +6,20 @@
   v2's repeated backbone updates and two-branch classifier, DeepLab v3+'s backbone at the full rate,
   VAT's probe and inference mode), so that the paper's numbers can be reproduced as they came about.
 
-  .venv/bin/python scripts/make_paper_recipes.py          # rewrite both folders
-  .venv/bin/python scripts/make_paper_recipes.py --check  # exit 1 if either differs
+  .venv/bin/python -m semiseg_tf.paper.recipes          # rewrite both folders
+  .venv/bin/python -m semiseg_tf.paper.recipes --check  # exit 1 if either differs
 
 The recipes use the paper's hyper-parameters (supplement D.4), not the authors' later script changes
 (SPEC 2.10: colour augmentation everywhere, other consistency weights). Each file starts with the
-paper's mIoU for its cell and the command that runs it; `scripts/run_paper_tables.sh` runs a table.
+paper's mIoU for its cell and the command that runs it; `semiseg_tf/paper/tables.py` runs a table.
 A test checks that the folders hold what this script writes, so edit the tables here, not the files.
 """
 import argparse
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout these tools work in (they write and read its flags/ and runs/).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join("flags", "paper")
 AS_RUN_OUT = os.path.join("flags", "paper_as_run")
 FAMILIES = (OUT, AS_RUN_OUT)
@@ -186,14 +187,14 @@ def cell_file(name, table, method, index):
     labelled = "all labelled images" if n_sup == -1 else f"{n_sup} labelled images"
     lines = [
         f"# {table['title']}: {METHODS[method][0]}, {labelled}.",
-        f"# Paper: {paper:.2f} mIoU (%). run_paper_tables.sh repeats it with --{seed_flag}="
-        f"{','.join(map(str, seeds))} ({seed_note}).",
+        f"# Paper: {paper:.2f} mIoU (%). python -m semiseg_tf.paper.tables repeats it with "
+        f"--{seed_flag}={','.join(map(str, seeds))} ({seed_note}).",
         "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
         f"#       --data_dir={table['data_dir']} --backbone_weights={table['weights']} \\",
         f"#       --{seed_flag}={seeds[0]} --workdir=runs/paper/{name}/{method}_{size_name(n_sup)}_"
         f"{seeds[0]}",
-        f"# The whole table: bash scripts/run_paper_tables.sh {name} --data_dir=... "
+        f"# The whole table: .venv/bin/python -m semiseg_tf.paper.tables {name} --data_dir=... "
         "--backbone_weights=...",
         f"--flagfile={OUT}/{name}/common.flags",
         f"--n_sup={n_sup}",
@@ -215,8 +216,9 @@ def as_run_cell_file(name, table, method, index):
     lines = [
         f"# {table['title']}: {METHODS[method][0]}, {labelled}, as the authors' code ran it.",
         f"# The paper's cell ({OUT}/{name}/{cell}.flags) with what their code did besides: {what}.",
-        f"# Paper: {table['results'][method][index]:.2f} mIoU (%). run_paper_tables.sh --family="
-        f"paper_as_run repeats it with --{seed_flag}={','.join(map(str, seeds))} ({seed_note}).",
+        f"# Paper: {table['results'][method][index]:.2f} mIoU (%). python -m semiseg_tf.paper.tables "
+        f"--family=paper_as_run repeats it with --{seed_flag}={','.join(map(str, seeds))} "
+        f"({seed_note}).",
         "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
         f"#       --data_dir={table['data_dir']} --backbone_weights={table['weights']} \\",
@@ -267,7 +269,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
-    return sync(recipe_files(), FAMILIES, "make_paper_recipes.py", args.check)
+    return sync(recipe_files(), FAMILIES, "python -m semiseg_tf.paper.recipes", args.check)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Intra- versus inter-class patch distances across a dataset (supplement B.2, SPEC 7.2).
 
-  python -m semiseg_tf.analysis.class_distances --dataset=cityscapes --data_dir=/data/cityscapes \
+  python -m semiseg_tf.paper.analysis.class_distances --dataset=cityscapes --data_dir=/data/cityscapes \
       --patch_size=225 --n_anchors=1000 --out_dir=runs/class_distances [--shard=1/8]
-  python -m semiseg_tf.analysis.class_distances --merge --out_dir=runs/class_distances
+  python -m semiseg_tf.paper.analysis.class_distances --merge --out_dir=runs/class_distances
 
 Anchors are pixels whose neighbour (left, right, up or down) belongs to another valid class; the
 anchor's patch and its neighbour's are the inter-class pair, as close as two patches can be. For each
@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from semiseg_tf.analysis.patch_distance import box_sum
+from semiseg_tf.paper.analysis.patch_distance import box_sum
 from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
 from semiseg_tf.progress import Progress
 
@@ -271,7 +271,7 @@ def main(argv=None):
             if args.patch_size <= 0 or args.patch_size % 2 == 0:
                 raise ValueError(f"--patch_size={args.patch_size}: expected an odd positive size")
             os.makedirs(args.out_dir, exist_ok=True)
-            from semiseg_tf.analysis.sources import open_source
+            from semiseg_tf.paper.analysis.sources import open_source
             source = open_source(args.dataset, args.data_dir, args.prepared_dir,
                                  args.synthetic_num_train)
             path, meta = run_shard(source, args, index - 1, count)

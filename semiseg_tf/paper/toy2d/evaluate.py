@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from semiseg_tf.toy2d import data
+from semiseg_tf.paper.toy2d import data
 from semiseg_tf.visualise import class_boundaries
 
 BAND_PX = 35

@@ -1,6 +1,6 @@
 """Runs the paper's four 2-D toy settings over seeds and writes their boundary scores as one table.
 
-  .venv/bin/python scripts/toy_table.py [--seeds 1 2 3] [--settings sup_gap ...] [--runs DIR]
+  .venv/bin/python -m semiseg_tf.paper.toy_table [--seeds 1 2 3] [--settings sup_gap ...] [--runs DIR]
       [--jobs N] [--dry_run] [--collect_only]
 
 Each setting (flags/toy2d/SETTING.flags) runs once per seed into RUNS/SETTING_SEED (default RUNS =
@@ -8,7 +8,7 @@ runs/toy2d). Runs resume: run the same command again after an interruption; fini
 --jobs N runs N at a time, each pinned to its own share of the CPU cores (on a 2-core machine two
 one-core runs finish about 20% sooner in all than one two-core run after another). Then
 RUNS/results.md holds, per setting, the mean and standard deviation of each score over the finished
-runs (see semiseg_tf/toy2d/evaluate.py for what the scores mean).
+runs (see semiseg_tf/paper/toy2d/evaluate.py for what the scores mean).
 """
 import argparse
 import json
@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from semiseg_tf.files import atomic_write_bytes  # noqa: E402
+from semiseg_tf.files import atomic_write_bytes
+
+# The checkout this tool works in (it runs flags/toy2d/ into its runs/).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SETTINGS = ("sup_gap", "semisup_gap", "semisup_nogap_isotropic", "semisup_nogap_contours")
 
@@ -43,7 +44,7 @@ def run_dir(runs, setting, seed):
 
 
 def command(setting, seed, runs):
-    return [sys.executable, "-m", "semiseg_tf.toy2d",
+    return [sys.executable, "-m", "semiseg_tf.paper.toy2d",
             f"--flagfile={os.path.join(REPO, 'flags', 'toy2d', setting + '.flags')}",
             f"--seed={seed}", f"--workdir={run_dir(runs, setting, seed)}"]
 

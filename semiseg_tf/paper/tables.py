@@ -1,9 +1,9 @@
 """Runs one of the paper's tables over its seeds and writes the results beside the paper's figures.
 
-  bash scripts/run_paper_tables.sh TABLE [--family paper|paper_as_run] [--seeds 1 2]
+  .venv/bin/python -m semiseg_tf.paper.tables TABLE [--family paper|paper_as_run] [--seeds 1 2]
       [--cells cutmix_106 ...] [--runs DIR] [--dry_run] [--collect_only] [TRAIN FLAGS ...]
 
-TABLE is a folder of flags/FAMILY/ (see make_paper_recipes.py: `paper`, the cells as the paper
+TABLE is a folder of flags/FAMILY/ (see recipes.py: `paper`, the cells as the paper
 states them; `paper_as_run`, as the authors' code ran them). Each cell runs once per seed into
 RUNS/TABLE/CELL_SEED (default RUNS=runs/FAMILY); flags this script does not know (--data_dir,
 --backbone_weights, ...) are passed to every run. Then RUNS/TABLE/results.md holds, per cell, the mean
@@ -16,10 +16,8 @@ import statistics
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import make_paper_recipes as recipes  # noqa: E402
-from semiseg_tf.files import atomic_write_bytes  # noqa: E402
+from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.paper import recipes
 
 
 def cells(table_name):

@@ -1,6 +1,6 @@
 """The paper's 2-D toy experiment: consistency regularisation with and without a gap between classes.
 
-  python -m semiseg_tf.toy2d --flagfile=flags/toy2d/semisup_gap.flags --workdir=runs/toy2d/semisup_gap
+  python -m semiseg_tf.paper.toy2d --flagfile=flags/toy2d/semisup_gap.flags --workdir=runs/toy2d/semisup_gap
 
 Writes into --workdir: renders/epoch_NNNNN.png (the decision function every --render_every epochs),
 decision.png (the final one), decision.npz (the final class-1 probability on the 512x512 grid, to
@@ -119,7 +119,7 @@ def run(out=sys.stdout):
 
     from semiseg_tf import checkpoints
     from semiseg_tf.files import atomic_savez, atomic_write_bytes, png_bytes
-    from semiseg_tf.toy2d import data, evaluate, model
+    from semiseg_tf.paper.toy2d import data, evaluate, model
 
     _check_flags()
     workdir = os.path.abspath(_WORKDIR.value)

@@ -1,8 +1,8 @@
 """Distances between patches centred on neighbouring pixels (supplement B.1, SPEC 7.1).
 
-  python -m semiseg_tf.analysis.patch_distance --image=photo.png --label=photo_mask.png \
+  python -m semiseg_tf.paper.analysis.patch_distance --image=photo.png --label=photo_mask.png \
       --patch_sizes=15,225 --out_dir=runs/patch_distance
-  python -m semiseg_tf.analysis.patch_distance --dataset=synthetic --index=3 --out_dir=...
+  python -m semiseg_tf.paper.analysis.patch_distance --dataset=synthetic --index=3 --out_dir=...
 
 For patches A and B of h x w pixels centred on horizontally adjacent pixels, B - A is the patch of the
 horizontal difference image, so |B - A|^2 is a box sum of the squared differences: the map of all
@@ -76,7 +76,7 @@ def _load_sample(args):
         return os.path.splitext(os.path.basename(args.image))[0], image, label
     import tensorflow as tf
 
-    from semiseg_tf.analysis.sources import open_source
+    from semiseg_tf.paper.analysis.sources import open_source
     source = open_source(args.dataset, args.data_dir, args.prepared_dir,
                          synthetic_num_train=max(args.index + 1, 1))
     if not 0 <= args.index < source.num_train:

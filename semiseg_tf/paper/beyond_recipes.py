@@ -1,8 +1,8 @@
 """Writes the recipes beyond the paper: FixMatch and UniMatch (Yang et al., CVPR 2023) on Pascal VOC and
 Cityscapes with DeepLab v3+ ResNet-101, one flagfile per cell, into flags/beyond/.
 
-  .venv/bin/python scripts/make_beyond_recipes.py          # rewrite flags/beyond/
-  .venv/bin/python scripts/make_beyond_recipes.py --check  # exit 1 if it differs
+  .venv/bin/python -m semiseg_tf.paper.beyond_recipes          # rewrite flags/beyond/
+  .venv/bin/python -m semiseg_tf.paper.beyond_recipes --check  # exit 1 if it differs
 
 The hyper-parameters are those of UniMatch's code (configs/pascal.yaml, configs/cityscapes.yaml,
 dataset/semi.py, unimatch.py, fixmatch.py): SGD with momentum 0.9 and weight decay 1e-4, the head at
@@ -26,8 +26,7 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_paper_recipes  # noqa: E402  (its `sync` writes or checks the folder)
+from semiseg_tf.paper import recipes  # its `sync` writes or checks the folder
 
 OUT = os.path.join("flags", "beyond")
 
@@ -134,7 +133,7 @@ def cell_file(name, table, method, index):
         lines.append(f"#       {table['split'].format(n=n_sup)} \\")
     lines += [
         f"#       --workdir=runs/beyond/{name}/{method}_{n_sup}",
-        "# What differs from UniMatch's runs: see scripts/make_beyond_recipes.py.",
+        "# What differs from UniMatch's runs: see semiseg_tf/paper/beyond_recipes.py.",
     ]
     if table["split"]:
         lines.append(f"# {table['split_note']} (the placeholder fails until it is given):")
@@ -163,7 +162,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
-    return make_paper_recipes.sync(recipe_files(), [OUT], "make_beyond_recipes.py", args.check)
+    return recipes.sync(recipe_files(), [OUT], "python -m semiseg_tf.paper.beyond_recipes",
+                        args.check)
 
 
 if __name__ == "__main__":
