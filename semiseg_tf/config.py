@@ -86,6 +86,29 @@ def _parse_prop_range(text):
     return parts
 
 
+def _parse_range(name, text, low, high):
+    """'a:b' -> (a, b) with low < a <= b (<= high when given); ConfigError names the flag."""
+    try:
+        parts = tuple(float(v) for v in text.split(":"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 2 or not low < parts[0] <= parts[1] or (high is not None and parts[1] > high):
+        bound = f" <= {high}" if high is not None else ""
+        raise ConfigError(f"--{name}={text!r}: expected 'a:b' with {low} < a <= b{bound}")
+    return parts
+
+
+def _parse_weights(text):
+    try:
+        weights = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0:
+        raise ConfigError(f"--unimatch_weights={text!r}: expected 3 comma-separated weights >= 0 "
+                          "(strong view 1, strong view 2, feature stream)")
+    return weights
+
+
 def _require(condition, name, value, message):
     if not condition:
         raise ConfigError(f"--{name}={value}: {message}")
@@ -149,6 +172,15 @@ def from_flags(flag_values=flags.FLAGS):
              f"its feature stream needs a network with an encoder/decoder split, which "
              f"--arch={values['arch']} has not (these have one: "
              f"{', '.join(n for n in models.available() if models.has_feature_split(n))})")
+    _require(0 <= values["pseudo_label_box_prob"] <= 1, "pseudo_label_box_prob",
+             values["pseudo_label_box_prob"], "must lie in [0, 1]")
+    values["pseudo_label_box_area"] = _parse_range("pseudo_label_box_area",
+                                                   values["pseudo_label_box_area"], 0, 1)
+    values["pseudo_label_box_ratio"] = _parse_range("pseudo_label_box_ratio",
+                                                    values["pseudo_label_box_ratio"], 0, None)
+    _require(0 <= values["unimatch_dropout"] < 1, "unimatch_dropout", values["unimatch_dropout"],
+             "must lie in [0, 1)")
+    values["unimatch_weights"] = _parse_weights(values["unimatch_weights"])
     _require(values["sup_weight"] >= 0, "sup_weight", values["sup_weight"], "must be >= 0")
     _require(values["cons_average"] != "confident" or (values["conf_per_pixel"]
                                                        and values["conf_thresh"] > 0),

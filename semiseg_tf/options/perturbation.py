@@ -92,6 +92,21 @@ TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the auth
         "2.7): the direction network is left in inference mode, so the teacher's targets (or, with "
         "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
         "The supervised pass keeps batch statistics here.")
+TOPIC.define("float", "pseudo_label_box_prob", 0.5, "FixMatch and UniMatch: probability that a "
+        "strong view gets a CutMix box pasting in the second image (UniMatch's 0.5).")
+TOPIC.define("string", "pseudo_label_box_area", "0.02:0.4", "FixMatch and UniMatch: the box's area "
+        "as a fraction of the crop, drawn uniformly from 'a:b' (UniMatch's 0.02:0.4).")
+TOPIC.define("string", "pseudo_label_box_ratio", "0.3:3.3333333333333335", "FixMatch and "
+        "UniMatch: the box's height / width ratio squared, drawn uniformly from 'a:b' (UniMatch's "
+        "0.3:1/0.3).")
+TOPIC.define("boolean", "pseudo_label_mix_inference", True, "FixMatch and UniMatch: the pasted "
+        "image's pseudo-labels come from the target network in inference mode, before the step's "
+        "training-mode passes, as the original code does; --nopseudo_label_mix_inference predicts "
+        "them in training mode.")
+TOPIC.define("float", "unimatch_dropout", 0.5, "UniMatch: the share of each feature map's channels "
+        "its feature stream drops.")
+TOPIC.define("string", "unimatch_weights", "0.25,0.25,0.5", "UniMatch: the weights of its three "
+        "consistency losses, the two strong views and the feature stream.")
 
 # Other names of flags, listed in --help beside them: FixMatch's name for the threshold of its
 # pseudo-labels is the same flag as the confidence threshold.

@@ -31,8 +31,16 @@ def build_perturbation(cfg):
         random_aspect_ratio=not cfg.boxmask_fixed_aspect_ratio, by_size=cfg.boxmask_by_size,
         within_bounds=not cfg.boxmask_outside_bounds, invert=not cfg.boxmask_no_invert,
         authors_outside_bounds=cfg.boxmask_authors_outside_bounds)
+    box_params = boxmask.PseudoLabelBoxParams(
+        prob=cfg.pseudo_label_box_prob, area_range=cfg.pseudo_label_box_area,
+        ratio_range=cfg.pseudo_label_box_ratio)
+    pseudo_labels = dict(box_params=box_params,
+                         mix_source_inference=cfg.pseudo_label_mix_inference)
     options = {
         "cutmix": dict(mask_params=mask_params),
+        "fixmatch": pseudo_labels,
+        "unimatch": dict(pseudo_labels, dropout_rate=cfg.unimatch_dropout,
+                         weights=cfg.unimatch_weights),
         "cutout": dict(mask_params=mask_params),
         "ict": dict(alpha=cfg.ict_alpha),
         "vat": dict(radius=cfg.vat_radius, adaptive_radius=cfg.adaptive_vat_radius,
