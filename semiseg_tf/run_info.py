@@ -15,9 +15,8 @@ from semiseg_tf import models, visualise
 from semiseg_tf.data import base, layouts, prepared, records, synthetic
 from semiseg_tf.data.native import DataError
 from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.run_files import FLAGS_FILE, RUN_INFO_FILE  # noqa: F401 (used from here)
 
-RUN_INFO_FILE = "run.json"
-FLAGS_FILE = "flags.txt"
 FORMAT = "semiseg_tf run info, version 1"
 
 

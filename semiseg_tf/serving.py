@@ -15,11 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 import semiseg_tf
-from semiseg_tf import checkpoints, run_info, trained
+from semiseg_tf import checkpoints, run_files, run_info, trained
 from semiseg_tf.data import native, records
 from semiseg_tf.errors import ConfigError
 
-METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 
@@ -180,10 +179,10 @@ def _write_assets(folder, model, limits):
     write(run_info.RUN_INFO_FILE, json.dumps(info.to_json(), indent=2))
     with open(model.flags_path) as f:
         write(run_info.FLAGS_FILE, f.read())
-    metrics_path = os.path.join(workdir, METRICS_FILE)
+    metrics_path = os.path.join(workdir, run_files.METRICS_FILE)
     if os.path.isfile(metrics_path):
         with open(metrics_path) as f:
-            write(METRICS_FILE, f.read())
+            write(run_files.METRICS_FILE, f.read())
     write(trained.EXPORT_INFO_FILE, json.dumps({
         "workdir": workdir, "network": model.which, "checkpoint": model.checkpoint,
         "step": model.step, "options": model.options.to_json(),

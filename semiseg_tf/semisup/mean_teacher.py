@@ -313,6 +313,11 @@ class MeanTeacher(keras.Model):
             logs["loss_scale"] = tf.identity(self.optimizer.dynamic_scale.value)
         return logs
 
+    def fit(self, *args, shuffle=False, **kwargs):
+        """`keras.Model.fit`, with `shuffle` off by default: the batches come from tf.data, which
+        orders them itself (Keras ignores shuffle=True for a dataset, and warns)."""
+        return super().fit(*args, shuffle=shuffle, **kwargs)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras builds a model here from one batch, read from the data and, under a strategy,
         # averaged over the replicas (which fails on nested batches under

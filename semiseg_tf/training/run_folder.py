@@ -15,17 +15,11 @@ import json
 import os
 import socket
 
-from semiseg_tf import checkpoints
 from semiseg_tf import config as config_lib
 from semiseg_tf.errors import RunFolderError  # noqa: F401 (raised by the checkpoint store)
 from semiseg_tf.files import atomic_write_bytes, png_bytes
-
-FLAGS_FILE = "flags.txt"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "eval_history.json"
-CHECKPOINTS_DIR = checkpoints.CHECKPOINTS_DIR
-PANELS_DIR = "panels"
-TENSORBOARD_DIR = "tensorboard"
+from semiseg_tf.run_files import (  # noqa: F401 (the run folder's names, used from here)
+    CHECKPOINTS_DIR, FLAGS_FILE, HISTORY_FILE, LOCK_FILE, METRICS_FILE, PANELS_DIR, TENSORBOARD_DIR)
 
 
 def make_workdir(workdir):
@@ -102,7 +96,6 @@ def check_workdir_flags(workdir, flagfile_text, cfg):
 # Run folders held by this process: {workdir: open lock file}. A second process asking for one of
 # them is refused; this process may open it again (one Trainer after another, as the tests do).
 _HELD_WORKDIRS = {}
-LOCK_FILE = ".lock"
 
 
 def lock_workdir(workdir):
