@@ -77,7 +77,7 @@ def pipeline_params(cfg):
 
 
 def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
-    """The MeanTeacher model, compiled and initialised. Call inside the strategy's scope.
+    """The MeanTeacher model, compiled (so ready to train). Call inside the strategy's scope.
 
     `rgb_mean`, `rgb_std`: the input normalisation, which pretrained weights are adapted to.
     """
@@ -92,7 +92,7 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         student = models.build(cfg.arch, num_classes, **options)
         teacher = student if cfg.model == "pi" else models.build(cfg.arch, num_classes, **options)
     if cfg.backbone_weights:
-        # Into the student only: `initialise` makes the teacher its copy.
+        # Into the student only: `compile` makes the teacher its copy.
         weights.load_backbone_weights(student, cfg.backbone_weights, rgb_mean, rgb_std)
     model = mean_teacher.MeanTeacher(
         student=student,
@@ -107,7 +107,6 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         skip_nonfinite=cfg.on_nonfinite == "skip", sup_weight=cfg.sup_weight,
         cons_average=cfg.cons_average)
     model.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
-    model.initialise(tuple(cfg.crop_size) + (3,))
     backbone = models.backbone_of(student)
     if backbone is not None:
         grouped_optimizer.scale_learning_rate(backbone.trainable_variables, cfg.backbone_lr_scale)
