@@ -40,12 +40,12 @@ def build_step(flagfile, config, batch_size, extra):
     cfg = config_lib.from_flags()
     model = training.build_model(cfg, num_classes=21)
     # Images as large as the crop, so that crops are not padding.
-    source = synthetic.SyntheticSource(8, 1, max(cfg.crop_size), seed=0)
+    source = synthetic.SyntheticSource(8, 1, max(cfg.augmentation.crop_size), seed=0)
     labelled, unlabelled = source.labelled_split(4, 0)
     batches = pipeline.InputPipeline(
         source, labelled, unlabelled, training.pipeline_params(cfg),
         perturbation=model.perturbation if model.uses_unlabelled else None).train_dataset()
-    return tf.function(model.train_step, jit_compile=cfg.jit_compile), next(iter(batches)), model
+    return tf.function(model.train_step, jit_compile=cfg.distribution.jit_compile), next(iter(batches)), model
 
 
 def measure(flagfile, config, batch_size, steps, extra):

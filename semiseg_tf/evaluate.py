@@ -91,16 +91,16 @@ def _data(model, run_values, flag_values, out):
     cfg = config.from_flags(run_values)
     source = builders.build_source(cfg, out=out)
     if source.num_classes != info.num_classes:
-        raise config.ConfigError(f"--dataset={cfg.dataset}: has {source.num_classes} classes, the "
+        raise config.ConfigError(f"--dataset={cfg.data.dataset}: has {source.num_classes} classes, the "
                                  f"model {info.num_classes}")
     if flag_values.split == "test":
         pairs = source.test()
         if pairs is None:
-            raise config.ConfigError(f"--split=test: {cfg.dataset} has no test set here (CamVid has "
+            raise config.ConfigError(f"--split=test: {cfg.data.dataset} has no test set here (CamVid has "
                                      "one; with --n_val the official validation set is the test set)")
     else:
         pairs = source.validation()
-    return source, pairs, f"{cfg.dataset}-{flag_values.split}"
+    return source, pairs, f"{cfg.data.dataset}-{flag_values.split}"
 
 
 def _table(result, class_names):

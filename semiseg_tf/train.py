@@ -4,6 +4,7 @@
 
 Running the same command again resumes the run from its last checkpoint. `--help` explains every flag.
 """
+import os
 import signal
 import sys
 
@@ -25,18 +26,18 @@ def main(argv):
         print("\ninterrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
-    if result.get("signal"):
+    if result.stopped_by:
         # Stopped by SIGTERM or Ctrl-C after saving: the shell's status for that signal.
-        return 128 + int(getattr(signal, result["signal"]))
-    if result.get("paused"):
+        return 128 + int(getattr(signal, result.stopped_by))
+    if not result.finished:
         return 0      # paused on purpose (--stop_at_step): the run said how to continue
-    if result.get("worker"):
-        print(f"[{result['worker']}] trained to step {result['step']}; the chief evaluated and "
-              f"wrote {cfg.workdir}")
+    if result.worker:
+        print(f"[{result.worker}] trained to step {result.step}; the chief evaluated and wrote "
+              f"{result.workdir}")
         return 0
-    print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
+    print(f"final mIoU {100 * result.miou:.2f}%  (metrics in "
+          f"{os.path.join(result.workdir, training.METRICS_FILE)})")
     return 0
-
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)

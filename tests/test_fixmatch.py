@@ -352,7 +352,7 @@ def test_flags_refuse_unimatch_without_a_split_and_confident_average_without_per
     with pytest.raises(config.ConfigError, match=r"^--cons_average=confident: .*--conf_per_pixel"):
         parse_flags(workdir=str(tmp_path), cons_average="confident")
     cfg, text = parse_flags(workdir=str(tmp_path), pseudo_label_thresh=0.95)
-    assert cfg.conf_thresh == 0.95 and "--conf_thresh=0.95" in text
+    assert cfg.method.conf_thresh == 0.95 and "--conf_thresh=0.95" in text
 
 
 def test_the_weak_to_strong_perturbations_take_every_parameter_from_flags(tmp_path):

@@ -175,10 +175,10 @@ def test_the_command_line_run_and_a_plain_fit_of_the_same_model_and_data_give_id
                                "perturbation": "cutmix", "cons_weight": 1.0, "image_every": 2})
     cli = training.Trainer(cfg, text, out=open(os.devnull, "w"))
     cli.run()
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.training.seed)
     source = training.build_source(cfg)
     model = training.build_model(cfg, source.num_classes, source.rgb_mean, source.rgb_std)
-    labelled, unlabelled = source.labelled_split(cfg.n_sup, cfg.split_seed)
+    labelled, unlabelled = source.labelled_split(cfg.labelled.n_sup, cfg.labelled.split_seed)
     batches = pipeline.InputPipeline(source, labelled, unlabelled, training.pipeline_params(cfg),
                                      model.perturbation).train_dataset(0)
     initial = [w.numpy() for w in model.student.trainable_weights]

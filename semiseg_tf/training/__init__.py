@@ -12,6 +12,7 @@ _SECTIONS = ("builders", "callbacks", "checkpoint_store", "devices", "reporting"
              "stops", "trainer")
 _NAMES = {
     "Trainer": "trainer",
+    "RunResult": "trainer",
     **dict.fromkeys(["build_model", "build_perturbation", "build_source", "geometric_params",
                      "pipeline_params", "student_colour_params"], "builders"),
     **dict.fromkeys(["check_jit_compile", "cluster_resolver", "is_multi_worker",

@@ -44,13 +44,13 @@ def configure_cpu_devices(count):
 def cluster_resolver(cfg, environ=os.environ):
     """The cluster of --strategy=multi_worker, from TF_CONFIG or SLURM's variables (--cluster);
     ConfigError, one line, when the variables are missing or malformed."""
-    kind = cfg.cluster
+    kind = cfg.distribution.cluster
     if kind == "auto":
         kind = "slurm" if "SLURM_PROCID" in environ and "TF_CONFIG" not in environ else "tf_config"
     if kind == "tf_config":
         text = environ.get("TF_CONFIG")
         if text is None:
-            if cfg.cluster == "tf_config":
+            if cfg.distribution.cluster == "tf_config":
                 raise ConfigError("--cluster=tf_config: the TF_CONFIG environment "
                                              "variable is not set")
             return tf.distribute.cluster_resolver.TFConfigClusterResolver()   # this machine alone
@@ -84,11 +84,11 @@ def cluster_resolver(cfg, environ=os.environ):
 
 
 def make_strategy(cfg):
-    if cfg.strategy == "multi_worker":
+    if cfg.distribution.strategy == "multi_worker":
         resolver = cluster_resolver(cfg)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    if cfg.strategy == "mirrored":
-        configure_cpu_devices(cfg.cpu_devices)
+    if cfg.distribution.strategy == "mirrored":
+        configure_cpu_devices(cfg.distribution.cpu_devices)
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
@@ -112,9 +112,9 @@ def check_jit_compile(cfg, strategy):
     """ConfigError when --jit_compile cannot work with this device layout: XLA compiles the
     replicas' steps of a strategy only on GPUs (over logical CPU devices TensorFlow's cross-device
     merge_call and placement cannot be compiled)."""
-    if (cfg.jit_compile and strategy.num_replicas_in_sync > 1
+    if (cfg.distribution.jit_compile and strategy.num_replicas_in_sync > 1
             and not tf.config.list_logical_devices("GPU")):
         raise ConfigError(
             f"--jit_compile: XLA cannot compile a step spread over {strategy.num_replicas_in_sync} "
-            f"CPU devices (--strategy={cfg.strategy}); on CPUs compile on one device "
+            f"CPU devices (--strategy={cfg.distribution.strategy}); on CPUs compile on one device "
             "(--strategy=default), or train without --jit_compile")

@@ -20,10 +20,10 @@ class Reports:
     the other workers' writers write nothing."""
 
     def __init__(self, cfg, source, model, evaluator, pipeline, flagfile_text, is_chief, say):
-        self.cfg, self.workdir = cfg, cfg.workdir
+        self.cfg, self.workdir = cfg, cfg.run.workdir
         self.source, self.model, self.evaluator, self.pipeline = source, model, evaluator, pipeline
         self.flagfile_text, self.say = flagfile_text, say
-        self.tb_dir = os.path.join(cfg.workdir, run_folder.TENSORBOARD_DIR)
+        self.tb_dir = os.path.join(cfg.run.workdir, run_folder.TENSORBOARD_DIR)
         if is_chief:
             self.train_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "train"))
             self.eval_writer = tf.summary.create_file_writer(os.path.join(self.tb_dir, "eval"))

@@ -41,7 +41,7 @@ def _flag_lines(text):
     for line in text.splitlines():
         name = line.lstrip("-").split("=", 1)[0]
         if name.startswith("no"):
-            name = name[2:] if name[2:] in config_lib.Config.__dataclass_fields__ else name
+            name = name[2:] if name[2:] in config_lib.FLAG_NAMES else name
         if name and name != "workdir":
             lines[name] = line
     return lines
@@ -70,10 +70,11 @@ def check_workdir_flags(workdir, flagfile_text, cfg):
         saved[name] = config_lib.default_flag_line(name)
     changed = sorted(name for name in set(saved) | set(current) if saved.get(name) != current.get(name))
     refused = [n for n in changed if n not in config_lib.RESUMABLE_CHANGES and n != "train_steps"]
-    if "train_steps" in changed and cfg.lr_sched in config_lib.LENGTH_DEPENDENT_SCHEDULES:
+    schedule = cfg.optimiser.lr_sched
+    if "train_steps" in changed and schedule in config_lib.LENGTH_DEPENDENT_SCHEDULES:
         raise config_lib.ConfigError(
             f"--train_steps: {saved.get('train_steps')} -> {current.get('train_steps')} for a run of "
-            f"--workdir={workdir} with --lr_sched={cfg.lr_sched}, whose learning rate at every step "
+            f"--workdir={workdir} with --lr_sched={schedule}, whose learning rate at every step "
             "depends on the run's length: the steps already trained would have had other rates. "
             "Start a new --workdir (or train with --lr_sched=none or stepped, which extend)")
     if refused:
@@ -86,7 +87,7 @@ def check_workdir_flags(workdir, flagfile_text, cfg):
         if name == "stop_at_step":
             continue      # set anew on every call of a paused run
         why = ("the run continues to the new length (the learning-rate schedule "
-               f"'{cfg.lr_sched}' does not depend on it)" if name == "train_steps"
+               f"'{schedule}' does not depend on it)" if name == "train_steps"
                else f"{config_lib.RESUMABLE_CHANGES[name]}, not what is trained")
         notes.append(f"note: --{name} changed ({saved.get(name, 'unset')} -> "
                      f"{current.get(name, 'unset')}): {why}")

@@ -4,6 +4,8 @@ trains with `MeanTeacher.fit` and the callbacks of `callbacks.py`, then scores t
 The input pipeline is a pure function of the step (see data/pipeline.py), so the checkpointed step
 is the whole input state: running the same command again continues exactly where the run stopped.
 """
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -27,8 +29,31 @@ from semiseg_tf.training.reporting import Reports
 from semiseg_tf.training.stops import StopRequests
 
 
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """How a call of `Trainer.run` ended.
+
+    `finished`: the run reached --train_steps; then, on the chief, `scores` holds the final
+    evaluation as written to metrics.json (mIoU, per-class IoU, ...; `scores["test"]` when there is
+    a test set). Otherwise it paused at `step`: at --stop_at_step, or stopped by the signal
+    `stopped_by` ('SIGTERM', 'SIGINT'). `worker`: the name of a multi-worker run's worker other than
+    the chief, which trains but neither evaluates nor writes.
+    """
+    step: int
+    workdir: str
+    finished: bool
+    eval_history: list
+    scores: dict = None
+    stopped_by: str = None
+    worker: str = None
+
+    @property
+    def miou(self):
+        return self.scores["miou"]
+
+
 class Trainer:
-    """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.train_steps` and returns metrics.
+    """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.training.steps`; a RunResult.
 
     Under --strategy=multi_worker every worker runs one; the chief (`is_chief`) alone writes the
     run folder (flags, run.json, TensorBoard, evaluations, checkpoints, metrics) and evaluates; the
@@ -37,7 +62,7 @@ class Trainer:
     """
 
     def __init__(self, cfg, flagfile_text, out=sys.stdout):
-        self.cfg, self.out = cfg, out
+        self.cfg, self.out, self.workdir = cfg, out, cfg.run.workdir
         # --- the devices: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything.
         self.strategy = devices.make_strategy(cfg)
         self.is_chief = self.strategy.extended.should_checkpoint
@@ -48,14 +73,14 @@ class Trainer:
             self.worker_name = f"{resolver.task_type} {resolver.task_id}"
         # --- the run folder, checked and locked.
         if self.is_chief:
-            run_folder.make_workdir(cfg.workdir)
-        resume_notes = run_folder.check_workdir_flags(cfg.workdir, flagfile_text, cfg)
+            run_folder.make_workdir(self.workdir)
+        resume_notes = run_folder.check_workdir_flags(self.workdir, flagfile_text, cfg)
         if self.is_chief:
-            run_folder.lock_workdir(cfg.workdir)
+            run_folder.lock_workdir(self.workdir)
         try:
             self._build(flagfile_text)
         except BaseException:
-            run_folder.release_workdir(cfg.workdir)
+            run_folder.release_workdir(self.workdir)
             raise
         for note in resume_notes:
             self.say(note)
@@ -64,14 +89,14 @@ class Trainer:
         cfg = self.cfg
         devices.check_jit_compile(cfg, self.strategy)
         self._check_batch_divides()
-        keras.utils.set_random_seed(cfg.seed)
+        keras.utils.set_random_seed(cfg.training.seed)
         # --- data, model, and what describes the run.
         self.source = builders.build_source(cfg, out=self.out)
-        if cfg.bin_fill_holes and self.source.num_classes != 2:
+        if cfg.evaluation.bin_fill_holes and self.source.num_classes != 2:
             raise config_lib.ConfigError(
-                f"--bin_fill_holes: needs a two-class dataset; {cfg.dataset} has "
+                f"--bin_fill_holes: needs a two-class dataset; {cfg.data.dataset} has "
                 f"{self.source.num_classes} classes")
-        labelled, unlabelled = self.source.labelled_split(cfg.n_sup, cfg.split_seed)
+        labelled, unlabelled = self.source.labelled_split(cfg.labelled.n_sup, cfg.labelled.split_seed)
         self._warn_small_images()
         with self.strategy.scope():
             self.model = builders.build_model(cfg, self.source.num_classes, self.source.rgb_mean,
@@ -82,9 +107,9 @@ class Trainer:
         # failed on them leaves the folder as it was.
         self.info = run_info.from_run(cfg, self.source)
         if self.is_chief:
-            atomic_write_bytes(os.path.join(cfg.workdir, run_folder.FLAGS_FILE),
+            atomic_write_bytes(os.path.join(self.workdir, run_folder.FLAGS_FILE),
                                flagfile_text.encode())
-            run_info.write(cfg.workdir, self.info)
+            run_info.write(self.workdir, self.info)
         self.pipeline = pipeline.InputPipeline(
             self.source, labelled, unlabelled, builders.pipeline_params(cfg),
             perturbation=self.model.perturbation if self.model.uses_unlabelled else None)
@@ -94,18 +119,19 @@ class Trainer:
         run_checkpoint = checkpoints.RunCheckpoint(
             student=self.model.student, teacher=self.model.teacher, optimizer=self.model.optimizer,
             step=self.model.step)
-        folder = os.path.join(cfg.workdir, run_folder.CHECKPOINTS_DIR)
+        folder = os.path.join(self.workdir, run_folder.CHECKPOINTS_DIR)
         self.checkpoints = CheckpointStore(run_checkpoint, self._worker_checkpoints or folder,
-                                           cfg.keep_checkpoints, read_folder=folder, say=self.say)
+                                           cfg.logs.keep_checkpoints, read_folder=folder, say=self.say)
         # --- evaluation and reports.
-        multiple = models.input_multiple(cfg.arch)
+        multiple = models.input_multiple(cfg.network.arch)
         options = config_lib.inference_options(cfg)
-        evaluator = Evaluator(self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes,
-                              options=options, jit_compile=cfg.jit_compile)
+        evaluation = dict(batch_size=cfg.inference.eval_batch_size, multiple=multiple,
+                          fill_holes=cfg.evaluation.bin_fill_holes, options=options,
+                          jit_compile=cfg.distribution.jit_compile)
+        evaluator = Evaluator(self.source, **evaluation)
         test_set = self.source.test()
-        self.test_evaluator = None if test_set is None else Evaluator(
-            self.source, cfg.eval_batch_size, multiple, cfg.bin_fill_holes, dataset=test_set,
-            options=options, jit_compile=cfg.jit_compile)
+        self.test_evaluator = None if test_set is None else Evaluator(self.source, **evaluation,
+                                                                      dataset=test_set)
         self.reports = Reports(cfg, self.source, self.model, evaluator, self.pipeline,
                                flagfile_text, self.is_chief, self.say)
 
@@ -115,7 +141,7 @@ class Trainer:
         sizes = self.source.train_image_sizes()
         if sizes is None or not len(sizes):
             return
-        crop_h, crop_w = self.cfg.crop_size
+        crop_h, crop_w = self.cfg.augmentation.crop_size
         small = (sizes[:, 0] < crop_h) | (sizes[:, 1] < crop_w)
         if small.any():
             smallest = sizes[np.argmin(sizes[:, 0] * sizes[:, 1])]
@@ -129,10 +155,10 @@ class Trainer:
         from random weights it needs far more labels and steps (the small variants never have
         pretrained weights, and are meant to train without)."""
         cfg = self.cfg
-        if (not cfg.backbone_weights and not cfg.arch.endswith("_small")
+        if (not cfg.network.backbone_weights and not cfg.network.arch.endswith("_small")
                 and models.backbone_of(self.model.student) is not None):
-            self.say(f"warning: --arch={cfg.arch} trains from random weights: its recipes start "
-                     "from an ImageNet-pretrained backbone (--backbone_weights=FILE, "
+            self.say(f"warning: --arch={cfg.network.arch} trains from random weights: its recipes "
+                     "start from an ImageNet-pretrained backbone (--backbone_weights=FILE, "
                      "docs/methods.md 'Networks'); without one it needs far more labels and "
                      "steps")
 
@@ -140,9 +166,9 @@ class Trainer:
         """Under multi_worker each replica reads its own slice of every batch, so the batches
         must split evenly."""
         replicas = self.strategy.num_replicas_in_sync
-        if self.multi_worker and self.cfg.batch_size % replicas:
+        if self.multi_worker and self.cfg.training.batch_size % replicas:
             raise config_lib.ConfigError(
-                f"--batch_size={self.cfg.batch_size}: must be a multiple of the {replicas} "
+                f"--batch_size={self.cfg.training.batch_size}: must be a multiple of the {replicas} "
                 "replicas of --strategy=multi_worker (the global batch is split among them)")
 
     def say(self, text):
@@ -156,7 +182,7 @@ class Trainer:
 
     def restore(self):
         """Restores the newest readable checkpoint, if there is one; the step to start from."""
-        self.checkpoints.restore(self.cfg.workdir)
+        self.checkpoints.restore(self.workdir)
         return int(self.step.numpy())
 
     def training_batches(self, start):
@@ -169,80 +195,84 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(self.pipeline.train_dataset(start))
 
     def run(self):
-        """Trains to --train_steps (or --stop_at_step); returns the metrics dict (with 'paused':
-        True and no scores when it stopped at --stop_at_step). Releases the run folder at the end."""
+        """Trains to --train_steps (or --stop_at_step, or a stop signal); a RunResult. Releases the
+        run folder at the end."""
         try:
             return self._run()
         finally:
-            run_folder.release_workdir(self.cfg.workdir)
+            run_folder.release_workdir(self.workdir)
             if self._worker_checkpoints:
                 shutil.rmtree(self._worker_checkpoints, ignore_errors=True)
 
     def _run(self):
         cfg = self.cfg
+        steps = cfg.training.steps
         # --- where the run is: its newest readable checkpoint, or the start.
         start = self.restore()
-        if start > cfg.train_steps:
-            raise config_lib.ConfigError(
-                f"--train_steps={cfg.train_steps}: the run in --workdir={cfg.workdir} is already at "
-                f"step {start}")
-        end = min(cfg.train_steps, cfg.stop_at_step or cfg.train_steps)
+        if start > steps:
+            raise config_lib.ConfigError(f"--train_steps={steps}: the run in --workdir="
+                                         f"{self.workdir} is already at step {start}")
+        end = min(steps, cfg.training.stop_at_step or steps)
         if start == 0 and self.is_chief:
             self.reports.write_run_summary()
-        history = run_folder.load_history(cfg.workdir, start)
+        history = run_folder.load_history(self.workdir, start)
+        paused = functools.partial(RunResult, workdir=self.workdir, finished=False,
+                                   eval_history=history, worker=self.worker_name)
         # --- training, to the end or a stop.
         if start < end:
-            self.say(f"training {cfg.arch} with "
-                     f"{cfg.perturbation if self.model.uses_unlabelled else 'no'} consistency "
-                     f"(weight {cfg.cons_weight}), steps {start + 1}-{end} of {cfg.train_steps}, on "
-                     f"{self.strategy.num_replicas_in_sync} replica(s); workdir {cfg.workdir}")
+            method = cfg.method.perturbation if self.model.uses_unlabelled else "no"
+            self.say(f"training {cfg.network.arch} with {method} consistency (weight "
+                     f"{cfg.method.cons_weight}), steps {start + 1}-{end} of {steps}, on "
+                     f"{self.strategy.num_replicas_in_sync} replica(s); workdir {self.workdir}")
             stopped = self._train(start, end, history)
             if stopped:
                 step, name = stopped
-                self.say(f"stopped by {name} at step {step} of {cfg.train_steps}, with a "
-                         "checkpoint; run the same command to continue")
-                return {"step": step, "paused": True, "signal": name, "eval_history": history,
-                        "workdir": cfg.workdir}
-        if end < cfg.train_steps:
-            self.say(f"paused at step {end} of {cfg.train_steps}; run the same command without "
+                self.say(f"stopped by {name} at step {step} of {steps}, with a checkpoint; run the "
+                         "same command to continue")
+                return paused(step=step, stopped_by=name)
+        if end < steps:
+            self.say(f"paused at step {end} of {steps}; run the same command without "
                      "--stop_at_step to continue")
-            return {"step": end, "paused": True, "eval_history": history, "workdir": cfg.workdir}
+            return paused(step=end)
         if not self.is_chief:
             # The chief evaluates and writes the scores.
-            return {"step": end, "worker": self.worker_name, "workdir": cfg.workdir}
+            return RunResult(step=end, workdir=self.workdir, finished=True, eval_history=history,
+                             worker=self.worker_name)
         # --- the final scores.
-        if not history or history[-1]["step"] != cfg.train_steps:
-            history.append({"step": cfg.train_steps, **self.reports.evaluate(cfg.train_steps)})
-            run_folder.save_history(cfg.workdir, history)
+        if not history or history[-1]["step"] != steps:
+            history.append({"step": steps, **self.reports.evaluate(steps)})
+            run_folder.save_history(self.workdir, history)
         # The last evaluation's scores (older runs' entries hold fewer of them).
-        result = {**history[-1], "class_names": list(self.source.class_names),
-                  "eval_history": history, "workdir": cfg.workdir}
+        scores = {**history[-1], "class_names": list(self.source.class_names),
+                  "eval_history": history, "workdir": self.workdir}
         if self.test_evaluator is not None:
             # Once, at the end, as the authors do (CamVid's test set, or the official validation
             # set when --n_val holds out validation images).
-            result["test"] = self.test_evaluator(self.model.teacher)
-            classes = "  ".join(f"{n} {100 * v:.1f}" for n, v in result["test"]["per_class_iou"].items())
-            self.say(f"test @ step {cfg.train_steps}: mIoU {100 * result['test']['miou']:.2f}%  "
-                     f"({classes})")
-        atomic_write_bytes(os.path.join(cfg.workdir, run_folder.METRICS_FILE),
-                           json.dumps(result, indent=2).encode())
-        return result
+            scores["test"] = self.test_evaluator(self.model.teacher)
+            classes = "  ".join(f"{n} {100 * v:.1f}"
+                                for n, v in scores["test"]["per_class_iou"].items())
+            self.say(f"test @ step {steps}: mIoU {100 * scores['test']['miou']:.2f}%  ({classes})")
+        atomic_write_bytes(os.path.join(self.workdir, run_folder.METRICS_FILE),
+                           json.dumps(scores, indent=2).encode())
+        return RunResult(step=steps, workdir=self.workdir, finished=True, eval_history=history,
+                         scores=scores)
 
     def callbacks(self, end, history, stops):
         """The callbacks of steps start+1..end, in the order they act after each step."""
         cfg = self.cfg
-        guard = callbacks.NonFiniteGuard(cfg.log_every, self.say, lambda: self.checkpoints.latest)
+        guard = callbacks.NonFiniteGuard(cfg.logs.log_every, self.say,
+                                         lambda: self.checkpoints.latest)
         chosen = [guard,
-                  callbacks.ProgressLog(cfg.train_steps, end, cfg.log_every,
+                  callbacks.ProgressLog(cfg.training.steps, end, cfg.logs.log_every,
                                         self.reports.train_writer, guard, self.say),
                   callbacks.StopOnRequest(stops, shared=self.multi_worker)]
         if self.is_chief:
-            chosen.append(callbacks.ConsistencyPanels(self.reports, cfg.image_every))
-            chosen.append(callbacks.PeriodicEvaluation(self.reports, cfg.eval_every,
-                                                       cfg.train_steps, history, cfg.workdir,
+            chosen.append(callbacks.ConsistencyPanels(self.reports, cfg.logs.image_every))
+            chosen.append(callbacks.PeriodicEvaluation(self.reports, cfg.evaluation.eval_every,
+                                                       cfg.training.steps, history, self.workdir,
                                                        guard))
-        chosen.append(callbacks.PeriodicCheckpoints(self.checkpoints, cfg.checkpoint_every, end,
-                                                    guard))
+        chosen.append(callbacks.PeriodicCheckpoints(self.checkpoints, cfg.logs.checkpoint_every,
+                                                    end, guard))
         return chosen
 
     def _train(self, start, end, history):
@@ -255,7 +285,7 @@ class Trainer:
                                epochs=1, verbose=0, shuffle=False, callbacks=chosen)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                     tf.errors.InternalError) as error:
-                if not self.cfg.jit_compile or int(self.step.numpy()) != start:
+                if not self.cfg.distribution.jit_compile or int(self.step.numpy()) != start:
                     raise self._lost_worker(error) or error
                 raise config_lib.ConfigError(
                     f"--jit_compile: XLA cannot compile this training step on "
