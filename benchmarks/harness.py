@@ -43,13 +43,20 @@ def code_commit():
 
 @functools.cache
 def machine():
-    """The CPU model, its widest vector extension, the cores, and TensorFlow's version."""
+    """The CPU model, its widest vector extension, the cores, and TensorFlow's version.
+
+    The model's family and number are part of it: machines named alike ("AMD EPYC", AVX-512 with
+    BF16) but of other generations give other digits for the same run, so a run of one is never
+    taken for a run of the other."""
     model, flags = platform.processor() or "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as f:
             text = f.read()
         model = re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
         flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+        family = re.search(r"cpu family\s*:\s*(\d+)", text).group(1)
+        number = re.search(r"^model\s*:\s*(\d+)", text, re.M).group(1)
+        model += f" family {family} model {number}"
     except (OSError, AttributeError):
         pass
     vector = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")

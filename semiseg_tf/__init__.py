@@ -1,4 +1,17 @@
-"""semiseg_tf: semi-supervised semantic segmentation in TensorFlow 2 / Keras 3."""
+"""semiseg_tf: semi-supervised semantic segmentation in TensorFlow 2 / Keras 3.
+
+From Python (docs/python.md):
+
+    import semiseg_tf
+    student = semiseg_tf.build_network("small_unet", num_classes=6)
+    teacher = semiseg_tf.build_network("small_unet", num_classes=6)
+    model = semiseg_tf.MeanTeacher(student, teacher, semiseg_tf.CutMix())
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batches = semiseg_tf.training_batches(labelled, unlabelled, model, crop_size=(64, 64),
+                                          batch_size=8)
+    model.fit(batches, steps_per_epoch=500, epochs=4)
+    model.evaluate(semiseg_tf.evaluation_batches(validation))     # miou, pixel_accuracy
+"""
 __version__ = "0.1.0"
 
 import os as _os
@@ -21,8 +34,8 @@ def load():
 
 
 # The commands started through semiseg_tf.options.run_command, which calls load() once it has
-# answered --help, so that the help does not wait for TensorFlow. The others (toy2d, analysis,
-# convert_torchvision) need load() here, for its quiet start.
+# answered --help, so that the help does not wait for TensorFlow. The others (paper.toy2d,
+# paper.analysis, convert_torchvision) need load() here, for its quiet start.
 _LOAD_AFTER_HELP = {f"semiseg_tf.{name}" for name in ("train", "prepare", "evaluate", "predict",
                                                       "export")}
 
@@ -37,3 +50,49 @@ def _started_as_command_that_loads_later():
 
 if not _started_as_command_that_loads_later():
     load()
+
+
+# The public API: name -> (module, attribute), imported on first use, so that a command's --help
+# (which imports this package) need not load TensorFlow.
+_API = {
+    # networks
+    "build_network": ("semiseg_tf.models", "build"),
+    "available_networks": ("semiseg_tf.models", "available"),
+    "input_multiple": ("semiseg_tf.models", "input_multiple"),
+    # training
+    "MeanTeacher": ("semiseg_tf.semisup.mean_teacher", "MeanTeacher"),
+    **{name: ("semiseg_tf.semisup.perturbations", name)
+       for name in ("Perturbation", "CutMix", "Cutout", "StandardAugmentation", "ICT", "VAT",
+                    "FixMatch", "UniMatch")},
+    "build_perturbation": ("semiseg_tf.semisup.perturbations", "build"),
+    "BoxMaskParams": ("semiseg_tf.augment.boxmask", "BoxMaskParams"),
+    "build_optimizer": ("semiseg_tf.semisup.optim", "build_optimizer"),
+    "AuthorsSchedule": ("semiseg_tf.semisup.optim", "AuthorsSchedule"),
+    # data
+    "training_batches": ("semiseg_tf.data.user_datasets", "training_batches"),
+    "evaluation_batches": ("semiseg_tf.data.user_datasets", "evaluation_batches"),
+    "GeometricParams": ("semiseg_tf.augment.geometric", "GeometricParams"),
+    "ColourParams": ("semiseg_tf.augment.colour", "ColourParams"),
+    # inference and scores
+    "Segmenter": ("semiseg_tf.inference", "Segmenter"),
+    "InferenceOptions": ("semiseg_tf.inference", "InferenceOptions"),
+    "open_model": ("semiseg_tf.trained", "open_model"),
+    "MeanIoU": ("semiseg_tf.metrics", "MeanIoU"),
+    "PixelAccuracy": ("semiseg_tf.metrics", "PixelAccuracy"),
+    "scores": ("semiseg_tf.metrics", "scores"),
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
+    import importlib
+    module, attribute = _API[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

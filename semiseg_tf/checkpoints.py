@@ -11,10 +11,9 @@ import keras
 import tensorflow as tf
 
 from semiseg_tf.models.layers import random_state_variables
+from semiseg_tf.run_files import CHECKPOINTS_DIR  # noqa: F401 (used from here)
 
 RANDOM_STATES = "random_states"
-# The folder of a training run's checkpoints, inside its workdir.
-CHECKPOINTS_DIR = "checkpoints"
 
 # Printed on resuming from a checkpoint without random states.
 FRESH_DROPOUT_NOTE = ("(a checkpoint from before dropout's random state was saved: dropout draws "

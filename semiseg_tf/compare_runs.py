@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from semiseg_tf import run_files
+
 
 def main():
     parser = argparse.ArgumentParser(
@@ -18,7 +20,7 @@ def main():
     workdirs = parser.parse_args().workdirs
     rows = []
     for workdir in workdirs:
-        path = os.path.join(workdir, "metrics.json")
+        path = os.path.join(workdir, run_files.METRICS_FILE)
         if not os.path.exists(path):
             sys.exit(f"error: {path} does not exist (is the run finished?)")
         with open(path) as f:

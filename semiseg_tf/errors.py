@@ -1,8 +1,11 @@
-"""The errors a command reports as one line (exit status 2): what the user gave is wrong.
+"""The errors a command reports as one line, and the exit status of each.
 
 Each message names the flag, file or folder and what is wrong with it. They live here, apart from
-the modules that raise them, so that a command can catch them without importing TensorFlow.
+the modules that raise them, so that a command can catch them without importing TensorFlow;
+`options.run_command` reports them for every command (`report`).
 """
+import os
+import sys
 
 
 class ConfigError(ValueError):
@@ -15,3 +18,38 @@ class DataError(ValueError):
 
 class WeightsError(ValueError):
     """A weights file is missing, unreadable, or does not fit the network; the message says where."""
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be written (disk full, read-only); the message names the path."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss, gradient or weight became non-finite; the message names the step and what."""
+
+
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker run stopped answering; the message names it, the last
+    checkpoint and how to resume."""
+
+
+# The exit status of each: 2, what the user gave (flags, files, a folder that cannot be written);
+# 3, a training that diverged; 4, a lost worker (then the process leaves at once: TensorFlow's
+# cluster runtime may wait for the lost worker at exit). An OSError (a file system that refused a
+# read or a write) is 2 too.
+EXIT_STATUS = {ConfigError: 2, DataError: 2, WeightsError: 2, RunFolderError: 2,
+               TrainingDiverged: 3, WorkerLost: 4, OSError: 2}
+REPORTED = tuple(EXIT_STATUS)
+
+
+def report(error):
+    """Prints `error` as one line on stderr; returns its exit status (leaves at once for 4)."""
+    if isinstance(error, OSError) and not isinstance(error, REPORTED[:-1]):
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+    else:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+    status = next(code for kind, code in EXIT_STATUS.items() if isinstance(error, kind))
+    if status == 4:
+        sys.stdout.flush()
+        os._exit(status)
+    return status

@@ -23,7 +23,6 @@ from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, visualise
 from semiseg_tf.data import native
-from semiseg_tf.errors import ConfigError, DataError, WeightsError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import inference as inference_flags
@@ -39,7 +38,7 @@ image_files = lazy.module("semiseg_tf.data.image_files")
 pipeline = lazy.module("semiseg_tf.data.pipeline")
 run_info = lazy.module("semiseg_tf.run_info")
 trained = lazy.module("semiseg_tf.trained")
-training = lazy.module("semiseg_tf.training")
+builders = lazy.module("semiseg_tf.training.builders")
 
 TOPIC = options.Topic("What to score, and where to write", __name__)
 TOPIC.define("enum", "split", "val", ["val", "test"], "The set of the dataset to score: its "
@@ -90,18 +89,18 @@ def _data(model, run_values, flag_values, out):
         return source, source.validation(), "images-" + os.path.basename(
             os.path.normpath(flag_values.images))
     cfg = config.from_flags(run_values)
-    source = training.build_source(cfg, out=out)
+    source = builders.build_source(cfg, out=out)
     if source.num_classes != info.num_classes:
-        raise config.ConfigError(f"--dataset={cfg.dataset}: has {source.num_classes} classes, the "
+        raise config.ConfigError(f"--dataset={cfg.data.dataset}: has {source.num_classes} classes, the "
                                  f"model {info.num_classes}")
     if flag_values.split == "test":
         pairs = source.test()
         if pairs is None:
-            raise config.ConfigError(f"--split=test: {cfg.dataset} has no test set here (CamVid has "
+            raise config.ConfigError(f"--split=test: {cfg.data.dataset} has no test set here (CamVid has "
                                      "one; with --n_val the official validation set is the test set)")
     else:
         pairs = source.validation()
-    return source, pairs, f"{cfg.dataset}-{flag_values.split}"
+    return source, pairs, f"{cfg.data.dataset}-{flag_values.split}"
 
 
 def _table(result, class_names):
@@ -174,14 +173,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
-    try:
-        evaluate()
-    except (ConfigError, DataError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+    evaluate()
     return 0
 
 

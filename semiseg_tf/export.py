@@ -27,7 +27,7 @@ import time
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options
-from semiseg_tf.errors import ConfigError, DataError
+from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
@@ -77,9 +77,6 @@ def main(argv):
                                     onnx=values.format == "onnx",
                                     max_image_pixels=values.max_image_pixels,
                                     max_request_pixels=values.max_request_pixels)
-    except (ConfigError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except OSError as error:
         # A full disk or a read-only folder: serving.export has removed its temporary folder.
         target = values.export_dir or "the export folder"

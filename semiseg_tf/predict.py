@@ -24,7 +24,7 @@ from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, visualise
 from semiseg_tf.data import layouts, native
-from semiseg_tf.errors import ConfigError, DataError, WeightsError
+from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import limits as limits_flags
@@ -157,33 +157,25 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
     values = flags.FLAGS
-    try:
-        if not values.input or not values.output:
-            raise config.ConfigError("--input (the images) and --output (a folder) are required")
-        if not 0 <= values.overlay_alpha <= 1:
-            raise config.ConfigError(f"--overlay_alpha={values.overlay_alpha}: must lie in [0, 1]")
-        config.check_max_image_pixels(values.max_image_pixels)
-        native.set_max_image_pixels(values.max_image_pixels)
-        broken = []
-        images = image_files.list_images(values.input, exclude=values.output, broken=broken)
-        given_options = any(values[name].present for name in inference_flags.TOPIC.names
-                            if name != "eval_batch_size")
-        model = trained.open_model(workdir=values.workdir, saved_model=values.saved_model,
-                                   network=values.network, checkpoint=values.checkpoint,
-                                   options=config.inference_options(values),
-                                   options_given=given_options)
-        print(f"predicting {len(images)} images with {model.description}", file=sys.stderr,
-              flush=True)
-        written, failed = predict_files(model, images, os.path.abspath(values.output),
-                                        values.eval_batch_size, values.overlays,
-                                        values.overlay_alpha, skipped=len(broken))
-    except (ConfigError, DataError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        # The output folder cannot be written (full, read-only); each file is written whole or not.
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+    if not values.input or not values.output:
+        raise config.ConfigError("--input (the images) and --output (a folder) are required")
+    if not 0 <= values.overlay_alpha <= 1:
+        raise config.ConfigError(f"--overlay_alpha={values.overlay_alpha}: must lie in [0, 1]")
+    config.check_max_image_pixels(values.max_image_pixels)
+    native.set_max_image_pixels(values.max_image_pixels)
+    broken = []
+    images = image_files.list_images(values.input, exclude=values.output, broken=broken)
+    given_options = any(values[name].present for name in inference_flags.TOPIC.names
+                        if name != "eval_batch_size")
+    model = trained.open_model(workdir=values.workdir, saved_model=values.saved_model,
+                               network=values.network, checkpoint=values.checkpoint,
+                               options=config.inference_options(values),
+                               options_given=given_options)
+    print(f"predicting {len(images)} images with {model.description}", file=sys.stderr,
+          flush=True)
+    written, failed = predict_files(model, images, os.path.abspath(values.output),
+                                    values.eval_batch_size, values.overlays,
+                                    values.overlay_alpha, skipped=len(broken))
     what = "label maps and overlays" if values.overlays else "label maps"
     print(f"wrote {written} {what} to {os.path.abspath(values.output)}"
           + (f"; {failed} file(s) skipped (listed above)" if failed else ""))

@@ -8,13 +8,12 @@ work up front, e.g. once on a shared folder before a multi-machine job. Run agai
 existing preparation (raw files unchanged, every shard's size and SHA-256 digest) and redoes it only
 when that fails.
 """
-import sys
 
 from absl import app, flags
 
 from semiseg_tf import config, lazy, options
 from semiseg_tf.data import layouts, native
-from semiseg_tf.errors import ConfigError, DataError
+from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import limits as limits_flags
 
@@ -46,27 +45,19 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     values = flags.FLAGS
     if values.dataset not in layouts.LAYOUTS or not values.data_dir:
-        print(f"error: --dataset ({', '.join(sorted(layouts.LAYOUTS))}) and --data_dir are "
-              "required; the synthetic dataset needs no preparation", file=sys.stderr)
-        return 2
-    try:
-        config.check_max_image_pixels(values.max_image_pixels)
-        native.set_max_image_pixels(values.max_image_pixels)
-        layout = layouts.LAYOUTS[values.dataset](
-            values.data_dir, num_classes=values.num_classes,
-            mask_values=config.parse_mask_values(values.mask_values))
-        for note in layout.notes:
-            print(note)
-        prepared_dir = values.prepared_dir or prepared.default_prepared_dir(values.dataset,
-                                                                            values.data_dir)
-        manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,
-                                   verify=values.verify)
-    except (DataError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--dataset ({', '.join(sorted(layouts.LAYOUTS))}) and --data_dir are "
+                          "required; the synthetic dataset needs no preparation")
+    config.check_max_image_pixels(values.max_image_pixels)
+    native.set_max_image_pixels(values.max_image_pixels)
+    layout = layouts.LAYOUTS[values.dataset](
+        values.data_dir, num_classes=values.num_classes,
+        mask_values=config.parse_mask_values(values.mask_values))
+    for note in layout.notes:
+        print(note)
+    prepared_dir = values.prepared_dir or prepared.default_prepared_dir(values.dataset,
+                                                                        values.data_dir)
+    manifest = records.prepare(layout, prepared_dir, workers=values.prepare_workers or None,
+                               verify=values.verify)
     print(summary(manifest, prepared_dir))
     return 0
 

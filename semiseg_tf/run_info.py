@@ -15,9 +15,8 @@ from semiseg_tf import models, visualise
 from semiseg_tf.data import base, layouts, prepared, records, synthetic
 from semiseg_tf.data.native import DataError
 from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.run_files import FLAGS_FILE, RUN_INFO_FILE  # noqa: F401 (used from here)
 
-RUN_INFO_FILE = "run.json"
-FLAGS_FILE = "flags.txt"
 FORMAT = "semiseg_tf run info, version 1"
 
 
@@ -120,21 +119,22 @@ class RunInfo:
 
 
 def network_options(values):
-    """The `models.build` options of a run's flags (a Config or {name: value})."""
-    get = values.get if isinstance(values, dict) else lambda name: getattr(values, name)
-    return {"freeze_bn": bool(get("freeze_bn")),
-            "deeplab2_aspp_two_branches": bool(get("deeplab2_aspp_two_branches"))}
+    """The `models.build` options of a run's flags (a Config or {flag name: value})."""
+    values = values if isinstance(values, dict) else values.by_flag()
+    return {"freeze_bn": bool(values.get("freeze_bn")),
+            "deeplab2_aspp_two_branches": bool(values.get("deeplab2_aspp_two_branches"))}
 
 
 def from_run(cfg, source):
     """The RunInfo of a training run: its Config and its DataSource."""
-    return RunInfo(dataset=cfg.dataset, class_names=tuple(source.class_names),
+    return RunInfo(dataset=cfg.data.dataset, class_names=tuple(source.class_names),
                    palette=source.palette, rgb_mean=tuple(source.rgb_mean),
-                   rgb_std=tuple(source.rgb_std), arch=cfg.arch,
-                   input_multiple=models.input_multiple(cfg.arch), crop_size=tuple(cfg.crop_size),
+                   rgb_std=tuple(source.rgb_std), arch=cfg.network.arch,
+                   input_multiple=models.input_multiple(cfg.network.arch),
+                   crop_size=tuple(cfg.augmentation.crop_size),
                    network_options=network_options(cfg),
-                   evaluated_network="student" if cfg.model == "pi" else "teacher",
-                   fill_holes=cfg.bin_fill_holes, mask_values=tuple(cfg.mask_values))
+                   evaluated_network="student" if cfg.method.model == "pi" else "teacher",
+                   fill_holes=cfg.evaluation.bin_fill_holes, mask_values=tuple(cfg.data.mask_values))
 
 
 def write(workdir, info):

@@ -15,11 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 import semiseg_tf
-from semiseg_tf import checkpoints, run_info, trained
+from semiseg_tf import checkpoints, run_files, run_info, trained
 from semiseg_tf.data import native, records
 from semiseg_tf.errors import ConfigError
 
-METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 
@@ -87,13 +86,19 @@ class ServingModule(tf.Module):
     def _check_image(self, height, width, what):
         """The assertion that an image of height x width (int64) is within the budget; `what`: the
         items that name it in the message."""
-        return tf.debugging.Assert(height * width <= self.max_image_pixels,
+        return tf.debugging.Assert(self._image_within(height, width),
                                    [*what, width, "x", height, "pixels, over the limit of",
                                     self.max_image_pixels, "per image"])
 
+    def _image_within(self, height, width):
+        return height * width <= self.max_image_pixels
+
+    def _request_within(self, count, height, width):
+        return count * height * width <= self.max_request_pixels
+
     def _check_request(self, count, height, width):
         """The assertion that `count` images of height x width (int64) are within the budget."""
-        return tf.debugging.Assert(count * height * width <= self.max_request_pixels,
+        return tf.debugging.Assert(self._request_within(count, height, width),
                                    ["the request:", count, "images of", width, "x", height,
                                     "pixels (padded to the largest), over the limit of",
                                     self.max_request_pixels, "per request"])
@@ -129,9 +134,9 @@ class ServingModule(tf.Module):
         # The decoder reads the bytes only through this data dependency on the budget: a control
         # dependency alone did not always keep the runtime from starting a decode while an
         # assertion was failing. Over the budget, it gets a 1x1 PNG (and the assertion fails).
-        within = (tf.reduce_all(sizes[:, 0] * sizes[:, 1] <= self.max_image_pixels)
-                  & (tf.cast(count, tf.int64) * tf.cast(largest[0], tf.int64)
-                     * tf.cast(largest[1], tf.int64) <= self.max_request_pixels))
+        within = (tf.reduce_all(self._image_within(sizes[:, 0], sizes[:, 1]))
+                  & self._request_within(tf.cast(count, tf.int64), tf.cast(largest[0], tf.int64),
+                                         tf.cast(largest[1], tf.int64)))
         image_bytes = tf.where(within, image_bytes,
                                tf.fill(tf.shape(image_bytes), tf.constant(_ONE_PIXEL_PNG)))
         labels = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([None, None]))
@@ -180,10 +185,10 @@ def _write_assets(folder, model, limits):
     write(run_info.RUN_INFO_FILE, json.dumps(info.to_json(), indent=2))
     with open(model.flags_path) as f:
         write(run_info.FLAGS_FILE, f.read())
-    metrics_path = os.path.join(workdir, METRICS_FILE)
+    metrics_path = os.path.join(workdir, run_files.METRICS_FILE)
     if os.path.isfile(metrics_path):
         with open(metrics_path) as f:
-            write(METRICS_FILE, f.read())
+            write(run_files.METRICS_FILE, f.read())
     write(trained.EXPORT_INFO_FILE, json.dumps({
         "workdir": workdir, "network": model.which, "checkpoint": model.checkpoint,
         "step": model.step, "options": model.options.to_json(),

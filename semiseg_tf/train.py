@@ -11,7 +11,6 @@ import sys
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options
-from semiseg_tf.errors import ConfigError, DataError, WeightsError
 
 training = lazy.module("semiseg_tf.training")     # loaded by main, after any --help
 
@@ -23,40 +22,22 @@ def main(argv):
     try:
         cfg = config.from_flags()
         result = training.Trainer(cfg, config.to_flagfile_text()).run()
-    except (ConfigError, WeightsError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except training.TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except training.RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except training.WorkerLost as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        # TensorFlow's cluster runtime may wait for the lost worker at exit: leave now.
-        sys.stdout.flush()
-        os._exit(4)
-    except OSError as error:
-        # The file system refused a write or a read (a full disk, a read-only folder).
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
-    if result.get("signal"):
+    if result.stopped_by:
         # Stopped by SIGTERM or Ctrl-C after saving: the shell's status for that signal.
-        return 128 + int(getattr(signal, result["signal"]))
-    if result.get("paused"):
+        return 128 + int(getattr(signal, result.stopped_by))
+    if not result.finished:
         return 0      # paused on purpose (--stop_at_step): the run said how to continue
-    if result.get("worker"):
-        print(f"[{result['worker']}] trained to step {result['step']}; the chief evaluated and "
-              f"wrote {cfg.workdir}")
+    if result.worker:
+        print(f"[{result.worker}] trained to step {result.step}; the chief evaluated and wrote "
+              f"{result.workdir}")
         return 0
-    print(f"final mIoU {100 * result['miou']:.2f}%  (metrics in {cfg.workdir}/{training.METRICS_FILE})")
+    print(f"final mIoU {100 * result.miou:.2f}%  (metrics in "
+          f"{os.path.join(result.workdir, training.METRICS_FILE)})")
     return 0
-
 
 if __name__ == "__main__":
     flags.FLAGS.set_default("alsologtostderr", False)

@@ -57,8 +57,8 @@ def pascal_aug_dir(tmp_path_factory):
 
 def run_main(name, *args):
     """`python -m semiseg_tf.NAME ARGS` in this process: the command's flags parsed from `args`,
-    its main() called, its output captured (a TensorFlow start-up per command would cost seconds).
-    Returns an object with returncode, stdout and stderr, as subprocess.run's."""
+    its main() called as run_command calls it, its output captured (a TensorFlow start-up per
+    command would cost seconds). Returns an object with returncode, stdout and stderr, as subprocess.run's."""
     import contextlib
     import importlib
     import types
@@ -68,8 +68,9 @@ def run_main(name, *args):
     flags.FLAGS.unparse_flags()
     argv = flags.FLAGS([name, *args])
     out, err = io.StringIO(), io.StringIO()
+    from semiseg_tf import options
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = module.main(argv)
+        status = options.reporting_errors(module.main, argv)
     return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 

@@ -38,12 +38,12 @@ def main():
         a = getattr(single.model, part).weights
         b = getattr(mirrored.model, part).weights
         diffs[part] = max(float(np.abs(x.numpy() - y.numpy()).max()) for x, y in zip(a, b))
-    keras.utils.set_random_seed(single.cfg.seed)   # as the Trainer does: the initial weights again
+    keras.utils.set_random_seed(single.cfg.training.seed)   # as the Trainer does: the initial weights again
     initial = training.build_model(single.cfg, single.source.num_classes).student.weights
     moved = max(float(np.abs(w.numpy() - w0.numpy()).max())
                 for w, w0 in zip(single.model.student.weights, initial))
     print(json.dumps({"replicas": mirrored.strategy.num_replicas_in_sync, "diff": diffs,
-                      "moved": moved, "miou": [single_result["miou"], mirrored_result["miou"]]}))
+                      "moved": moved, "miou": [single_result.miou, mirrored_result.miou]}))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ def main():
     poisoned = dict(batch, labelled=dict(batch["labelled"]))
     poisoned["labelled"]["image"] = tf.tensor_scatter_nd_update(
         batch["labelled"]["image"], [[0, 2, 2, 1]], [float("nan")])   # sample 0: replica 0's
-    step_fn = trainer._make_step_fn()
+    step_fn = model.make_train_function()
 
     def one_step(data, step):
         iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(data)))
-        return step_fn(iterator, tf.constant(step, tf.int64))
+        return step_fn(iterator)
 
     def state():
         return [v.numpy() for v in model.student.variables + model.teacher.variables]

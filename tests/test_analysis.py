@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from semiseg_tf.analysis import class_distances as cd
+from semiseg_tf.paper.analysis import class_distances as cd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_neighbour_patch_distances_equal_direct_patch_differences():
-    from semiseg_tf.analysis import patch_distance
+    from semiseg_tf.paper.analysis import patch_distance
     rng = np.random.RandomState(0)
     image = rng.rand(12, 15, 3)
     size = (5, 3)
@@ -49,7 +49,7 @@ def test_patch_distance_command_on_an_image_with_its_label(tmp_path):
     Image.fromarray(image).save(tmp_path / "pic.png")
     Image.fromarray(label).save(tmp_path / "pic_label.png")
     proc = subprocess.run(
-        [sys.executable, "-m", "semiseg_tf.analysis.patch_distance", f"--image={tmp_path}/pic.png",
+        [sys.executable, "-m", "semiseg_tf.paper.analysis.patch_distance", f"--image={tmp_path}/pic.png",
          f"--label={tmp_path}/pic_label.png", "--patch_sizes=3,7", f"--out_dir={tmp_path}/out"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -61,7 +61,7 @@ def test_patch_distance_command_on_an_image_with_its_label(tmp_path):
     for name in ("pic_image.png", "pic_patch3.png", "pic_patch7.png"):
         assert (tmp_path / "out" / name).exists()
     bad = subprocess.run(
-        [sys.executable, "-m", "semiseg_tf.analysis.patch_distance", f"--image={tmp_path}/pic.png",
+        [sys.executable, "-m", "semiseg_tf.paper.analysis.patch_distance", f"--image={tmp_path}/pic.png",
          "--patch_sizes=4", f"--out_dir={tmp_path}/out"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: --patch_sizes=4: expected odd positive integers")
@@ -121,7 +121,7 @@ def test_nearest_patches_match_brute_force():
 
 
 def test_shards_merge_into_the_single_run(tmp_path):
-    command = [sys.executable, "-m", "semiseg_tf.analysis.class_distances", "--dataset=synthetic",
+    command = [sys.executable, "-m", "semiseg_tf.paper.analysis.class_distances", "--dataset=synthetic",
                "--synthetic_num_train=6", "--patch_size=9", "--n_anchors=7"]
     whole = subprocess.run(command + [f"--out_dir={tmp_path}/whole"], cwd=REPO, capture_output=True,
                            text=True, timeout=300)

@@ -83,7 +83,7 @@ def test_pseudo_label_loss_matches_numpy(average):
 def test_strong_view_and_pseudo_labels_are_mixed_by_the_same_box():
     student, teacher, w_student, w_teacher, bias = linear_pair()
     batch_a, batch_b = unlabelled_pair(2)
-    terms = perturbations.FixMatch().consistency(student, teacher, (batch_a, batch_b))
+    terms = perturbations.FixMatch().terms(student, teacher, (batch_a, batch_b))
     box = batch_a["mix_mask"][..., 0] > 0.5
     mixed = np.asarray(terms.panels["strong_mixed_input"])
     # Inside the box every pixel is the second image's strong view, outside the first's; the
@@ -352,4 +352,32 @@ def test_flags_refuse_unimatch_without_a_split_and_confident_average_without_per
     with pytest.raises(config.ConfigError, match=r"^--cons_average=confident: .*--conf_per_pixel"):
         parse_flags(workdir=str(tmp_path), cons_average="confident")
     cfg, text = parse_flags(workdir=str(tmp_path), pseudo_label_thresh=0.95)
-    assert cfg.conf_thresh == 0.95 and "--conf_thresh=0.95" in text
+    assert cfg.method.conf_thresh == 0.95 and "--conf_thresh=0.95" in text
+
+
+def test_the_weak_to_strong_perturbations_take_every_parameter_from_flags(tmp_path):
+    """Their defaults are the classes' own (so recipes train as before); each flag reaches them."""
+    from conftest import parse_flags
+    from semiseg_tf import config, training
+    cfg, _ = parse_flags(workdir=str(tmp_path), perturbation="unimatch", arch="small_unet")
+    default = perturbations.UniMatch()
+    built = training.build_perturbation(cfg)
+    assert (built.box_params, built.mix_source_inference, built.dropout_rate, built.weights) == (
+        default.box_params, default.mix_source_inference, default.dropout_rate, default.weights)
+    cfg, _ = parse_flags(workdir=str(tmp_path), perturbation="unimatch", arch="small_unet",
+                         pseudo_label_box_prob=1.0, pseudo_label_box_area="0.1:0.2",
+                         pseudo_label_box_ratio="0.5:2", pseudo_label_mix_inference="false",
+                         unimatch_dropout=0.3, unimatch_weights="0.5,0.5,0")
+    built = training.build_perturbation(cfg)
+    assert built.box_params == boxmask.PseudoLabelBoxParams(prob=1.0, area_range=(0.1, 0.2),
+                                                            ratio_range=(0.5, 2.0))
+    assert not built.mix_source_inference
+    assert built.dropout_rate == 0.3 and built.weights == (0.5, 0.5, 0.0)
+    cfg, _ = parse_flags(workdir=str(tmp_path), perturbation="fixmatch", pseudo_label_box_prob=0)
+    assert training.build_perturbation(cfg).box_params.prob == 0
+    for flag, value, message in [("pseudo_label_box_area", "0.4:0.1", "with 0 < a <= b <= 1"),
+                                 ("unimatch_weights", "1,2", "expected 3 comma-separated weights"),
+                                 ("unimatch_dropout", 1.0, "must lie in"),
+                                 ("pseudo_label_box_prob", 2, "must lie in")]:
+        with pytest.raises(config.ConfigError, match=rf"^--{flag}=.*{message}"):
+            parse_flags(workdir=str(tmp_path), **{flag: value})

@@ -34,10 +34,10 @@ class FixedTerms(perturbations.Perturbation):
     """A stand-in perturbation that returns given terms, to test the trainer's weighting."""
 
     def __init__(self, terms):
-        self.terms = terms
+        self.fixed = terms
 
-    def consistency(self, student, teacher, unlabelled, training=True):
-        return self.terms
+    def terms(self, student, teacher, unlabelled, training=True):
+        return self.fixed
 
 
 def make_terms(seed):
@@ -98,7 +98,7 @@ def test_cutmix_terms_match_numpy():
                     .numpy() for i in range(2)])
     batch_a = {"image": image_a, "valid": valid_a, "mix_mask": mix}
     batch_b = {"image": image_b, "valid": valid_b}
-    terms = perturbations.CutMix().consistency(student, teacher, (batch_a, batch_b))
+    terms = perturbations.CutMix().terms(student, teacher, (batch_a, batch_b))
 
     mixed = image_a * (1 - mix) + image_b * mix
     target_logits = (image_a @ w_teacher + b) * (1 - mix) + (image_b @ w_teacher + b) * mix

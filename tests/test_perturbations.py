@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from semiseg_tf import models
 from semiseg_tf.augment import boxmask
 from semiseg_tf.semisup import losses, mean_teacher, perturbations
 from tests.test_losses import FixedTerms, linear_network, make_terms, softmax
@@ -96,7 +97,7 @@ def test_cutout_keeps_the_box_and_counts_the_loss_inside_it(invert):
     box[y0:y1, x0:x1] = True
     # The mask is 1 inside the box by default (the box is kept) and 0 inside it with no_invert.
     np.testing.assert_array_equal(mask[0, ..., 0], box if invert else ~box)
-    terms = cutout.consistency(student, teacher, ({"image": image, "valid": valid,
+    terms = cutout.terms(student, teacher, ({"image": image, "valid": valid,
                                                    "mix_mask": mask},))
     np.testing.assert_allclose(terms.student_logits.numpy(), (image * mask) @ w_student + bias,
                                atol=1e-5)
@@ -113,7 +114,7 @@ def test_cutmix_mixes_the_students_colour_view_and_the_teachers_plain_view():
     valid = np.ones((2, 8, 8, 1), np.float32)
     batch_a = {"image": images[0], "student_image": jittered[0], "valid": valid, "mix_mask": mix}
     batch_b = {"image": images[1], "student_image": jittered[1], "valid": valid}
-    terms = perturbations.CutMix().consistency(student, teacher, (batch_a, batch_b))
+    terms = perturbations.CutMix().terms(student, teacher, (batch_a, batch_b))
     mixed_student = jittered[0] * (1 - mix) + jittered[1] * mix
     mixed_target = (images[0] @ w_teacher + bias) * (1 - mix) + (images[1] @ w_teacher + bias) * mix
     np.testing.assert_allclose(terms.student_logits.numpy(), mixed_student @ w_student + bias,
@@ -132,7 +133,7 @@ def test_ict_mixes_images_targets_confidences_and_masks_like_numpy():
     lam = np.stack([ict.sample_extras(tf.constant([i, 2], tf.int64), (6, 6))["ict_lambda"].numpy()
                     for i in range(3)])
     assert lam.shape == (3, 1, 1, 1) and np.all((lam >= 0) & (lam <= 1))
-    terms = ict.consistency(student, teacher, ({"image": image_a, "valid": valid_a,
+    terms = ict.terms(student, teacher, ({"image": image_a, "valid": valid_a,
                                                 "ict_lambda": lam},
                                                {"image": image_b, "valid": valid_b}))
     logits_a, logits_b = image_a @ w_teacher + bias, image_b @ w_teacher + bias
@@ -309,7 +310,7 @@ def test_augment_consistency_warps_teacher_probabilities_into_the_student_frame(
                                        crop_offset=4.0)
     pairs = [pipeline.augment_pair(image, tf.constant([i, 5], tf.int64), params) for i in range(3)]
     batch = {k: tf.stack([p[k] for p in pairs]) for k in pairs[0]}
-    terms = perturbations.StandardAugmentation().consistency(student, teacher, (batch,))
+    terms = perturbations.StandardAugmentation().terms(student, teacher, (batch,))
 
     np.testing.assert_allclose(terms.student_logits.numpy(),
                                batch["student_image"].numpy() @ w_student + bias, atol=1e-5)
@@ -345,7 +346,7 @@ def test_vat_updates_batch_norm_statistics_once(dir_from_student):
     batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
              "vat_noise": np.random.RandomState(15).normal(size=(2, 8, 8, 3)).astype(np.float32)}
     vat = perturbations.VAT(adaptive_radius=True, dir_from_student=dir_from_student)
-    terms = vat.consistency(student, teacher, (batch,))
+    terms = vat.terms(student, teacher, (batch,))
     reference(terms.panels["adversarial_input"], training=True)
     bn, bn_reference = student.layers[1], reference.layers[1]
     np.testing.assert_allclose(bn.moving_mean.numpy(), bn_reference.moving_mean.numpy(), atol=1e-6)
@@ -367,7 +368,32 @@ def test_vat_authors_eval_mode_gives_inference_mode_targets(authors_eval_mode):
     batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
              "vat_noise": np.random.RandomState(19).normal(size=(2, 8, 8, 3)).astype(np.float32)}
     inference = teacher(images, training=False).numpy()
-    terms = perturbations.VAT(authors_eval_mode=authors_eval_mode).consistency(student, teacher,
+    terms = perturbations.VAT(authors_eval_mode=authors_eval_mode).terms(student, teacher,
                                                                                (batch,))
     matches_inference = np.allclose(terms.teacher_logits.numpy(), inference, atol=1e-5)
     assert matches_inference == authors_eval_mode
+
+
+@pytest.mark.parametrize("name", sorted(set(perturbations.available()) - {"unimatch"}))
+def test_every_perturbation_gives_a_list_of_weighted_terms(name):
+    """One return type: a list of WeightedTerms; a one-loss perturbation's is its terms at weight 1."""
+    keras.utils.set_random_seed(0)
+    network = models.build("tiny_unet", 3)
+    perturbation = perturbations.build(name)
+    rng = np.random.default_rng(0)
+    streams = []
+    for k in range(max(perturbation.num_unlabelled_streams, 1)):
+        sample = {"image": tf.constant(rng.normal(size=(2, 8, 8, 3)), tf.float32),
+                  "valid": tf.ones([2, 8, 8, 1])}
+        if k == 0:
+            extras = [perturbation.sample_extras(tf.constant([i, 0], tf.int64), (8, 8))
+                      for i in range(2)]
+            sample.update({key: tf.stack([e[key] for e in extras]) for key in extras[0]})
+        if perturbation.paired_views:
+            sample.update(student_image=sample["image"], student_valid=sample["valid"],
+                          teacher_to_student=tf.eye(3, batch_shape=[2]))
+        streams.append(sample)
+    result = perturbation.consistency(network, network, tuple(streams))
+    assert isinstance(result, list) and len(result) == 1
+    assert isinstance(result[0], perturbations.WeightedTerms) and result[0].weight == 1.0
+    assert result[0].terms.student_logits.shape == (2, 8, 8, 3)

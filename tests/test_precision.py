@@ -101,7 +101,9 @@ def test_a_float16_overflow_is_skipped_counted_and_leaves_the_teacher(tmp_path):
     assert int(model.nonfinite_steps.numpy()) == 0        # an overflow is not a divergence
     assert int(model.optimizer.iterations.numpy()) == 0
     assert float(model.optimizer.dynamic_scale.numpy()) == pytest.approx(1.5e38)
-    trainer._check_nonfinite_steps()                       # --on_nonfinite=stop does not stop
+    guard = training.callbacks.NonFiniteGuard(every=1)
+    guard.set_model(model)
+    guard.check_steps()                                    # --on_nonfinite=stop does not stop
     model.optimizer.dynamic_scale.assign(1024.0)
     step(batch, tf.constant(2, tf.int64))
     assert int(model.optimizer.iterations.numpy()) == 1
@@ -170,11 +172,10 @@ def test_an_xla_compiled_step_equals_the_plain_one_on_one_cpu_device(tmp_path):
                 for jit in ("true", "false")]
     initial = [v.numpy() for v in float_weights(trainers[1].model)]
     for trainer in trainers:
-        step_fn = trainer._make_step_fn()
-        iterator = iter(trainer.strategy.experimental_distribute_dataset(
-            trainer.pipeline.train_dataset(0)))
-        for step in range(1, 4):
-            step_fn(iterator, tf.constant(step, tf.int64))
+        step_fn = trainer.model.make_train_function()
+        iterator = iter(trainer.training_batches(0))
+        for _ in range(3):
+            step_fn(iterator)
     compiled, plain = (float_weights(t.model) for t in trainers)
     for a, b in zip(compiled, plain):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
@@ -196,7 +197,5 @@ def test_xla_compiles_a_mixed_precision_step(tmp_path):
     """XLA refuses mixed dtypes in one op: the bilinear upsampling's gradient (float32) must meet a
     float32 input (see models.layers.ResizeLike), or a bfloat16 step does not compile."""
     trainer = trainer_of(tmp_path, "xla_bf16", jit_compile="true", mixed_precision="bfloat16")
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(
-        trainer.pipeline.train_dataset(0)))
-    logs = trainer._first_step(trainer._make_step_fn(), iterator, 1, 0.0)
-    assert np.isfinite(logs["sup_loss"]) and logs["nonfinite"] == 0.0
+    logs = trainer.model.make_train_function()(iter(trainer.training_batches(0)))
+    assert np.isfinite(float(logs["sup_loss"])) and float(logs["nonfinite"]) == 0.0

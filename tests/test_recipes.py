@@ -13,12 +13,11 @@ import tensorflow as tf
 import dataset_fixtures as fx
 from conftest import parse_flags
 from semiseg_tf import training
+from semiseg_tf.paper import beyond_recipes as beyond
+from semiseg_tf.paper import recipes
+from semiseg_tf.paper import tables as paper_tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import make_beyond_recipes as beyond  # noqa: E402
-import make_paper_recipes as recipes  # noqa: E402
-import paper_tables  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +27,7 @@ def in_repo(monkeypatch):
 
 
 def test_shipped_recipes_are_what_the_generator_writes():
-    proc = subprocess.run([sys.executable, "scripts/make_paper_recipes.py", "--check"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "semiseg_tf.paper.recipes", "--check"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     cells = [p for p in glob.glob("flags/paper/*/*.flags") if not p.endswith("common.flags")]
@@ -57,10 +56,11 @@ def test_shipped_recipes_are_what_the_generator_writes():
 def test_as_run_recipes_add_the_authors_behaviours_to_the_papers_cells(tmp_path, path, expected):
     """flags/paper_as_run/: the paper's cell, and on top what the authors' code did besides."""
     cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
-    assert {name: getattr(cfg, name) for name in expected} == expected
+    values = cfg.by_flag()
+    assert {name: values[name] for name in expected} == expected
     paper, _ = parse_flags(flagfile=path.replace("paper_as_run", "paper"), data_dir=str(tmp_path),
                            workdir=str(tmp_path / "run"))
-    changed = {name for name in cfg.__dataclass_fields__ if getattr(cfg, name) != getattr(paper, name)}
+    changed = {name for name, value in values.items() if value != paper.by_flag()[name]}
     assert changed <= {"deeplab2_aspp_two_branches", "deeplab2_authors_repeated_updates",
                        "backbone_lr_scale", "vat_authors_probe", "vat_authors_eval_mode"}, changed
 
@@ -97,7 +97,8 @@ def test_as_run_recipes_add_the_authors_behaviours_to_the_papers_cells(tmp_path,
 ])
 def test_recipes_hold_the_papers_hyper_parameters(tmp_path, path, expected):
     cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
-    assert {name: getattr(cfg, name) for name in expected} == expected
+    values = cfg.by_flag()
+    assert {name: values[name] for name in expected} == expected
 
 
 @pytest.mark.parametrize("family", ["paper", "paper_as_run"])
@@ -110,13 +111,13 @@ def test_every_recipe_parses_and_heads_with_the_papers_figure(tmp_path, family):
             assert figure == table["results"][method][index], path
             assert f"python -m semiseg_tf.train --flagfile={path}" in text
             cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"))
-            assert cfg.n_sup == table["sizes"][index] and cfg.arch == table["network"]
+            assert cfg.labelled.n_sup == table["sizes"][index] and cfg.network.arch == table["network"]
 
 
 def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
     """flags/beyond/: FixMatch and UniMatch (and the classic-split baseline), each headed by its
     published figure, with UniMatch's weak-to-strong settings and step counts."""
-    proc = subprocess.run([sys.executable, "scripts/make_beyond_recipes.py", "--check"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "semiseg_tf.paper.beyond_recipes", "--check"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     split = tmp_path / "labeled.txt"
@@ -134,19 +135,22 @@ def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
             overrides = {"split_file": str(split)} if table["split"] else {}
             cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"),
                                  **overrides)
-            assert cfg.n_sup == table["sizes"][index] and cfg.arch == "deeplab3plus_resnet101"
-            assert cfg.opt_type == "sgd" and cfg.batch_size == 8 and not cfg.freeze_bn
+            assert cfg.labelled.n_sup == table["sizes"][index]
+            assert cfg.network.arch == "deeplab3plus_resnet101" and not cfg.network.freeze_bn
+            assert cfg.optimiser.opt_type == "sgd" and cfg.training.batch_size == 8
             if method != "baseline":
-                assert (cfg.perturbation, cfg.model, cfg.cons_loss_fn, cfg.conf_thresh,
-                        cfg.conf_per_pixel, cfg.cons_average, cfg.sup_weight, cfg.cons_weight) == (
+                m = cfg.method
+                assert (m.perturbation, m.model, m.cons_loss_fn, m.conf_thresh, m.conf_per_pixel,
+                        m.cons_average, m.sup_weight, m.cons_weight) == (
                     method, "pi", "hard_ce", 0.95, True, "valid", 0.5, 0.5)
-                assert cfg.aug_strong_colour and cfg.aug_strong_blur == 0.5
+                assert cfg.strong_augmentation.colour and cfg.strong_augmentation.blur_prob == 0.5
             count += 1
     assert count == 15 + 8 + 8
     # UniMatch's Pascal 92: 80 epochs of the loader over 10,490 images on 4 GPUs at 2 each.
     cfg, _ = parse_flags(flagfile="flags/beyond/pascal_classic_deeplab3plus/unimatch_92.flags",
                          data_dir=str(tmp_path), workdir=str(tmp_path / "r"), split_file=str(split))
-    assert cfg.train_steps == 80 * 1311 and cfg.learning_rate == 0.01 and cfg.backbone_lr_scale == 0.1
+    assert cfg.training.steps == 80 * 1311
+    assert cfg.optimiser.learning_rate == 0.01 and cfg.optimiser.backbone_lr_scale == 0.1
 
 
 def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
@@ -157,17 +161,19 @@ def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
     assert {"baseline", "cutmix", "cutout", "augment", "ict", "vat", "fixmatch", "unimatch"} <= set(parsed)
     for name in ("fixmatch", "unimatch"):
         cfg = parsed[name]
-        assert (cfg.perturbation, cfg.model, cfg.cons_loss_fn, cfg.conf_thresh, cfg.conf_per_pixel,
-                cfg.cons_average, cfg.sup_weight, cfg.cons_weight, cfg.aug_strong_blur) == (
+        method = cfg.method
+        assert (method.perturbation, method.model, method.cons_loss_fn, method.conf_thresh,
+                method.conf_per_pixel, method.cons_average, method.sup_weight, method.cons_weight,
+                cfg.strong_augmentation.blur_prob) == (
             name, "pi", "hard_ce", 0.95, True, "valid", 0.5, 0.5, 0.5)
         # The same network, data, steps and labels as the paper's methods' demo recipes.
-        for field in ("arch", "n_sup", "train_steps", "batch_size", "crop_size", "learning_rate"):
-            assert getattr(cfg, field) == getattr(parsed["cutmix"], field), field
+        for flag in ("arch", "n_sup", "train_steps", "batch_size", "crop_size", "learning_rate"):
+            assert cfg.by_flag()[flag] == parsed["cutmix"].by_flag()[flag], flag
 
 
 def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):
     proc = subprocess.run(
-        ["bash", "scripts/run_paper_tables.sh", "cityscapes_deeplab2", "--dry_run",
+        [sys.executable, "-m", "semiseg_tf.paper.tables", "cityscapes_deeplab2", "--dry_run",
          f"--runs={tmp_path}", "--data_dir=/data/cs"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     commands = proc.stdout.strip().splitlines()
@@ -185,7 +191,7 @@ def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_pat
     assert "| CutMix | 52.00 ± 2.83 (2 runs) / 51.20 | not run / 60.34 |" in table
     assert "| supervised baseline | not run / 44.41 |" in table
     as_run = subprocess.run(
-        ["bash", "scripts/run_paper_tables.sh", "pascal_deeplab2", "--family=paper_as_run",
+        [sys.executable, "-m", "semiseg_tf.paper.tables", "pascal_deeplab2", "--family=paper_as_run",
          "--dry_run", "--cells", "vat_106", "--seeds", "2"], cwd=REPO, capture_output=True, text=True)
     assert as_run.returncode == 0, as_run.stderr
     assert as_run.stdout.strip().endswith(
@@ -205,7 +211,7 @@ def run_recipe(tmp_path, recipe, data_dir, **overrides):
         result = training.Trainer(cfg, text, out=out).run()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["step"] == 2 and 0 <= metrics["miou"] <= 1
-    assert result["miou"] == metrics["miou"]
+    assert result.miou == metrics["miou"]
     return cfg, metrics, (tmp_path / "log.txt").read_text()
 
 
@@ -213,7 +219,7 @@ def test_pascal_recipe_smoke_run(tmp_path, pascal_aug_dir):
     data_dir, prepared_dir = pascal_aug_dir
     cfg, metrics, log = run_recipe(tmp_path, "flags/paper/pascal_deeplab2/cutmix_106.flags", data_dir,
                                    prepared_dir=str(prepared_dir), crop_size="16,16")
-    assert len(metrics["per_class_iou"]) == 21 and cfg.n_sup == 106
+    assert len(metrics["per_class_iou"]) == 21 and cfg.labelled.n_sup == 106
     assert "eval @ step 2" in log
 
 
@@ -228,7 +234,7 @@ def test_isic_recipe_smoke_run_fills_holes(tmp_path):
     fx.write_isic(tmp_path / "isic", n_train=8, n_val=3, size=(40, 60))
     cfg, metrics, _ = run_recipe(tmp_path, "flags/paper/isic2017_dense_unet/augment_50.flags",
                                  tmp_path / "isic", crop_size="16,16", n_sup=4)
-    assert cfg.bin_fill_holes and set(metrics["per_class_iou"]) == {"background", "lesion"}
+    assert cfg.evaluation.bin_fill_holes and set(metrics["per_class_iou"]) == {"background", "lesion"}
 
 
 def test_camvid_example_smoke_run_scores_the_test_set(tmp_path):
@@ -249,20 +255,21 @@ def test_folder_cpu_example_trains_its_own_network_and_the_gpu_one_warns_without
     fx.write_folder(tmp_path / "mine", height=48, width=56)
     cfg, metrics, log = run_recipe(tmp_path, "flags/examples/folder_cpu.flags",
                                    tmp_path / "mine", arch="small_unet", crop_size="32,32", n_sup=4)
-    assert cfg.arch == "small_unet" and len(metrics["per_class_iou"]) == 3
+    assert cfg.network.arch == "small_unet" and len(metrics["per_class_iou"]) == 3
     assert "warning" not in log
     # The GPU recipe's network, built as it comes, without --backbone_weights: the warning.
     from types import SimpleNamespace
     from semiseg_tf import models
     printed = []
-    trainer = SimpleNamespace(cfg=SimpleNamespace(backbone_weights=None, arch="deeplab3plus_resnet101"),
+    network = SimpleNamespace(backbone_weights=None, arch="deeplab3plus_resnet101")
+    trainer = SimpleNamespace(cfg=SimpleNamespace(network=network),
                               model=SimpleNamespace(student=models.build("deeplab3plus_small", 3)),
-                              _print=printed.append)
+                              say=printed.append)
     training.Trainer._warn_untrained_backbone(trainer)
     assert printed == ["warning: --arch=deeplab3plus_resnet101 trains from random weights: its "
                        "recipes start from an ImageNet-pretrained backbone (--backbone_weights=FILE,"
                        " docs/methods.md 'Networks'); without one it needs far more labels and steps"]
-    trainer.cfg.backbone_weights = "weights/resnet101.h5"
+    trainer.cfg.network.backbone_weights = "weights/resnet101.h5"
     training.Trainer._warn_untrained_backbone(trainer)
     assert len(printed) == 1
 
@@ -318,7 +325,7 @@ def test_recipe_augmentation_geometry_matches_cv2(tmp_path, recipe, image_size):
         sample = pipeline.augment(image, label, seed, params)
         matrix = geometric.random_geometric_matrix(seed, *image_size, params)
         affine = matrix.numpy()[:2].astype(np.float64)
-        size = (cfg.crop_size[1], cfg.crop_size[0])
+        size = (cfg.augmentation.crop_size[1], cfg.augmentation.crop_size[0])
         expected = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR,
                                   borderMode=CV2_BORDERS[params.image_border], borderValue=0)
         expected_label = cv2.warpAffine(label.astype(np.uint8), affine, size, flags=cv2.INTER_NEAREST,

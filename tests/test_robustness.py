@@ -151,7 +151,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(tmp_path, fin
     assert any(line.startswith("resuming from") and line.endswith("ckpt-4 (step 4)") for line in lines)
     for a, b in zip(weights(trainer), finished[1]):
         np.testing.assert_array_equal(a, b)
-    assert result["miou"] == finished[2]["miou"]
+    assert result.miou == finished[2].miou
     folder = tmp_path / "run" / "checkpoints"
     assert glob.glob(str(folder / "ckpt-6.*.unreadable"))          # set aside for inspection
     assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-6") and checkpoint_finite(
@@ -176,11 +176,11 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_latest(tmp_
 
     def full_disk(checkpoint_number):
         # What a full disk leaves: a temporary folder and a partial data file, then the error.
-        folder = trainer.manager.directory
+        folder = trainer.checkpoints.manager.directory
         os.makedirs(os.path.join(folder, f"ckpt-{checkpoint_number}_temp"), exist_ok=True)
         open(os.path.join(folder, f"ckpt-{checkpoint_number}.data-00000-of-00001"), "wb").close()
         raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
-    trainer.manager.save = full_disk
+    trainer.checkpoints.manager.save = full_disk
     with pytest.raises(training.RunFolderError, match=r"cannot write checkpoint ckpt-8 \(No space "
                        r"left on device\); the latest checkpoint is still .*ckpt-6$"):
         trainer.run()
@@ -289,7 +289,7 @@ def test_a_rerun_after_bad_data_trains_and_the_data_and_run_may_move(tmp_path):
     text = out.getvalue()
     for name in ("data_dir", "prepared_dir", "strategy", "log_every"):
         assert f"note: --{name} changed" in text, text
-    assert "resuming from" in text and "miou" in result
+    assert "resuming from" in text and result.finished and 0 <= result.miou <= 1
 
 
 def test_a_longer_train_steps_continues_exactly_and_a_length_dependent_schedule_refuses(
@@ -300,7 +300,7 @@ def test_a_longer_train_steps_continues_exactly_and_a_length_dependent_schedule_
     assert "note: --train_steps changed (--train_steps=4 -> --train_steps=6)" in out.getvalue()
     for a, b in zip(weights(longer), finished[1]):                        # the 6-step run's
         np.testing.assert_array_equal(a, b)
-    assert result["step"] == 6
+    assert result.step == 6
     # The same finished run, had it been trained with a poly schedule.
     poly = tmp_path / "poly"
     shutil.copytree(finished[0], poly)
@@ -543,7 +543,7 @@ def test_progress_lines_come_after_the_first_step_and_at_least_every_minute(tmp_
     run_in_process(tmp_path / "a", out=out, train_steps=3, log_every=1000)
     steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
     assert steps == ["1/3", "3/3"]               # the first at once, then --log_every or the end
-    monkeypatch.setattr(training, "LOG_SECONDS", 0)      # every step is a minute later
+    monkeypatch.setattr(training.callbacks, "LOG_SECONDS", 0)      # every step is a minute later
     out = io.StringIO()
     run_in_process(tmp_path / "b", out=out, train_steps=3, log_every=1000)
     steps = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]

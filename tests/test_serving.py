@@ -43,8 +43,8 @@ def run(tmp_path_factory):
 def exported(run, tmp_path_factory):
     """The run exported, with model.onnx, under saved_models/run/1 of a fresh folder."""
     root = tmp_path_factory.mktemp("exports")
-    export_dir = serving.default_export_dir(run.cfg.workdir, root=str(root / "saved_models"))
-    serving.export(trained.RunModel(run.cfg.workdir), export_dir, onnx=True,
+    export_dir = serving.default_export_dir(run.cfg.run.workdir, root=str(root / "saved_models"))
+    serving.export(trained.RunModel(run.cfg.run.workdir), export_dir, onnx=True,
                   out=open(os.devnull, "w"))
     return export_dir
 
@@ -69,13 +69,13 @@ def png(image):
 
 
 def test_run_json_holds_what_later_commands_need(run):
-    info = run_info.load(run.cfg.workdir)
+    info = run_info.load(run.cfg.run.workdir)
     assert info.class_names == synthetic.CLASS_NAMES and info.num_classes == 6
     assert info.palette[:2] == ((0, 0, 0), (128, 0, 0))        # the Pascal VOC colours
     assert info.rgb_mean == base.IMAGENET_MEAN and info.rgb_std == base.IMAGENET_STD
     assert (info.arch, info.input_multiple, info.crop_size) == ("tiny_unet", 4, (16, 16))
     assert info.evaluated_network == "teacher" and not info.fill_holes
-    with open(os.path.join(run.cfg.workdir, "run.json")) as f:
+    with open(os.path.join(run.cfg.run.workdir, "run.json")) as f:
         data = json.load(f)
     assert data["input"]["normalisation"] == "(pixel / 255 - mean) / std"
     assert run_info.RunInfo.from_json(data) == info
@@ -84,20 +84,20 @@ def test_run_json_holds_what_later_commands_need(run):
 def test_a_run_without_run_json_gets_it_recomputed_from_its_flags(run, tmp_path):
     old = tmp_path / "old"
     old.mkdir()
-    (old / "flags.txt").write_text(open(os.path.join(run.cfg.workdir, "flags.txt")).read())
-    assert run_info.load(str(old)) == run_info.load(run.cfg.workdir)
+    (old / "flags.txt").write_text(open(os.path.join(run.cfg.run.workdir, "flags.txt")).read())
+    assert run_info.load(str(old)) == run_info.load(run.cfg.run.workdir)
 
 
 def test_a_run_from_before_run_json_still_exports(run, tmp_path):
     import shutil
     old = tmp_path / "old_run"
-    shutil.copytree(run.cfg.workdir, old)
+    shutil.copytree(run.cfg.run.workdir, old)
     os.remove(old / "run.json")
     export_dir = str(tmp_path / "saved_models" / "old_run" / "1")
     serving.export(trained.RunModel(str(old)), export_dir, keras_file=False,
                   out=open(os.devnull, "w"))
     with open(os.path.join(export_dir, "assets", "run.json")) as f:
-        assert run_info.RunInfo.from_json(json.load(f)) == run_info.load(run.cfg.workdir)
+        assert run_info.RunInfo.from_json(json.load(f)) == run_info.load(run.cfg.run.workdir)
 
 
 def test_saved_model_in_a_fresh_process_without_semiseg_tf_equals_the_teacher(run, exported,
@@ -179,9 +179,9 @@ def test_export_folder_assets_keras_and_onnx(run, exported):
         synthetic.CLASS_NAMES)
     assert open(os.path.join(assets, "palette.txt")).readline() == "0 0 0\n"
     assert (open(os.path.join(assets, "flags.txt")).read()
-            == open(os.path.join(run.cfg.workdir, "flags.txt")).read())
+            == open(os.path.join(run.cfg.run.workdir, "flags.txt")).read())
     with open(os.path.join(assets, "metrics.json")) as f, \
-            open(os.path.join(run.cfg.workdir, "metrics.json")) as g:
+            open(os.path.join(run.cfg.run.workdir, "metrics.json")) as g:
         assert json.load(f) == json.load(g)
     with open(os.path.join(assets, "export.json")) as f:
         info = json.load(f)
@@ -235,7 +235,7 @@ def test_commands_start_without_tensorflows_notices_but_keep_other_errors():
     assert done.returncode == 0 and "--data_dir" in done.stdout and done.stderr == "", done.stderr
     # A command outside run_command loads TensorFlow through the quiet start as well (-X importtime
     # lists the modules imported, on stderr).
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "semiseg_tf.toy2d", "--help"],
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "semiseg_tf.paper.toy2d", "--help"],
                           capture_output=True, text=True, cwd=REPO, env=env)
     assert "--workdir" in done.stdout                       # absl's help, which exits 1
     assert re.search(r"\| +semiseg_tf\.quiet_start$", done.stderr, re.M), done.stderr[-1000:]
@@ -266,17 +266,17 @@ def test_exports_and_their_scores_go_beside_the_run_whatever_the_current_directo
 
 def test_export_never_overwrites_and_leaves_no_partial_folder(run, exported):
     parent = os.path.dirname(exported)
-    assert serving.default_export_dir(run.cfg.workdir, root=os.path.dirname(parent)).endswith(
+    assert serving.default_export_dir(run.cfg.run.workdir, root=os.path.dirname(parent)).endswith(
         os.path.join("run", "2"))
     with pytest.raises(Exception, match="exists already"):
-        serving.export(trained.RunModel(run.cfg.workdir), exported)
+        serving.export(trained.RunModel(run.cfg.run.workdir), exported)
     assert os.listdir(parent) == ["1"]        # no temporary folder left beside it
 
 
 def test_evaluate_reproduces_the_trainers_final_miou_exactly(run, tmp_path):
-    with open(os.path.join(run.cfg.workdir, "metrics.json")) as f:
+    with open(os.path.join(run.cfg.run.workdir, "metrics.json")) as f:
         final = json.load(f)
-    done = run_main("evaluate", f"--workdir={run.cfg.workdir}",
+    done = run_main("evaluate", f"--workdir={run.cfg.run.workdir}",
                    f"--output_dir={tmp_path}/eval")
     assert done.returncode == 0, done.stderr[-2000:]
     with open(tmp_path / "eval" / "scores.json") as f:
@@ -294,7 +294,7 @@ def test_evaluate_a_saved_model_and_a_folder_of_files_agree_with_the_trainer(run
                                                                            tmp_path):
     """The run's validation scenes written as files (synthetic.write_samples) and scored through the
     SavedModel are the trainer's validation, so give its mIoU."""
-    with open(os.path.join(run.cfg.workdir, "metrics.json")) as f:
+    with open(os.path.join(run.cfg.run.workdir, "metrics.json")) as f:
         final = json.load(f)
     synthetic.write_samples(str(tmp_path / "files"), VAL_IMAGES, image_size=16)
     done = run_main("evaluate", f"--saved_model={exported}",
@@ -311,7 +311,7 @@ def test_evaluate_needs_neither_the_weights_file_nor_the_split_file(run, tmp_pat
     """A run scored on another machine: its pretrained-weights file and split list are gone."""
     import shutil
     moved = tmp_path / "moved"
-    shutil.copytree(run.cfg.workdir, moved)
+    shutil.copytree(run.cfg.run.workdir, moved)
     with open(moved / "flags.txt", "a") as f:
         f.write("--backbone_weights=/gone/resnet101.h5\n--split_file=/gone/labelled.txt\n")
     done = run_main("evaluate", f"--workdir={moved}", f"--output_dir={tmp_path}/e")
@@ -323,7 +323,7 @@ def test_evaluate_needs_neither_the_weights_file_nor_the_split_file(run, tmp_pat
 def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
     """--dataset given: the data flags start from their defaults (64-px synthetic scenes here, not
     the run's 16-px ones), and the scores are those of these images."""
-    done = run_main("evaluate", f"--workdir={run.cfg.workdir}",
+    done = run_main("evaluate", f"--workdir={run.cfg.run.workdir}",
                    "--dataset=synthetic", "--synthetic_num_train=4", "--synthetic_num_val=3",
                    f"--output_dir={tmp_path}/eval")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -340,7 +340,7 @@ def test_evaluate_on_another_dataset_from_its_flags(run, tmp_path):
 ])
 def test_evaluate_errors_are_one_line(run, args, message):
     if not any(a.startswith(("--workdir", "--saved_model")) for a in args):
-        args = [f"--workdir={run.cfg.workdir}"] + args
+        args = [f"--workdir={run.cfg.run.workdir}"] + args
     done = run_main("evaluate", *args)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -434,7 +434,7 @@ def test_predict_from_the_run_folder_equals_the_teacher(run, tmp_path):
     from semiseg_tf import predict
     image = np.random.default_rng(3).integers(0, 256, (26, 35, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "x.png")
-    model = trained.RunModel(run.cfg.workdir)
+    model = trained.RunModel(run.cfg.run.workdir)
     written, failed = predict.predict_files(model, [(str(tmp_path / "x.png"), "x.png")],
                                             str(tmp_path / "out"), batch_size=4,
                                             out=open(os.devnull, "w"))
@@ -449,16 +449,18 @@ def test_commands_help_groups_flags_by_topic():
     done = command("-m", "semiseg_tf.train", "--help")
     assert done.returncode == 0                       # asking for help is not a failure
     assert "python -m semiseg_tf.train --flagfile=" in done.stdout
-    titles = [line[:-1] for line in done.stdout.splitlines() if re.fullmatch(r"[A-Z][\w ]+:", line)]
+    titles = [line[:-1] for line in done.stdout.splitlines()
+              if re.fullmatch(r"[A-Z][\w ,()']+:", line)]
     assert titles[:6] == ["The run folder", "Training", "Data", "Synthetic dataset",
                           "Labelled subset", "Augmentation"]
-    assert {"Network", "Method and perturbation", "Optimiser", "Inference",
+    assert {"Network", "Method", "Box masks (CutMix, Cutout)", "VAT", "Optimiser", "Inference",
             "Logging and checkpoints", "Distribution and speed"} <= set(titles)
-    flags_listed = re.findall(r"^  --(?:\[no\])?(\w+):", done.stdout, re.M)
     from semiseg_tf import config
-    from semiseg_tf.options import perturbation as perturbation_flags
+    assert titles == [topic.title for topic in config.TRAINING_TOPICS]     # one per Config section
+    flags_listed = re.findall(r"^  --(?:\[no\])?(\w+):", done.stdout, re.M)
+    from semiseg_tf.options import method as method_flags
     # Each once, none missing (and the aliases, e.g. --pseudo_label_thresh for --conf_thresh).
-    assert sorted(flags_listed) == sorted(config._NAMES + list(perturbation_flags.ALIASES))
+    assert sorted(flags_listed) == sorted(config.FLAG_NAMES + tuple(method_flags.ALIASES))
     # The other commands' help is the same rendering of their own topics.
     from semiseg_tf import evaluate, options, predict, prepare
     for module, title in ((evaluate, "What to score"), (predict, "Input and output"),
@@ -478,21 +480,23 @@ def test_command_help_does_not_load_tensorflow(name):
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "absl.flags" in imported                   # the list is real
-    assert not imported & {"tensorflow", "keras", "semiseg_tf.models", "semiseg_tf.training"}
+    # The training package's sections are imported on first use; none of them is at --help.
+    assert not imported & {"tensorflow", "keras", "semiseg_tf.models", "semiseg_tf.training.trainer",
+                           "semiseg_tf.training.builders", "semiseg_tf.semisup.mean_teacher"}
 
 
 def test_flag_choices_named_for_help_are_the_registered_ones():
     from semiseg_tf import models
     from semiseg_tf.options import network as network_flags
-    from semiseg_tf.options import perturbation as perturbation_flags
+    from semiseg_tf.options import method as method_flags
     from semiseg_tf.semisup import losses
     assert sorted(network_flags.ARCHS) == sorted(models.available())
-    assert sorted(perturbation_flags.CONSISTENCY_LOSSES) == sorted(losses.CONSISTENCY_LOSSES)
+    assert sorted(method_flags.CONSISTENCY_LOSSES) == sorted(losses.CONSISTENCY_LOSSES)
 
 
 def test_compare_runs_help_and_long_class_names(run):
     done = command("-m", "semiseg_tf.compare_runs", "--help")
     assert done.returncode == 0 and "usage" in done.stdout.lower()
-    done = command("-m", "semiseg_tf.compare_runs", run.cfg.workdir, run.cfg.workdir)
+    done = command("-m", "semiseg_tf.compare_runs", run.cfg.run.workdir, run.cfg.run.workdir)
     assert done.returncode == 0, done.stderr
     assert "background" in done.stdout and "triangle" in done.stdout

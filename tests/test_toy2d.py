@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from semiseg_tf.toy2d import data, evaluate
+from semiseg_tf.paper.toy2d import data, evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +89,7 @@ def test_boundary_scores_of_a_shifted_straight_boundary():
 
 
 def _toy(tmp_path, *flags):
-    return subprocess.run([sys.executable, "-m", "semiseg_tf.toy2d", f"--workdir={tmp_path}/run",
+    return subprocess.run([sys.executable, "-m", "semiseg_tf.paper.toy2d", f"--workdir={tmp_path}/run",
                            *flags], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -121,7 +121,7 @@ def test_toy_resumes_a_killed_run_exactly(tmp_path):
     # straight run: the checkpoint carries the weights, Adam, the noise seed and the batch order.
     small = ["--flagfile=flags/toy2d/semisup_nogap_contours.flags", "--hidden_size=16",
              "--region_erode_radius=100", "--batch_size=1024", "--render_every=0", "--seed=3"]
-    straight = subprocess.run([sys.executable, "-m", "semiseg_tf.toy2d", *small, "--num_epochs=2",
+    straight = subprocess.run([sys.executable, "-m", "semiseg_tf.paper.toy2d", *small, "--num_epochs=2",
                                f"--workdir={tmp_path}/straight"], cwd=REPO, capture_output=True,
                               text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -170,7 +170,7 @@ def test_toy_bad_flag_is_one_line(tmp_path, flag, message):
 
 
 def test_toy_consistency_losses_match_their_formulas():
-    from semiseg_tf.toy2d import model
+    from semiseg_tf.paper.toy2d import model
     student = np.array([[2.0, -1.0], [0.5, 0.5]], np.float32)
     teacher = np.array([[1.0, 0.0], [-2.0, 1.0]], np.float32)
 
@@ -190,8 +190,7 @@ def test_toy_consistency_losses_match_their_formulas():
 
 
 def test_toy_table_averages_the_seeds(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import toy_table
+    from semiseg_tf.paper import toy_table
 
     def metrics(accuracy, level_mean):
         return {"pixel_accuracy": accuracy, "accuracy_within_35px": 0.5,
@@ -223,7 +222,7 @@ def test_toy_training_treats_the_two_classes_alike():
     # units of an otherwise identical network) must swap the predictions exactly, through the
     # supervised loss, the confidence mask, the contour constraint, dropout and the EMA: so a run
     # that favours one class does so because of the data, not the code.
-    from semiseg_tf.toy2d import model
+    from semiseg_tf.paper.toy2d import model
     toy = data.load(erode_radius=0, noise_std=2.0, seed=1)
 
     def trainer(distance_map):

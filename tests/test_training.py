@@ -39,7 +39,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch, 
 
     cfg, text = tiny_run(workdir=str(tmp_path / "split"), stop_at_step=2, arch=arch, **extra)
     paused = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
-    assert paused["step"] == 2 and not os.path.exists(tmp_path / "split" / "metrics.json")
+    assert paused.step == 2 and not paused.finished
+    assert not os.path.exists(tmp_path / "split" / "metrics.json")
     # A save killed half-way leaves files the checkpoint state does not name: they must be ignored.
     for junk in ("ckpt-3.index", "ckpt-3.data-00000-of-00001"):
         (tmp_path / "split" / "checkpoints" / junk).write_bytes(b"half-written")
@@ -50,8 +51,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path, arch, 
 
     for a, b in zip(weights(whole), weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert [e["step"] for e in resumed_result["eval_history"]] == [2, 4]
-    np.testing.assert_allclose(resumed_result["miou"], whole_result["miou"], atol=1e-6)
+    assert [e["step"] for e in resumed_result.eval_history] == [2, 4]
+    np.testing.assert_allclose(resumed_result.miou, whole_result.miou, atol=1e-6)
 
 
 def test_run_folder_contents(tiny_run, tmp_path):
@@ -60,7 +61,7 @@ def test_run_folder_contents(tiny_run, tmp_path):
     run = tmp_path / "run"
     with open(run / "metrics.json") as f:
         metrics = json.load(f)
-    assert metrics["miou"] == result["miou"] and set(metrics["per_class_iou"]) == {
+    assert metrics["miou"] == result.miou and set(metrics["per_class_iou"]) == {
         "background", "disk", "square", "triangle", "ring", "cross"}
     assert "--cons_weight=1.0" in (run / "flags.txt").read_text()
     assert os.path.exists(run / "panels" / "latest.png")
@@ -80,7 +81,7 @@ def test_run_folder_contents(tiny_run, tmp_path):
     assert metrics["pixel_accuracy"] > 0 and len(metrics["confusion"]) == 6
     # Running the finished command again trains nothing and reports the same result.
     again = training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
-    assert again["miou"] == result["miou"]
+    assert again.miou == result.miou
 
 
 def test_resume_with_other_flags_is_refused(tiny_run):
@@ -96,7 +97,7 @@ def test_checkpoint_of_other_objects_is_refused_in_one_line(tiny_run):
     training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     # The latest checkpoint of the folder now holds something else (another program's state).
     other = tf.train.Checkpoint(weights=tf.Variable(tf.zeros([3])))
-    tf.train.CheckpointManager(other, os.path.join(cfg.workdir, "checkpoints"), 5).save(3)
+    tf.train.CheckpointManager(other, os.path.join(cfg.run.workdir, "checkpoints"), 5).save(3)
     with pytest.raises(config.ConfigError, match=r"^--workdir=.*ckpt-3: does not hold this run's "
                                                  r"objects \(.*\); resume it with the code"):
         training.Trainer(cfg, text, out=open(os.devnull, "w")).restore()
@@ -105,7 +106,7 @@ def test_checkpoint_of_other_objects_is_refused_in_one_line(tiny_run):
 def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default(tiny_run):
     cfg, text = tiny_run(stop_at_step=2)
     training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
-    path = os.path.join(cfg.workdir, training.FLAGS_FILE)
+    path = os.path.join(cfg.run.workdir, training.FLAGS_FILE)
     with open(path) as f:
         older = [line for line in f.read().splitlines() if not line.startswith("--ict_alpha=")]
     with open(path, "w") as f:
@@ -115,34 +116,6 @@ def test_run_folder_from_before_a_new_flag_resumes_if_the_flag_is_at_its_default
     cfg, text = tiny_run(ict_alpha=0.5)
     with pytest.raises(config.ConfigError, match=r"other flags \(--ict_alpha=0.1 -> --ict_alpha=0.5"):
         training.Trainer(cfg, text)
-
-
-@pytest.mark.parametrize("flag, message", [
-    ("--crop_size=64", "--crop_size='64': expected 2 positive comma-separated integers"),
-    ("--mask_prop_range=0.7:0.2", "--mask_prop_range='0.7:0.2': expected 0 <= a <= b <= 1"),
-    ("--n_sup=5000", "--n_sup=5000: more than the 1000 training images"),
-    ("--arch=resnet9000", "--arch=resnet9000: unknown network"),
-    ("--lr_sched=stepped", "--lr_step_boundaries=: --lr_sched=stepped needs at least one boundary"),
-    ("--batch_size=0", "--batch_size=0: must be positive"),
-    ("--crop_size=30,30", "--crop_size=30,30: --arch=tiny_unet needs sizes that are multiples of 4"),
-    ("--synthetic_image_size=18", "--synthetic_image_size=18: --arch=tiny_unet evaluates full"),
-    ("--aug_max_scale=0.5", "--aug_max_scale=0.5: must be >= 1"),
-    ("--aug_colour_hue=0.7", "--aug_colour_hue=0.7: must lie in [0, 0.5]"),
-    ("--unsup_batch_ratio=0", "--unsup_batch_ratio=0: must be positive"),
-    ("--ict_alpha=0", "--ict_alpha=0.0: must be positive"),
-    ("--crop_size=16,12", "--aug_hvflip=true: diagonal flips need a square --crop_size"),
-    ("--backbone_lr_scale=-0.1", "--backbone_lr_scale=-0.1: must be >= 0"),
-    ("--backbone_weights=/nonexistent/r101.h5", "--backbone_weights=/nonexistent/r101.h5: no such file"),
-    ("--deeplab2_authors_repeated_updates=true",
-     "--deeplab2_authors_repeated_updates=true: only DeepLab v2 (deeplab2_*) listed"),
-])
-def test_bad_flags_give_one_line_errors(tiny_run, flag, message):
-    name, value = flag[2:].split("=", 1)
-    extra = {"aug_hvflip": "true"} if "hvflip" in message else {}
-    with pytest.raises(config.ConfigError) as error:
-        tiny_run(**{"synthetic_num_train": 1000, name: value, **extra})
-    assert str(error.value).startswith(message)
-    assert "\n" not in str(error.value)
 
 
 def test_cli_reports_bad_flag_in_one_line(tmp_path):
@@ -178,7 +151,7 @@ def test_backbone_weights_reach_student_and_teacher_and_train_slower(tiny_run, t
     assert backbone_vars and all(optimizer.learning_rate_factor(v) == 0.25 for v in backbone_vars)
     head = trainer.model.student.get_layer("aspp_conv_d6").kernel
     assert optimizer.learning_rate_factor(head) == 1.0
-    assert trainer.run()["step"] == cfg.train_steps
+    assert trainer.run().step == cfg.training.steps
 
 
 def test_cli_reports_a_mismatched_weights_file_in_one_line(tmp_path):
@@ -201,8 +174,9 @@ def test_network_flagfiles_hold_the_papers_settings(tmp_path, name, learning_rat
     """Supplement Table 2's learning rates, Adam, backbone at 0.1, and the network the file names."""
     cfg, _ = parse_flags(flagfile=os.path.join(REPO, "flags", "networks", f"{name}.flags"),
                          workdir=str(tmp_path / "run"))
-    assert (cfg.arch, cfg.learning_rate, cfg.opt_type, cfg.backbone_lr_scale, cfg.freeze_bn) == (
-        name, learning_rate, "adam", 0.1, True)
+    opt = cfg.optimiser
+    assert (cfg.network.arch, opt.learning_rate, opt.opt_type, opt.backbone_lr_scale,
+            cfg.network.freeze_bn) == (name, learning_rate, "adam", 0.1, True)
 
 
 def test_repeated_updates_flag_gives_the_authors_multiplicities_to_the_optimiser(tiny_run):

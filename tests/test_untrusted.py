@@ -39,7 +39,7 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exports") / "saved_models" / "run" / "1"
-    return serving.export(trained.RunModel(run.cfg.workdir), str(folder), keras_file=False,
+    return serving.export(trained.RunModel(run.cfg.run.workdir), str(folder), keras_file=False,
                           out=open(os.devnull, "w"))
 
 
@@ -133,7 +133,7 @@ print("ok", send("ok.png")["labels"].shape)
 @pytest.fixture(scope="module")
 def small_budget(run):
     """The run's segmenter served with budgets of 10,000 pixels an image and 20,000 a request."""
-    return serving.ServingModule(trained.RunModel(run.cfg.workdir).segmenter, {},
+    return serving.ServingModule(trained.RunModel(run.cfg.run.workdir).segmenter, {},
                                  max_image_pixels=10_000, max_request_pixels=20_000)
 
 
@@ -190,17 +190,19 @@ def test_predict_skips_a_png_bomb_and_a_lying_jpeg_with_one_line_each(run, tmp_p
     bomb_png(photos / "bomb.png", 20000, 20000)
     lying_jpeg(photos / "lie.jpg", 12000, 12000)
     png(photos / "ok.png", 20, 24)
-    done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={photos}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={photos}",
                     f"--output={tmp_path}/out")
     assert done.returncode == 1, done.stderr[-2000:]
     skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 2 and all("over the limit of 40,000,000" in s for s in skipped)
     assert sorted(s.split(": ")[1].split("/")[-1] for s in skipped) == ["bomb.png", "lie.jpg"]
+    # Both name the size their header declares, whether Pillow or the budget refused it first.
+    assert sorted(s.split(": ")[2].split()[0] for s in skipped) == ["12000x12000", "20000x20000"]
     assert "wrote 1 label maps and overlays" in done.stdout and "2 file(s) skipped" in done.stdout
 
 
 def test_a_pixel_budget_of_zero_is_one_line(run, tmp_path):
-    done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={tmp_path}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={tmp_path}",
                     f"--output={tmp_path}/out", "--max_image_pixels=0")
     assert done.returncode == 2
     one_error(done, "--max_image_pixels=0")
@@ -214,7 +216,7 @@ def test_a_glob_that_goes_up_after_a_wildcard_is_refused_and_nothing_is_written(
     png(photos / "victim.png", 12, 12)
     png(photos / "deep" / "a" / "b" / "x.png", 12, 12)
     before = tree(tmp_path)
-    done = run_main("predict", f"--workdir={run.cfg.workdir}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}",
                     f"--input={photos}/deep/a/*/../../../*.png", f"--output={photos}/masks")
     assert done.returncode == 2
     one_error(done, "'..' after a wildcard")
@@ -227,7 +229,7 @@ def test_inputs_of_one_name_with_different_extensions_keep_distinct_outputs(run,
     for i, name in enumerate(["x.png", "x.jpg", "x.PNG", "y.png"]):
         image = np.full((12, 12, 3), 40 * i, np.uint8)
         Image.fromarray(image).save(photos / name, format="JPEG" if name.endswith("jpg") else "PNG")
-    done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={photos}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={photos}",
                     f"--output={tmp_path}/out", "--nooverlays")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote 4 label maps" in done.stdout
@@ -256,7 +258,7 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(run, tmp_path
     png(photos / "a.png", 12, 12)
     png(photos / "b.png", 12, 16)
     for _ in range(2):
-        done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={photos}",
+        done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={photos}",
                         f"--output={photos}/masks")
         assert done.returncode == 0, done.stderr[-2000:]
         assert "wrote 2 label maps and overlays" in done.stdout
@@ -271,7 +273,7 @@ def test_an_output_that_would_overwrite_an_input_is_an_error_before_anything_is_
     (out / "labels").mkdir(parents=True)
     os.symlink(photos / "b.png", out / "labels" / "b.png")   # b's label map would land on b
     before = tree(tmp_path)
-    done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={photos}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={photos}",
                     f"--output={out}")
     assert done.returncode == 2
     one_error(done, "would overwrite the input", "b.png")
@@ -284,7 +286,7 @@ def test_a_broken_link_is_counted_and_named_and_a_file_named_dot_dot_png_is_read
     png(photos / "ok.png", 12, 12)
     png(photos / "..png", 12, 12)
     os.symlink(photos / "gone.png", photos / "broken.png")
-    done = run_main("predict", f"--workdir={run.cfg.workdir}", f"--input={photos}",
+    done = run_main("predict", f"--workdir={run.cfg.run.workdir}", f"--input={photos}",
                     f"--output={tmp_path}/out", "--nooverlays")
     assert done.returncode == 1
     assert f"skipped: {photos}/broken.png: a broken symbolic link" in done.stderr
@@ -326,7 +328,7 @@ def test_evaluate_of_an_export_reads_neither_its_data_flags_nor_a_nested_flagfil
 
 def test_a_run_flags_file_naming_another_flagfile_is_one_line(run, tmp_path):
     copy = tmp_path / "run"
-    shutil.copytree(run.cfg.workdir, copy)
+    shutil.copytree(run.cfg.run.workdir, copy)
     with open(copy / "flags.txt", "a") as f:
         f.write("--flagfile=/etc/hostname\n")
     done = run_main("evaluate", f"--workdir={copy}", f"--output_dir={tmp_path}/scores")
@@ -376,7 +378,7 @@ def test_an_export_whose_version_is_taken_meanwhile_takes_the_next_or_says_so(tm
 
 def test_an_export_that_fails_to_write_leaves_nothing(run, tmp_path, monkeypatch):
     import tempfile
-    model = trained.RunModel(run.cfg.workdir)
+    model = trained.RunModel(run.cfg.run.workdir)
 
     def full_disk(path, *args, **kwargs):
         # Keras writes the .keras file through a temporary file of its own first.
@@ -393,7 +395,7 @@ def test_an_export_that_fails_to_write_leaves_nothing(run, tmp_path, monkeypatch
 
 def test_a_checkpoint_removed_while_it_is_read_is_replaced_by_the_newest(run, tmp_path, monkeypatch):
     copy = tmp_path / "run"
-    shutil.copytree(run.cfg.workdir, copy)
+    shutil.copytree(run.cfg.run.workdir, copy)
     folder = copy / "checkpoints"
     newest, older = (str(folder / f"ckpt-{step}") for step in (4, 2))
     assert os.path.exists(older + ".index")

@@ -122,18 +122,36 @@ class InputPipeline:
         self.unlabelled_indices = tf.constant(unlabelled_indices, tf.int64)
         self.params = params
         self.perturbation = perturbation
+        self.mean, self.std = source.rgb_mean, source.rgb_std
         # Stateless ops take a 2-word seed; the constant word keeps these streams apart from any
         # other use of the same run seed (e.g. weight initialisation).
         self._seed = tf.constant([params.seed, 0x5E6], tf.int64)
 
-    def _stream(self, stream_id, indices, start_step, with_label, extras_fn, share=None):
+    def _inputs(self, stream_id, with_label, first_position, share):
+        """(dataset, fetch): `fetch(*element)` gives (position, image, label) of each element of
+        `dataset`, from `first_position` of the stream on. Here: the position picks an image of
+        the source, through a fresh random permutation of the stream's indices per pass."""
+        indices = self.labelled_indices if with_label else self.unlabelled_indices
+        order_seed = _fold(_fold(self._seed, stream_id), 0)
+        positions = tf.data.Dataset.range(first_position, tf.int64.max)
+        if share is not None:
+            positions = share.positions(first_position // self._batch(with_label),
+                                        self._batch(with_label))
+
+        def fetch(position):
+            return (position, *self.source.read_train(stream_index(indices, position, order_seed)))
+        return positions, fetch
+
+    def _batch(self, with_label):
+        return self.params.batch_size * (1 if with_label else self.params.unlabelled_batch_ratio)
+
+    def _stream(self, stream_id, start_step, with_label, extras_fn, share=None):
         stream_seed = _fold(self._seed, stream_id)
-        order_seed = _fold(stream_seed, 0)
         sample_seed_base = _fold(stream_seed, 1)
         colour_seed_base = _fold(stream_seed, 2)
         blur_seed_base = _fold(stream_seed, 3)
-        batch = self.params.batch_size * (1 if with_label else self.params.unlabelled_batch_ratio)
-        mean, std = self.source.rgb_mean, self.source.rgb_std
+        batch = self._batch(with_label)
+        mean, std = self.mean, self.std
         student_colour = None if with_label else self.params.student_colour
         student_blur_prob = 0.0 if with_label else self.params.student_blur_prob
         paired = not with_label and self.perturbation is not None and self.perturbation.paired_views
@@ -141,9 +159,8 @@ class InputPipeline:
         # views): `student_image`, `student_image_2`, ...
         strong_views = 0 if with_label else self.perturbation.strong_views
 
-        def make_sample(position):
+        def make_sample(position, image, label):
             seeds = tf.random.experimental.stateless_split(_fold(sample_seed_base, position), 2)
-            image, label = self.source.read_train(stream_index(indices, position, order_seed))
             image = normalise(image, mean, std)
             if paired:
                 sample = augment_pair(image, seeds[0], self.params.geometric)
@@ -173,13 +190,14 @@ class InputPipeline:
                 sample.update(extras_fn(seeds[1], self.params.geometric.crop_size))
             return sample
 
-        positions = tf.data.Dataset.range(start_step * batch, tf.int64.max)
+        inputs, fetch = self._inputs(stream_id, with_label, start_step * batch, share)
         if share is not None:
             # This worker's contiguous share of each step's `batch` positions, in batches of one
             # replica's (consecutive batches go to its replicas in order, so across the workers
             # every replica gets the slice that MirroredStrategy would give it on one machine).
-            batch, positions = share.per_replica(batch), share.positions(start_step, batch)
-        return (positions.map(make_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            batch = share.per_replica(batch)
+        return (inputs.map(lambda *element: make_sample(*fetch(*element)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .batch(batch, drop_remainder=True))
 
     def train_dataset(self, start_step=0, share=None):
@@ -188,11 +206,10 @@ class InputPipeline:
         `share`: a `WorkerShare`, for one worker of several: it reads only its own samples of each
         step, in per-replica batches. None: the whole global batch of every step.
         """
-        streams = {"labelled": self._stream(LABELLED_STREAM, self.labelled_indices, start_step,
-                                            True, None, share)}
+        streams = {"labelled": self._stream(LABELLED_STREAM, start_step, True, None, share)}
         if self.perturbation is not None and self.perturbation.num_unlabelled_streams > 0:
             streams["unlabelled"] = tuple(
-                self._stream(UNLABELLED_STREAM_BASE + k, self.unlabelled_indices, start_step, False,
+                self._stream(UNLABELLED_STREAM_BASE + k, start_step, False,
                              self.perturbation.sample_extras if k == 0 else None, share)
                 for k in range(self.perturbation.num_unlabelled_streams))
         options = tf.data.Options()

@@ -3,6 +3,7 @@
 Every network maps a normalised NHWC float image to logits at input resolution, [N, H, W, classes].
 """
 from semiseg_tf.models.registry import (  # noqa: F401
-    available, backbone_of, build, feature_split, has_feature_split, input_multiple, register)
+    available, backbone_of, build, feature_split, has_feature_split, input_multiple, input_multiple_of,
+    register)
 # Imported for their registrations.
 from semiseg_tf.models import deeplab_v2, deeplab_v3plus, dense_unet, pspnet, small_unet  # noqa: F401

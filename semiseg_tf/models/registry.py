@@ -26,6 +26,7 @@ def register(name, input_multiple=1, feature_split=False):
 
 
 def input_multiple(name):
+    """The multiple that image heights and widths must be for network `name`."""
     return _INPUT_MULTIPLES[name]
 
 
@@ -35,6 +36,7 @@ def has_feature_split(name):
 
 
 def available():
+    """The names of the registered networks, sorted."""
     return sorted(_BUILDERS)
 
 
@@ -43,7 +45,14 @@ def build(name, num_classes, **options):
     if name not in _BUILDERS:
         raise ValueError(f"unknown network {name!r}; choose one of {', '.join(available())}")
     accepted = inspect.signature(_BUILDERS[name]).parameters
-    return _BUILDERS[name](num_classes, **{k: v for k, v in options.items() if k in accepted})
+    network = _BUILDERS[name](num_classes, **{k: v for k, v in options.items() if k in accepted})
+    network._semiseg_input_multiple = _INPUT_MULTIPLES[name]
+    return network
+
+
+def input_multiple_of(network):
+    """The input multiple `build` recorded on a network it built; 1 for any other network."""
+    return getattr(network, "_semiseg_input_multiple", 1)
 
 
 def backbone_of(network):

@@ -1,5 +1,9 @@
 """Flags that choose a dataset and where its files are (train, prepare, evaluate)."""
-from semiseg_tf.options import Topic
+import dataclasses
+import os
+
+from semiseg_tf.errors import ConfigError
+from semiseg_tf.options import Section, Topic, absolute_path
 
 TOPIC = Topic("Data", __name__)
 DATASETS = ("synthetic", "pascal_aug", "pascal", "cityscapes", "isic2017", "camvid", "folder")
@@ -30,3 +34,43 @@ TOPIC.define("string", "mask_values", "", "--dataset=folder: the pixel values th
         "ignore.")
 TOPIC.define("integer", "num_classes", 0, "--dataset=folder: the number of classes, when neither "
         "classes.txt nor palette.txt says it (0: the largest id in the masks plus one).")
+
+
+def parse_mask_values(name, text):
+    """--mask_values: () for none, else the distinct pixel values 0-255 of the classes, in order."""
+    if not text:
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--{name}={text!r}: expected comma-separated pixel values, e.g. "
+                          "0,255") from None
+    if len(values) < 2 or len(set(values)) != len(values) or not all(0 <= v <= 255 for v in values):
+        raise ConfigError(f"--{name}={text!r}: expected two or more distinct pixel values "
+                          "0-255, one per class in class order, e.g. 0,255")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Data(Section):
+    TOPIC = TOPIC
+    PARSE = {"data_dir": absolute_path, "prepared_dir": absolute_path,
+             "mask_values": parse_mask_values}
+    dataset: str
+    data_dir: str
+    prepared_dir: str
+    prepare_workers: int
+    n_val: int
+    val_seed: int
+    mask_values: tuple
+    num_classes: int
+
+    def check(self):
+        if self.dataset != "synthetic":
+            self.require(self.data_dir, "data_dir", f"--dataset={self.dataset} reads its files from "
+                         "--data_dir, the dataset's folder")
+            self.require(os.path.isdir(self.data_dir), "data_dir", "no such folder")
+        for field in ("n_val", "num_classes", "prepare_workers"):
+            self.require(getattr(self, field) >= 0, field, "must be >= 0")
+        self.require(not self.mask_values or self.dataset == "folder", "mask_values", "only for "
+                     "--dataset=folder (the other datasets' masks are read in their own format)")

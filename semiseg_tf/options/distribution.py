@@ -1,5 +1,7 @@
 """Flags of the device layout (tf.distribute), the numeric precision and XLA compilation."""
-from semiseg_tf.options import Topic
+import dataclasses
+
+from semiseg_tf.options import Section, Topic
 
 TOPIC = Topic("Distribution and speed", __name__)
 
@@ -24,3 +26,16 @@ TOPIC.define("enum", "mixed_precision", "float32", ["float32", "bfloat16", "floa
 TOPIC.define("boolean", "jit_compile", False, "Compile the training step and the network's "
         "evaluation passes with XLA (each new image size compiles once). On GPUs this is usually "
         "faster; on CPUs it rarely is.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution(Section):
+    TOPIC = TOPIC
+    strategy: str
+    cluster: str
+    cpu_devices: int
+    mixed_precision: str
+    jit_compile: bool
+
+    def check(self):
+        self.require(self.cpu_devices > 0, "cpu_devices", "must be positive")

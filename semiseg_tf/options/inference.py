@@ -2,7 +2,9 @@
 
 Shared by the trainer's evaluations, evaluate, predict and export (which bakes them into the graph).
 """
-from semiseg_tf.options import Topic
+import dataclasses
+
+from semiseg_tf.options import Section, Topic, parse_ints, parse_numbers
 
 TOPIC = Topic("Inference", __name__)
 
@@ -20,3 +22,27 @@ TOPIC.define("string", "tile_size", None, "'H,W': predict images (at each scale)
 TOPIC.define("float", "tile_overlap", 1 / 3, "Sliding window: the share of a tile that overlaps "
         "its neighbour, in [0, 1) (1/3, as mmsegmentation's Cityscapes setting: 1024-px tiles every "
         "683 px).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference(Section):
+    TOPIC = TOPIC
+    PARSE = {"scales": parse_numbers(float), "tile_size": parse_ints(2)}
+    eval_batch_size: int
+    flip: bool
+    scales: tuple
+    tile_size: tuple
+    tile_overlap: float
+
+    def check(self):
+        self.require(self.eval_batch_size > 0, "eval_batch_size", "must be positive")
+        self.require(self.scales and min(self.scales) > 0, "scales",
+                     "expected one or more positive numbers")
+        self.require(0 <= self.tile_overlap < 1, "tile_overlap", "must lie in [0, 1)")
+
+    def options(self):
+        """The semiseg_tf.inference.InferenceOptions these flags describe."""
+        from semiseg_tf import inference   # TensorFlow: not for --help
+        return inference.InferenceOptions(flip=self.flip, scales=self.scales,
+                                          tile_size=self.tile_size,
+                                          tile_overlap=self.tile_overlap)

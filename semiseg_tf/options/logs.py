@@ -1,5 +1,7 @@
 """Flags of what a training run prints and saves, and how often."""
-from semiseg_tf.options import Topic
+import dataclasses
+
+from semiseg_tf.options import Section, Topic
 
 TOPIC = Topic("Logging and checkpoints", __name__)
 
@@ -10,3 +12,17 @@ TOPIC.define("integer", "image_every", 500, "Write TensorBoard image panels ever
 TOPIC.define("integer", "checkpoint_every", 500, "Save a checkpoint every N steps (and at the "
         "end).")
 TOPIC.define("integer", "keep_checkpoints", 2, "Number of most recent checkpoints kept.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Logs(Section):
+    TOPIC = TOPIC
+    log_every: int
+    image_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+
+    def check(self):
+        for field in ("log_every", "checkpoint_every", "keep_checkpoints"):
+            self.require(getattr(self, field) > 0, field, "must be positive")
+        self.require(self.image_every >= 0, "image_every", "must be >= 0")

@@ -1,5 +1,9 @@
 """Flags that choose the network and its pretrained weights."""
-from semiseg_tf.options import Topic
+import dataclasses
+import os
+
+from semiseg_tf import lazy
+from semiseg_tf.options import Section, Topic, absolute_path
 
 # The registered networks (semiseg_tf.models.available(); a test holds the two equal), named here so
 # that --help does not import the networks and TensorFlow with them.
@@ -25,3 +29,22 @@ TOPIC.define("boolean", "freeze_bn", True, "Backbone batch norm in inference mod
 TOPIC.define("boolean", "deeplab2_aspp_two_branches", False, "DeepLab v2: sum only the dilation-6 "
         "and 12 classifier branches, as the authors' code does by mistake (SPEC 4.2); default all "
         "four.")
+
+# Loaded on first use: --help does not import TensorFlow.
+models = lazy.module("semiseg_tf.models")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network(Section):
+    TOPIC = TOPIC
+    PARSE = {"backbone_weights": absolute_path}
+    arch: str
+    backbone_weights: str
+    freeze_bn: bool
+    deeplab2_aspp_two_branches: bool
+
+    def check(self):
+        self.require(self.arch in models.available(), "arch",
+                     f"unknown network; choose one of {', '.join(models.available())}")
+        self.require(not self.backbone_weights or os.path.isfile(self.backbone_weights),
+                     "backbone_weights", "no such file")

@@ -1,5 +1,7 @@
 """Flags of the optimiser and its learning-rate schedule."""
-from semiseg_tf.options import Topic
+import dataclasses
+
+from semiseg_tf.options import Section, Topic, parse_numbers
 
 TOPIC = Topic("Optimiser", __name__)
 
@@ -26,3 +28,29 @@ TOPIC.define("list", "lr_step_boundaries", [], "Steps at which 'stepped' multipl
         "--lr_step_gamma, e.g. 30000,60000.")
 TOPIC.define("float", "lr_step_gamma", 0.1, "Factor of the 'stepped' schedule.")
 TOPIC.define("float", "lr_poly_power", 0.9, "Power of the 'poly' schedule.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimiser(Section):
+    TOPIC = TOPIC
+    PARSE = {"lr_step_boundaries": lambda name, values: tuple(sorted(parse_numbers(int)(name,
+                                                                                       values)))}
+    backbone_lr_scale: float
+    deeplab2_authors_repeated_updates: bool
+    opt_type: str
+    learning_rate: float
+    sgd_momentum: float
+    sgd_nesterov: bool
+    sgd_weight_decay: float
+    lr_sched: str
+    lr_step_boundaries: tuple
+    lr_step_gamma: float
+    lr_poly_power: float
+
+    def check(self):
+        self.require(self.learning_rate > 0, "learning_rate", "must be positive")
+        for field in ("backbone_lr_scale", "sgd_momentum", "sgd_weight_decay", "lr_step_gamma",
+                      "lr_poly_power"):
+            self.require(getattr(self, field) >= 0, field, "must be >= 0")
+        self.require(self.lr_sched != "stepped" or self.lr_step_boundaries, "lr_step_boundaries",
+                     "--lr_sched=stepped needs at least one boundary step")

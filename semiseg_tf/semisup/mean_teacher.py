@@ -16,7 +16,9 @@ scale halved, and `overflow_steps` counts it.
 import keras
 import tensorflow as tf
 
-from semiseg_tf.semisup import losses, perturbations
+from semiseg_tf import inference, metrics, models
+from semiseg_tf.data import base
+from semiseg_tf.semisup import losses
 
 
 class MeanTeacher(keras.Model):
@@ -47,15 +49,29 @@ class MeanTeacher(keras.Model):
         batch (the paper's authors); "valid", the pixels the perturbation's loss mask counts
         (FixMatch's and UniMatch's, whose mask is the valid pixels); "confident", the counted pixels
         where the teacher is confident (with `conf_per_pixel`).
+      rgb_mean, rgb_std: the normalisation of the training images (RGB in [0, 1]), for
+        `evaluate` and `predict`, which take raw pixels.
+      input_multiple: image sides the network takes are multiples of this (`evaluate` and `predict`
+        pad to it); None: what `models.build` recorded on the network, else 1.
     Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
     and there is no EMA.
+
+    With Keras: `compile(optimizer=...)`, then `fit` on batches of `semiseg_tf.training_batches`;
+    `evaluate` on (image, label) batches of raw pixels (uint8, or float in [0, 1]) reports the
+    teacher's `miou` and `pixel_accuracy` through the one inference path (`inference.Segmenter`);
+    `predict` on raw pixels gives the teacher's class probabilities; calling the model on
+    normalised images gives the teacher's logits.
     """
 
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
                  teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
                  rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True,
-                 skip_nonfinite=False, sup_weight=1.0, cons_average="pixels", **kwargs):
+                 skip_nonfinite=False, sup_weight=1.0, cons_average="pixels",
+                 rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD, input_multiple=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.rgb_mean, self.rgb_std = tuple(rgb_mean), tuple(rgb_std)
+        self.input_multiple = int(input_multiple or models.input_multiple_of(teacher))
         self.student = student
         self.teacher = teacher
         self.perturbation = perturbation
@@ -77,9 +93,19 @@ class MeanTeacher(keras.Model):
             raise ValueError("cons_average='confident' needs per-pixel confidence (conf_per_pixel "
                              "and a conf_thresh above 0)")
         self.cons_average = cons_average
+        # Several workers: every step combines their stop requests (one small all-reduce).
+        self.share_stop_requests = False
         # The teacher stays `trainable`: in Keras 3 a non-trainable BatchNormalization ignores
         # training=True and uses its moving statistics, but the authors' teacher runs with batch
         # statistics. It never gets gradients: the tape and the optimiser see student variables only.
+
+    @property
+    def num_classes(self):
+        """The networks' number of output channels (classes)."""
+        try:
+            return int(self.teacher.output_shape[-1])
+        except (AttributeError, ValueError):    # a subclassed network, built by a call
+            return int(self.teacher.compute_output_shape((1, 64, 64, 3))[-1])
 
     @property
     def is_pi_model(self):
@@ -97,27 +123,76 @@ class MeanTeacher(keras.Model):
         """The teacher is the network that is evaluated and exported."""
         return self.teacher(images, training=training)
 
-    def initialise(self, image_shape):
-        """Builds both networks and the optimiser, and makes the teacher an exact copy of the student.
+    def segmenter(self):
+        """The teacher on raw pixels: normalised, padded to the input multiple (`inference`)."""
+        return inference.Segmenter(self.teacher, self.rgb_mean, self.rgb_std, self.input_multiple)
 
-        Call inside `strategy.scope()`, before training or restoring a checkpoint.
-        """
-        dummy = tf.zeros((1,) + tuple(image_shape), tf.float32)
+    def test_step(self, data):
+        """Scores the teacher on (image, label) pairs (a tuple, or a dict with 'image' and 'label'
+        as `pipeline.validation_dataset` gives), images as raw pixels."""
+        images, labels = (data["image"], data["label"]) if isinstance(data, dict) else data[:2]
+        probabilities = self.segmenter().probabilities(images)
+        for metric in (self.miou, self.pixel_accuracy):
+            metric.update_state(labels, probabilities)
+        return {metric.name: metric.result() for metric in (self.miou, self.pixel_accuracy)}
+
+    def predict_step(self, data):
+        """The teacher's class probabilities [N, H, W, C] of raw pixels."""
+        images = data["image"] if isinstance(data, dict) else (
+            data[0] if isinstance(data, (tuple, list)) else data)
+        return self.segmenter().probabilities(images)
+
+    def compile(self, optimizer="sgd", jit_compile=False, **kwargs):
+        """`keras.Model.compile`, then what training needs, so that `fit` runs with no other call:
+        the teacher made an exact copy of the student, and the optimiser built over the student's
+        variables alone (Keras would build it over the teacher's too). Networks that are not built
+        yet (a subclassed network) wait for `build(image_shape)`. Call inside `strategy.scope()`.
+
+        `jit_compile` is off unless asked for: Keras's "auto" would compile with XLA on a GPU,
+        where this step's cross-replica choices need --jit_compile's own checks."""
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        if self.student.built and self.teacher.built:
+            self._set_up()
+
+    def build(self, image_shape):
+        """Builds both networks for images of `image_shape` ((H, W, 3), or with a batch axis first),
+        then as `compile`."""
+        dummy = tf.zeros((1,) + tuple(image_shape)[-3:], tf.float32)
         self.student(dummy)
         self.teacher(dummy)
+        self._set_up()
+
+    def initialise(self, image_shape):
+        """`build`, under the name older code used."""
+        self.build(image_shape)
+
+    def _set_up(self):
         if [w.shape for w in self.teacher.weights] != [w.shape for w in self.student.weights]:
             raise ValueError("student and teacher must be the same architecture")
-        if not self.is_pi_model:
+        if not self.is_pi_model and not getattr(self, "_teacher_copied", False):
+            # Once: compiling again later must not throw the trained teacher away.
             for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
                 teacher_var.assign(student_var)
-        self.optimizer.build(self.student.trainable_variables)
-        # float16's loss-scale overflows (steps skipped by the optimiser's dynamic loss scaling).
-        self.overflow_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # Steps whose loss or gradient was not finite, and the first one's step and what (a
-        # NONFINITE_* bit mask). Not checkpointed: they count within one process.
-        self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
-        self.first_nonfinite_what = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self._teacher_copied = True
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.student.trainable_variables)
+        if not hasattr(self, "nonfinite_steps"):
+            # float16's loss-scale overflows (steps skipped by the optimiser's dynamic loss
+            # scaling).
+            self.overflow_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # Steps whose loss or gradient was not finite, and the first one's step and what (a
+            # NONFINITE_* bit mask). Not checkpointed: they count within one process.
+            self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+            self.first_nonfinite_what = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # Steps trained (skipped ones included), counted by `fit`'s step function: the run's
+            # position, which the trainer checkpoints.
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Set to 1 on a worker asked to stop; with `share_stop_requests`, each step's logs
+            # say whether any worker was (`stop`).
+            self.stop_request = tf.Variable(0.0, trainable=False, name="stop_request")
+            self.miou = metrics.MeanIoU(self.num_classes)
+            self.pixel_accuracy = metrics.PixelAccuracy(self.num_classes)
         self.built = True
 
     def _ema_pairs(self):
@@ -137,18 +212,17 @@ class MeanTeacher(keras.Model):
         SPEC 2.3: the per-pixel loss times the loss mask, averaged (`cons_average`: by default over
         every pixel); then either times the share of confident pixels of the whole batch (default),
         or with the loss mask also zero where the teacher is not confident (`conf_per_pixel`).
-        A perturbation with several losses (UniMatch) gives `WeightedTerms`: their weighted sum,
-        and the first one's share and terms.
+        The perturbation's losses (`WeightedTerms`; UniMatch has three) are summed by their
+        weights; the share and the terms are the first one's.
         """
-        result = self.perturbation.consistency(self.student, self.teacher, unlabelled)
-        if isinstance(result, perturbations.ConsistencyTerms):
-            return (*self.terms_loss(result), result)
-        total, shares = tf.constant(0.0), []
-        for stream in result:
-            loss, share = self.terms_loss(stream.terms)
-            total += stream.weight * loss
-            shares.append(share)
-        return total, shares[0], result[0].terms
+        streams = self.perturbation.consistency(self.student, self.teacher, unlabelled)
+        total, share = None, None
+        for stream in streams:
+            loss, stream_share = self.terms_loss(stream.terms)
+            weighted = loss if stream.weight == 1.0 else stream.weight * loss
+            total = weighted if total is None else total + weighted
+            share = stream_share if share is None else share
+        return total, share, streams[0].terms
 
     def terms_loss(self, terms):
         """(loss, confident share) of one `ConsistencyTerms`."""
@@ -178,8 +252,10 @@ class MeanTeacher(keras.Model):
         return [tf.nest.pack_sequence_as(unlabelled, [p[k] for p in pieces])
                 for k in range(self.unsup_batch_ratio)]
 
-    def train_step(self, data, step=-1):
-        """One training step. `step`: its number, recorded if it is the first non-finite one."""
+    def train_step(self, data, step=None):
+        """One training step (on one replica). `step`: its number, recorded if it is the first
+        non-finite one (None: the one after `self.step`, which `fit`'s step function counts)."""
+        step = self.step + 1 if step is None else step
         labelled = data["labelled"]
         student_vars = self.student.trainable_variables
         # A skipped step puts back what its forward passes changed; float16 skips its overflows.
@@ -236,6 +312,43 @@ class MeanTeacher(keras.Model):
         if self.loss_scaled:
             logs["loss_scale"] = tf.identity(self.optimizer.dynamic_scale.value)
         return logs
+
+    def fit(self, *args, shuffle=False, **kwargs):
+        """`keras.Model.fit`, with `shuffle` off by default: the batches come from tf.data, which
+        orders them itself (Keras ignores shuffle=True for a dataset, and warns)."""
+        return super().fit(*args, shuffle=shuffle, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model here from one batch, read from the data and, under a strategy,
+        # averaged over the replicas (which fails on nested batches under
+        # MultiWorkerMirroredStrategy). `compile` or `build` built this one: nothing to do.
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        """What `fit` runs for each step: the step on every replica, with XLA when compiled with
+        `jit_compile` (each replica's step, as Keras's own trainer), and the replicas' logs
+        combined (each holds the global values, so their mean is that value)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+        step = tf.function(self.train_step, jit_compile=True) if self.jit_compile else self.train_step
+
+        @tf.function
+        def train_function(iterator):
+            per_replica = strategy.run(step, args=(next(iterator),))
+            logs = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                    for name, value in per_replica.items()}
+            self.step.assign_add(1)
+            if self.share_stop_requests:
+                # Whether any worker was asked to stop (SIGTERM reaches the workers one by one):
+                # all must stop after the same step, or the others would wait for it forever.
+                requests = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.identity(self.stop_request)))
+                logs["stop"] = strategy.experimental_local_results(requests)[0]
+            return logs
+        self.train_function = train_function
+        return train_function
 
     def _apply_update(self, grads, variables):
         if self.loss_scaled:

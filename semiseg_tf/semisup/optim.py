@@ -118,7 +118,7 @@ class GroupedAdam(LearningRateGroupsMixin, keras.optimizers.Adam):
     times larger in PyTorch's terms (31.6x at the first step, 3.2x at step 50, 1x from a few
     thousand on), which damps the early steps of weights whose gradients are small. In the 2-D toy
     that moved the first step's weights by up to 1.4e-4 away from PyTorch's (5e-7 with this rule;
-    `scripts/toy_vs_torch.py compare`). The authors trained with PyTorch's rule, so it is the rule
+    `benchmarks/toy_vs_torch.py compare`). The authors trained with PyTorch's rule, so it is the rule
     here.
     """
 

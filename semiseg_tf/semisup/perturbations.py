@@ -30,6 +30,7 @@ def available():
 
 
 def build(name, **kwargs):
+    """The perturbation registered as `name` (e.g. "cutmix"), built with `kwargs`."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown perturbation {name!r}; choose one of {', '.join(available())}")
     return _REGISTRY[name](**kwargs)
@@ -57,15 +58,16 @@ class ConsistencyTerms:
 
 @dataclasses.dataclass
 class WeightedTerms:
-    """One of several consistency losses of a perturbation: its weight, a name for logs and
-    pictures, and its terms."""
+    """One consistency loss of a perturbation: its weight, a name for pictures ("" for the only
+    one), and its terms."""
     weight: float
     name: str
     terms: ConsistencyTerms
 
 
 class Perturbation:
-    """Base class.
+    """What every perturbation is: the base class of CutMix, Cutout, StandardAugmentation, ICT,
+    VAT, FixMatch and UniMatch.
 
     `num_unlabelled_streams` batches arrive as a tuple of dicts with 'image' (the teacher's view),
     'valid' and, with colour augmentation, 'student_image' (the same crop, colour-jittered; SPEC 3.8).
@@ -82,8 +84,13 @@ class Perturbation:
         return {}
 
     def consistency(self, student, teacher, unlabelled, training=True):
-        """Returns `ConsistencyTerms`, or for several losses a list of `WeightedTerms` (the trainer
-        sums weight x loss). `training=False` only for pictures: it leaves BN statistics alone."""
+        """The consistency losses of one unlabelled batch: a list of `WeightedTerms`, of which the
+        trainer sums weight x loss. A perturbation with one loss implements `terms` instead.
+        `training=False` only for pictures: it leaves BN statistics alone."""
+        return [WeightedTerms(1.0, "", self.terms(student, teacher, unlabelled, training))]
+
+    def terms(self, student, teacher, unlabelled, training=True):
+        """The `ConsistencyTerms` of a perturbation with one loss."""
         raise NotImplementedError
 
 
@@ -132,7 +139,7 @@ class CutMix(Perturbation):
         return {"image_a": batch_a["image"], "image_b": batch_b["image"], "mix_mask": mix,
                 "mixed_input": mixed_image}
 
-    def consistency(self, student, teacher, unlabelled, training=True):
+    def terms(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
         mix = batch_a["mix_mask"]
         logits_a, logits_b = self.target_logits(teacher, batch_a, batch_b, training)
@@ -173,13 +180,17 @@ class FixMatch(CutMix):
                                                           self.box_params)}
 
     def target_logits(self, teacher, batch_a, batch_b, training):
-        """Target logits on both images' weak views. The second image's come first, in inference
-        mode, as the original predicts them before any training-mode pass of the step (so before the
-        first image's pass has moved the batch-norm statistics)."""
-        logits_b = teacher_logits(teacher, batch_b["image"],
-                                  False if self.mix_source_inference else training)
+        """Target logits on both images' weak views, the pasted image's first."""
+        logits_b = self.pasted_target(teacher, batch_b, training)
         logits_a = teacher_logits(teacher, batch_a["image"], training)
         return logits_a, logits_b
+
+    def pasted_target(self, teacher, batch_b, training):
+        """The pasted image's target logits: predicted before any training-mode pass of the step
+        (so before the first image's pass has moved the batch-norm statistics) and in inference
+        mode, as the original does."""
+        return teacher_logits(teacher, batch_b["image"],
+                              False if self.mix_source_inference else training)
 
     def panels(self, batch_a, batch_b, box, strong):
         return {"weak_view": batch_a["image"], "strong_view": student_view(batch_a),
@@ -264,9 +275,7 @@ class UniMatch(FixMatch):
 
     def consistency(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
-        # The pasted image's targets first, in inference mode (see `FixMatch.target_logits`).
-        logits_b = teacher_logits(teacher, batch_b["image"],
-                                  False if self.mix_source_inference else training)
+        logits_b = self.pasted_target(teacher, batch_b, training)
         logits_a, feature_logits = self.feature_stream(student, teacher, batch_a, training)
         boxes = (batch_a["mix_mask"], batch_a["mix_mask_2"])
         strong = [student_view(batch_a, k) * (1 - box) + student_view(batch_b, k) * box
@@ -303,7 +312,7 @@ class Cutout(Perturbation):
     def sample_extras(self, seed, crop_size):
         return {"mix_mask": boxmask.box_mask(seed, crop_size[0], crop_size[1], self.mask_params)}
 
-    def consistency(self, student, teacher, unlabelled, training=True):
+    def terms(self, student, teacher, unlabelled, training=True):
         (batch,) = unlabelled
         mask = batch["mix_mask"]
         cut_image = student_view(batch) * mask
@@ -323,7 +332,7 @@ class StandardAugmentation(Perturbation):
     num_unlabelled_streams = 1
     paired_views = True
 
-    def consistency(self, student, teacher, unlabelled, training=True):
+    def terms(self, student, teacher, unlabelled, training=True):
         (batch,) = unlabelled
         matrix = batch["teacher_to_student"]
         size = tuple(batch["student_image"].shape[1:3])
@@ -367,7 +376,7 @@ class ICT(Perturbation):
     def sample_extras(self, seed, crop_size):
         return {"ict_lambda": tf.reshape(stateless_beta(seed, self.alpha), [1, 1, 1])}
 
-    def consistency(self, student, teacher, unlabelled, training=True):
+    def terms(self, student, teacher, unlabelled, training=True):
         batch_a, batch_b = unlabelled
         lam = batch_a["ict_lambda"]
         logits_a = teacher_logits(teacher, batch_a["image"], training)
@@ -426,7 +435,7 @@ class VAT(Perturbation):
     on `x_teacher` and on `x_student + d`, normalised. The authors' probe, xi = 1e-6 H W / 1000
     (`authors_probe`; 1.9e-7 per element at 321x321), is near float32 resolution: through a trained
     network its direction has cosine 0.15-0.74 with the first-order one (BENCHMARKS.md, measured by
-    scripts/vat_probe_cosine.py). The probe here is `probe_scale * sqrt(C H W)`: each element moves by
+    benchmarks/vat_probe_cosine.py). The probe here is `probe_scale * sqrt(C H W)`: each element moves by
     about `probe_scale` (1% of a normalised image's spread by default), small enough for the
     first-order regime, large enough to be well above rounding. (An exact Hessian-vector product
     by double backpropagation is not an option: TF defines no second derivative for bilinear
@@ -477,7 +486,7 @@ class VAT(Perturbation):
             return 1e-6 * shape[1] * shape[2] / 1000.0
         return self.probe_scale * _sqrt_elements(images)
 
-    def consistency(self, student, teacher, unlabelled, training=True):
+    def terms(self, student, teacher, unlabelled, training=True):
         (batch,) = unlabelled
         teacher_image, student_image = batch["image"], student_view(batch)
         network = student if self.dir_from_student else teacher

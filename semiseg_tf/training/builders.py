@@ -1,0 +1,120 @@
+"""The objects of a run, built from its `Config`: the data source, the perturbation, the input
+pipeline's settings and the MeanTeacher model."""
+import sys
+
+import keras
+
+from semiseg_tf import models
+from semiseg_tf.augment import boxmask, colour, geometric
+from semiseg_tf.data import base, native, pipeline, prepared, synthetic
+from semiseg_tf.models import precision, weights
+from semiseg_tf.semisup import mean_teacher, optim, perturbations
+
+
+def build_source(cfg, out=sys.stderr):
+    """The data source of `cfg.data.dataset`; file-based ones are listed, checked and prepared
+    (once)."""
+    native.set_max_image_pixels(cfg.limits.max_image_pixels)
+    data, labelled = cfg.data, cfg.labelled
+    if data.dataset == "synthetic":
+        s = cfg.synthetic
+        return synthetic.SyntheticSource(s.num_train, s.num_val, s.image_size, s.seed,
+                                         s.representative_split)
+    return prepared.build_prepared_source(
+        data.dataset, data.data_dir, data.prepared_dir, n_sup=labelled.n_sup, n_val=data.n_val,
+        val_seed=data.val_seed, split_file=labelled.split_file, num_classes=data.num_classes,
+        mask_values=data.mask_values, workers=data.prepare_workers or None, out=out)
+
+
+def build_perturbation(cfg):
+    box, labels, vat = cfg.boxmask, cfg.pseudo_labels, cfg.vat
+    mask_params = boxmask.BoxMaskParams(
+        prop_range=box.prop_range, n_boxes=box.n_boxes,
+        random_aspect_ratio=not box.fixed_aspect_ratio, by_size=box.by_size,
+        within_bounds=not box.outside_bounds, invert=not box.no_invert,
+        authors_outside_bounds=box.authors_outside_bounds)
+    box_params = boxmask.PseudoLabelBoxParams(prob=labels.box_prob, area_range=labels.box_area,
+                                              ratio_range=labels.box_ratio)
+    pseudo_labels = dict(box_params=box_params, mix_source_inference=labels.mix_inference)
+    options = {
+        "cutmix": dict(mask_params=mask_params),
+        "fixmatch": pseudo_labels,
+        "unimatch": dict(pseudo_labels, dropout_rate=cfg.unimatch.dropout,
+                         weights=cfg.unimatch.weights),
+        "cutout": dict(mask_params=mask_params),
+        "ict": dict(alpha=cfg.ict.alpha),
+        "vat": dict(radius=vat.radius, adaptive_radius=vat.adaptive_radius,
+                    dir_from_student=vat.dir_from_student, loss_fn=cfg.method.cons_loss_fn,
+                    authors_eval_mode=vat.authors_eval_mode, probe_scale=vat.probe_scale,
+                    authors_probe=vat.authors_probe),
+    }
+    name = cfg.method.perturbation
+    return perturbations.build(name, **options.get(name, {}))
+
+
+def geometric_params(cfg):
+    a = cfg.augmentation
+    return geometric.GeometricParams(
+        crop_size=a.crop_size, scale_hung=a.scale_hung, max_scale=a.max_scale,
+        scale_non_uniform=a.scale_non_uniform, rot_mag=a.rot_mag, hflip=a.hflip, vflip=a.vflip,
+        hvflip=a.hvflip, crop_offset=a.offset_range, free_scale_rot=a.free_scale_rot)
+
+
+def student_colour_params(cfg):
+    strong = cfg.strong_augmentation
+    if not strong.colour:
+        return None
+    return colour.ColourParams(
+        brightness=strong.brightness, contrast=strong.contrast, saturation=strong.saturation,
+        hue=strong.hue, prob=strong.colour_prob, greyscale_prob=strong.greyscale_prob)
+
+
+def pipeline_params(cfg):
+    """The input pipeline's settings of a run: batch, seed, augmentation."""
+    return pipeline.PipelineParams(
+        batch_size=cfg.training.batch_size, seed=cfg.training.seed,
+        geometric=geometric_params(cfg), student_colour=student_colour_params(cfg),
+        unlabelled_batch_ratio=cfg.method.unsup_batch_ratio,
+        student_blur_prob=cfg.strong_augmentation.blur_prob)
+
+
+def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
+    """The MeanTeacher model, compiled (so ready to train). Call inside the strategy's scope.
+
+    `rgb_mean`, `rgb_std`: the input normalisation, which pretrained weights are adapted to.
+    """
+    opt, net, method = cfg.optimiser, cfg.network, cfg.method
+    precision_policy = cfg.distribution.mixed_precision
+    schedule = optim.AuthorsSchedule(opt.lr_sched, opt.learning_rate, cfg.training.steps,
+                                     opt.lr_poly_power, opt.lr_step_boundaries, opt.lr_step_gamma)
+    optimizer = optim.build_optimizer(opt.opt_type, schedule, opt.sgd_momentum, opt.sgd_nesterov)
+    grouped_optimizer = optimizer
+    if precision_policy == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    options = dict(freeze_bn=net.freeze_bn, deeplab2_aspp_two_branches=net.deeplab2_aspp_two_branches)
+    with precision.building_in(precision_policy):
+        student = models.build(net.arch, num_classes, **options)
+        teacher = student if method.model == "pi" else models.build(net.arch, num_classes, **options)
+    if net.backbone_weights:
+        # Into the student only: `compile` makes the teacher its copy.
+        weights.load_backbone_weights(student, net.backbone_weights, rgb_mean, rgb_std)
+    model = mean_teacher.MeanTeacher(
+        student=student,
+        teacher=teacher,
+        perturbation=build_perturbation(cfg) if method.cons_weight > 0 else None,
+        cons_weight=method.cons_weight, conf_thresh=method.conf_thresh,
+        teacher_alpha=method.teacher_alpha, cons_loss_fn=method.cons_loss_fn,
+        weight_decay=opt.sgd_weight_decay if opt.opt_type == "sgd" else 0.0,
+        conf_per_pixel=method.conf_per_pixel, rampup_steps=method.rampup,
+        unsup_batch_ratio=method.unsup_batch_ratio,
+        bn_stats_from_unlabelled=method.bn_stats_from_unlabelled,
+        skip_nonfinite=cfg.training.on_nonfinite == "skip", sup_weight=method.sup_weight,
+        cons_average=method.cons_average)
+    model.compile(optimizer=optimizer, jit_compile=cfg.distribution.jit_compile)
+    backbone = models.backbone_of(student)
+    if backbone is not None:
+        grouped_optimizer.scale_learning_rate(backbone.trainable_variables, opt.backbone_lr_scale)
+    if opt.deeplab2_authors_repeated_updates:
+        grouped_optimizer.repeat_updates(models.deeplab_v2.authors_update_multiplicities(student),
+                                         coupled_weight_decay=model.weight_decay)
+    return model
