@@ -12,13 +12,14 @@ from semiseg_tf.data import pipeline
 from semiseg_tf.progress import Progress
 
 
-def score(predict_labels, batches, class_names, progress=None):
+def score(predict_labels, batches, class_names, progress=None, absent="zero"):
     """Scores the class maps of `predict_labels` against the labels of `batches`.
 
     Args:
       predict_labels: uint8 images [N, H, W, 3] -> int labels [N, H, W].
       batches: iterable of {'image': uint8 [N, H, W, 3], 'label': int [N, H, W]} (255: ignore).
       progress: a `Progress` counting images, or None.
+      absent: how a class absent from truth and prediction counts in the means (metrics.scores).
     Returns:
       `metrics.scores` of the whole set's confusion matrix.
     """
@@ -31,7 +32,7 @@ def score(predict_labels, batches, class_names, progress=None):
         done += int(batch["label"].shape[0])
         if progress is not None:
             progress.update(done)
-    return metrics_lib.scores(confusion, class_names)
+    return metrics_lib.scores(confusion, class_names, absent)
 
 
 def count_images(dataset):
