@@ -65,6 +65,11 @@ class DataSource(abc.ABC):
             return None
         return np.tile(np.asarray(self.fixed_image_size, np.int64), (self.num_train, 1))
 
+    def class_pixel_counts(self):
+        """[num_train, num_classes] int64: the pixels of each class in each training mask, or None
+        when the source does not know them (for --class_weights)."""
+        return None
+
     def labelled_split(self, n_sup, split_seed):
         """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""
         return labelled_split(self.num_train, n_sup, split_seed)

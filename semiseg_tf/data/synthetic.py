@@ -152,12 +152,14 @@ class SyntheticSource(base.DataSource):
     def read_train(self, index):
         return self._read(index)
 
+    def class_pixel_counts(self):
+        return np.stack([np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+                         for label in self.train_labels]).astype(np.int64)
+
     def labelled_split(self, n_sup, split_seed):
         if not self.representative_split:
             return super().labelled_split(n_sup, split_seed)
-        counts = np.stack([np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
-                           for label in self.train_labels])
-        return base.representative_split(counts, n_sup, split_seed)
+        return base.representative_split(self.class_pixel_counts(), n_sup, split_seed)
 
     def validation(self):
         return tf.data.Dataset.from_tensor_slices((self.val_images, self.val_labels))

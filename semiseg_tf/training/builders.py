@@ -78,10 +78,12 @@ def pipeline_params(cfg):
         student_blur_prob=cfg.strong_augmentation.blur_prob)
 
 
-def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
+def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD,
+                class_weights=None):
     """The MeanTeacher model, compiled (so ready to train). Call inside the strategy's scope.
 
     `rgb_mean`, `rgb_std`: the input normalisation, which pretrained weights are adapted to.
+    `class_weights`: the supervised loss's, as `class_weights.for_run` gives them.
     """
     opt, net, method = cfg.optimiser, cfg.network, cfg.method
     precision_policy = cfg.distribution.mixed_precision
@@ -109,7 +111,8 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         unsup_batch_ratio=method.unsup_batch_ratio,
         bn_stats_from_unlabelled=method.bn_stats_from_unlabelled,
         skip_nonfinite=cfg.training.on_nonfinite == "skip", sup_weight=method.sup_weight,
-        cons_average=method.cons_average)
+        cons_average=method.cons_average, class_weights=class_weights,
+        ohem_thresh=cfg.supervised.ohem_thresh, ohem_min_kept=cfg.supervised.ohem_min_kept)
     model.compile(optimizer=optimizer, jit_compile=cfg.distribution.jit_compile)
     backbone = models.backbone_of(student)
     if backbone is not None:
