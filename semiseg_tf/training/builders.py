@@ -19,7 +19,7 @@ def build_source(cfg, out=sys.stderr):
     if data.dataset == "synthetic":
         s = cfg.synthetic
         return synthetic.SyntheticSource(s.num_train, s.num_val, s.image_size, s.seed,
-                                         s.representative_split)
+                                         s.representative_split, s.rare_class, s.rare_keep)
     return prepared.build_prepared_source(
         data.dataset, data.data_dir, data.prepared_dir, n_sup=labelled.n_sup, n_val=data.n_val,
         val_seed=data.val_seed, split_file=labelled.split_file, num_classes=data.num_classes,
