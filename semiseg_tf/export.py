@@ -50,6 +50,9 @@ TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx"], "saved_mo
 TOPIC.define("integer", "max_request_pixels", 100_000_000, "The most pixels one request to the "
         "export may hold, counted as N images x the largest one's pixels (the labels output pads "
         "every image to the largest); a larger request is refused before anything is decoded.")
+TOPIC.define("boolean", "encoded_confidence", False, "The encoded signature also returns "
+        "confidence_png_bytes: each image's max class probability as a 16-bit greyscale PNG "
+        "(0-65535 for 0-1), as predict --confidence=max_probability writes it.")
 TOPIC.define("boolean", "keras_file", True, "Also write network.keras (the network alone, on "
         "normalised images) into the export folder, for fine-tuning in Keras.")
 
@@ -76,7 +79,8 @@ def main(argv):
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
                                     onnx=values.format == "onnx",
                                     max_image_pixels=values.max_image_pixels,
-                                    max_request_pixels=values.max_request_pixels)
+                                    max_request_pixels=values.max_request_pixels,
+                                    encoded_confidence=values.encoded_confidence)
     except OSError as error:
         # A full disk or a read-only folder: serving.export has removed its temporary folder.
         target = values.export_dir or "the export folder"

@@ -75,11 +75,13 @@ class ServingModule(tf.Module):
     """What the SavedModel holds: a `Segmenter`, its two serving functions and their pixel budgets."""
 
     def __init__(self, segmenter, asset_paths, max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
+                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False):
         super().__init__(name="semiseg_tf_export")
         self.segmenter = segmenter
         self.max_image_pixels = int(max_image_pixels)
         self.max_request_pixels = int(max_request_pixels)
+        # Whether `encoded` also returns each image's max probability (confidence_png_bytes).
+        self.encoded_confidence = bool(encoded_confidence)
         # Tracked assets are copied into the SavedModel's assets/ folder.
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
 
@@ -141,22 +143,32 @@ class ServingModule(tf.Module):
                                tf.fill(tf.shape(image_bytes), tf.constant(_ONE_PIXEL_PNG)))
         labels = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([None, None]))
         pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
+        confidence_pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
         # One image at a time: a request's images may differ in size.
         for i in tf.range(count):
             image = records.decode_image(image_bytes[i])
             # A header that lied about the size is caught before the network runs.
             tf.debugging.assert_equal(tf.shape(image, out_type=tf.int64)[:2], sizes[i],
                                       message="an image's data do not match its header's size")
-            image_labels = self.segmenter(image[None])["labels"][0]
+            outputs = self.segmenter(image[None])
+            image_labels = outputs["labels"][0]
             pngs = pngs.write(i, tf.io.encode_png(tf.cast(image_labels, tf.uint8)[..., None]))
+            if self.encoded_confidence:
+                # As predict --confidence=max_probability writes it: 0-65535 for 0-1.
+                surest = tf.reduce_max(outputs["probabilities"][0], axis=-1)
+                confidence_pngs = confidence_pngs.write(i, tf.io.encode_png(
+                    tf.cast(tf.floor(surest * 65535 + 0.5), tf.uint16)[..., None]))
             size = tf.shape(image_labels)
             labels = labels.write(i, tf.pad(image_labels, [[0, largest[0] - size[0]],
                                                            [0, largest[1] - size[1]]],
                                             constant_values=-1))
         # An empty request gets empty outputs (TensorArray.stack of nothing has no shape to give).
         labels = tf.cond(count > 0, labels.stack, lambda: tf.zeros([0, 0, 0], tf.int32))
-        return {"labels": tf.reshape(labels, [count, largest[0], largest[1]]),
-                "label_png_bytes": pngs.stack(), "image_size": tf.cast(sizes, tf.int32)}
+        result = {"labels": tf.reshape(labels, [count, largest[0], largest[1]]),
+                  "label_png_bytes": pngs.stack(), "image_size": tf.cast(sizes, tf.int32)}
+        if self.encoded_confidence:
+            result["confidence_png_bytes"] = confidence_pngs.stack()
+        return result
 
 
 def default_export_dir(workdir, root=None):
@@ -230,10 +242,11 @@ def convert_to_onnx(saved_model_dir, onnx_path):
 
 def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
            max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False):
     """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
     (`onnx`: and model.onnx beside it); its signatures refuse images over `max_image_pixels` and
-    requests over `max_request_pixels`. `export_dir` None: the next version beside the run
+    requests over `max_request_pixels`; `encoded_confidence`: the encoded signature also returns
+    each image's max-probability map. `export_dir` None: the next version beside the run
     (`default_export_dir`), and the one after if another export takes it meanwhile.
 
     Returns:
@@ -257,7 +270,8 @@ def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
         with _temporary_files_in(scratch):
             assets = os.path.join(scratch, "assets")
             os.mkdir(assets)
-            module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits)
+            module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits,
+                                   encoded_confidence=encoded_confidence)
             signatures = {"serving_default": module.serve.get_concrete_function(),
                           "encoded": module.serve_encoded.get_concrete_function()}
             saved = os.path.join(staging, "saved")

@@ -82,3 +82,22 @@ def test_predict_writes_confidence_marks_unsure_pixels_and_a_pseudo_label_datase
                     f"--output={tmp_path}/out2", f"--pseudo_labels={tmp_path}/pseudo")
     assert done.returncode == 2 and "--pseudo_labels=" in done.stderr
     assert "not empty" in done.stderr and not (tmp_path / "out2").exists()
+
+
+def test_the_encoded_signature_can_return_the_confidence(run, tmp_path):
+    import tensorflow as tf
+
+    from semiseg_tf import serving
+    synthetic.write_samples(str(tmp_path / "pool"), 2, image_size=16)
+    paths = sorted((tmp_path / "pool" / "images").iterdir())
+    model = trained.RunModel(run)
+    module = serving.ServingModule(model.segmenter, {}, encoded_confidence=True)
+    result = module.serve_encoded(image_bytes=tf.constant([p.read_bytes() for p in paths]))
+    for i, path in enumerate(paths):
+        surest = model.predict(np.asarray(Image.open(path).convert("RGB"))[None])[
+            "probabilities"][0].max(-1)
+        served = tf.io.decode_png(result["confidence_png_bytes"][i], dtype=tf.uint16).numpy()
+        np.testing.assert_allclose(served[..., 0], surest * 65535, atol=0.51)
+    plain = serving.ServingModule(model.segmenter, {})      # held: its functions refer to it weakly
+    assert "confidence_png_bytes" not in plain.serve_encoded(
+        image_bytes=tf.constant([paths[0].read_bytes()]))
