@@ -2,6 +2,7 @@
 written (atomically) and converted to ONNX. `python -m semiseg_tf.export` is its command.
 """
 import contextlib
+import dataclasses
 import datetime
 import errno
 import json
@@ -171,6 +172,25 @@ class ServingModule(tf.Module):
         return result
 
 
+def _write_litert(model, settings, folder, scratch, module, out):
+    """The .tflite files of `settings` into `folder`, each checked against the SavedModel's labels
+    on the settings' images (one line each on `out`)."""
+    from semiseg_tf import litert
+    expected = module.serve(images=tf.constant(settings.images))["labels"].numpy()
+    for variant in settings.variants:
+        content = litert.convert(model.segmenter, variant, settings.size,
+                                 os.path.join(scratch, f"litert-{variant}"),
+                                 settings.probabilities, settings.images)
+        path = os.path.join(folder, litert.file_name(variant))
+        with open(path, "wb") as f:
+            f.write(content)
+        labels = litert.run(content, settings.images)["labels"]
+        agree = float((labels == expected).mean())
+        print(f"  {litert.file_name(variant)}: {len(content) / 2 ** 20:.2f} MiB, "
+              f"{settings.size[0]}x{settings.size[1]} input; labels {100 * agree:.2f}% the "
+              f"SavedModel's on {len(settings.images)} training images", file=out, flush=True)
+
+
 def default_export_dir(workdir, root=None):
     """ROOT/RUN/N: N one more than the highest numbered version already there. ROOT defaults to
     saved_models/ beside the run folder (runs/demo/cutmix -> runs/demo/saved_models/cutmix/N), so
@@ -240,13 +260,25 @@ def convert_to_onnx(saved_model_dir, onnx_path):
     return float(np.abs(onnx_probabilities - tf_probabilities).max())
 
 
+@dataclasses.dataclass(frozen=True)
+class LiteRT:
+    """The LiteRT files of an export: `variants` (litert.VARIANTS) at input `size` (H, W), with the
+    probabilities or not; `images`: uint8 [N, H, W, 3] that calibrate int8 and check every file
+    against the SavedModel."""
+    variants: tuple
+    size: tuple
+    probabilities: bool
+    images: object
+
+
 def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
            max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False):
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False, litert=None):
     """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
     (`onnx`: and model.onnx beside it); its signatures refuse images over `max_image_pixels` and
     requests over `max_request_pixels`; `encoded_confidence`: the encoded signature also returns
-    each image's max-probability map. `export_dir` None: the next version beside the run
+    each image's max-probability map; `litert`: a LiteRT, the .tflite files to write beside it.
+    `export_dir` None: the next version beside the run
     (`default_export_dir`), and the one after if another export takes it meanwhile.
 
     Returns:
@@ -278,6 +310,8 @@ def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
             tf.saved_model.save(module, saved, signatures=signatures)
             if keras_file:
                 model.network.save(os.path.join(saved, "network.keras"))
+            if litert is not None:
+                _write_litert(model, litert, saved, scratch, module, out or sys.stdout)
         shutil.rmtree(scratch)
         if onnx:
             difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE))
