@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness
+from benchmarks import harness, litert
 from semiseg_tf import compare_runs
 
 
@@ -232,7 +232,8 @@ def demo_time(command):
 
 
 # Measurements that are not tables of trainings: name -> function(command) -> (document, text).
-MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command))}
+MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command)),
+                "litert": lambda command: ("BENCHMARKS.md", litert.measure(command))}
 
 
 def main():
