@@ -209,3 +209,37 @@ def test_converted_torchvision_densenet161_gives_the_same_features(tmp_path):
     assert ours.shape == expected.shape == (1, 2, 3, 2208)
     assert np.abs(expected).std() > 1e-2        # not a vanishing signal that any output matches
     assert np.abs(ours - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_rgb_filters_adapted_to_other_bands_by_the_stated_rule():
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(3, 3, 3, 5))
+    four = weights.adapt_rgb_kernel(kernel, 4)
+    # R, G, B keep their filters, the fourth band (near infrared) gets their mean; all times 3/4.
+    np.testing.assert_allclose(four[:, :, :3], kernel * 0.75)
+    np.testing.assert_allclose(four[:, :, 3], kernel.mean(axis=2) * 0.75)
+    np.testing.assert_allclose(weights.adapt_rgb_kernel(kernel, 1)[:, :, 0], kernel.sum(axis=2))
+    # A chosen band order: bands 2, 1, 0 of a 5-band image are R, G, B.
+    five = weights.adapt_rgb_kernel(kernel, 5, rgb_bands=(2, 1, 0))
+    np.testing.assert_allclose(five[:, :, 2], kernel[:, :, 0] * 0.6)
+    # A uniform image answers as the RGB image of the same value, whatever the band count.
+    for bands in (1, 2, 4, 12):
+        np.testing.assert_allclose(weights.adapt_rgb_kernel(kernel, bands).sum(axis=2),
+                                   kernel.sum(axis=2))
+
+
+def test_rgb_backbone_weights_load_into_a_four_band_network(tmp_path):
+    rgb = models.build("deeplab3plus_small", 3)
+    stored = {layer.name: {v.path.split("/")[-1]: v.numpy() for v in layer.weights}
+              for layer in models.backbone_of(rgb).layers if layer.weights}
+    path = str(tmp_path / "rgb.h5")
+    weights.write_weight_file(path, stored)
+    four = models.build("deeplab3plus_small", 3, bands=4)
+    weights.load_backbone_weights(four, path, (0.5,) * 4, (0.25,) * 4)
+    for layer in models.backbone_of(four).layers:
+        for variable in layer.weights:
+            value = stored[layer.name][variable.path.split("/")[-1]]
+            if variable.shape != value.shape:       # the first convolution alone
+                assert layer.name == "conv1"
+                value = weights.adapt_rgb_kernel(value, 4)
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6)
