@@ -174,9 +174,9 @@ def load_backbone_weights(network, path, rgb_mean, rgb_std):
             if short not in stored:
                 raise WeightsError(f"{path}: layer {layer.name!r} has no {short!r} in the file")
             value = stored[short]
-            if (short == "kernel" and value.ndim == 4 and value.shape[2] == 3
-                    and variable.shape[2] != 3 and value.shape[:2] + value.shape[3:] == tuple(variable.shape[:2])
-                    + tuple(variable.shape[3:])):
+            shape = tuple(variable.shape)
+            if (short == "kernel" and value.ndim == 4 and value.shape[2] == 3 and shape[2] != 3
+                    and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]):
                 # The first convolution of a network for images of other than 3 bands.
                 value = adapt_rgb_kernel(value, variable.shape[2])
             if tuple(value.shape) != tuple(variable.shape):
