@@ -47,10 +47,15 @@ def stream_index(indices, position, stream_seed):
     return tf.gather(indices, tf.gather(order, position % count))
 
 
+# The largest value of each integer pixel type: images of it are divided by this to [0, 1].
+PIXEL_MAXIMUM = {tf.uint8: 255.0, tf.uint16: 65535.0}
+
+
 def normalise(image, mean, std):
-    """RGB (uint8, or float in [0, 1]) to float32 standardised per channel; 0 is then the mean colour
-    (used as padding)."""
-    image = tf.cast(image, tf.float32) / 255.0 if image.dtype == tf.uint8 else image
+    """An image (uint8, uint16, or float in [0, 1]; any number of bands) to float32 standardised per
+    band; 0 is then the mean colour (used as padding)."""
+    if image.dtype in PIXEL_MAXIMUM:
+        image = tf.cast(image, tf.float32) / PIXEL_MAXIMUM[image.dtype]
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
