@@ -11,6 +11,7 @@ records.py runs `convert` on several threads and writes the results.
 import contextlib
 import dataclasses
 import io
+import logging
 import re
 import os
 import threading
@@ -178,6 +179,58 @@ def decode_image(ref, data=None):
         image_format, mode = image.format, image.mode
         array = np.asarray(image.convert("RGB"))
     return array, image_format, mode
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")   # classic and BigTIFF
+
+
+def decode_bands(ref, data=None):
+    """The pixels of an image file as stored: uint8 or uint16 [H, W, bands], bands last (a grey
+    image has one; RGBA four). TIFF and GeoTIFF files of any band count are read with tifffile, PNG
+    (8- or 16-bit) with OpenCV, other formats with PIL. DataError naming the file if it is
+    unreadable, over the pixel budget, or of another pixel type."""
+    data = ref.read() if data is None else data
+    if data[:4] in TIFF_MAGIC:
+        array = _decode_tiff(ref, data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        with open_image(ref, data, "a readable image"):
+            pass                       # the header's size, checked before decoding
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise DataError(f"{ref}: not a readable PNG")
+        if array.ndim == 3:            # OpenCV's BGR(A) back to the file's RGB(A)
+            array = array[..., [2, 1, 0, 3][:array.shape[2]]]
+    else:
+        with open_image(ref, data, "a readable image") as image:
+            array = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB", "RGBA")
+                               else image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{ref}: {array.dtype} pixels; expected 8- or 16-bit unsigned integers")
+    return np.ascontiguousarray(array)
+
+
+def _decode_tiff(ref, data):
+    import tifffile
+    # A damaged file is reported in one line below; tifffile's own warnings about it are not.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            series = tiff.series[0]
+            axes, shape = series.axes, series.shape
+            height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            check_pixels(ref, width, height)
+            array = series.asarray()
+    except DataError:
+        raise
+    except Exception as error:      # tifffile raises many kinds for a damaged or odd file
+        raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") from None
+    if array.ndim == 3 and axes.index("Y") == 1:
+        array = np.moveaxis(array, 0, -1)   # planar: bands first in the file
+    if array.ndim not in (2, 3):
+        raise DataError(f"{ref}: a TIFF of axes {axes}; expected one image, bands last or first")
+    return array
 
 
 def decode_label(ref, palette=None):
