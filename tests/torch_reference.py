@@ -1,7 +1,7 @@
 """torchvision's ResNet and DenseNet, written out in plain torch for the converter's tests.
 
 The pinned torchvision does not import beside the CPU build of torch that these machines get
-(../shared/ENVIRONMENT.md: `operator torchvision::nms does not exist`), so the tests build the two
+(importing it fails with `operator torchvision::nms does not exist`), so the tests build the two
 reference networks here: the same modules, the same forward passes and the same state-dict names
 as torchvision.models.resnet101() and densenet161() (torchvision 0.x, `models/resnet.py` and
 `models/densenet.py`), without the weight initialisation (the tests draw their own weights).
