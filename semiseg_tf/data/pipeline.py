@@ -54,8 +54,11 @@ PIXEL_MAXIMUM = {tf.uint8: 255.0, tf.uint16: 65535.0}
 def normalise(image, mean, std):
     """An image (uint8, uint16, or float in [0, 1]; any number of bands) to float32 standardised per
     band; 0 is then the mean colour (used as padding)."""
+    image = tf.convert_to_tensor(image)      # a numpy dtype would not find its entry below
     if image.dtype in PIXEL_MAXIMUM:
         image = tf.cast(image, tf.float32) / PIXEL_MAXIMUM[image.dtype]
+    else:
+        image = tf.cast(image, tf.float32)   # a no-op for float32
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
