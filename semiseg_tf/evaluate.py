@@ -88,7 +88,8 @@ def _data(model, run_values, flag_values, out):
         if not (flag_values.images and flag_values.masks):
             raise config.ConfigError("--images and --masks go together: the images and their masks")
         source = image_files.ImageMaskFolder(flag_values.images, flag_values.masks,
-                                             info.class_names, info.palette, info.mask_values)
+                                             info.class_names, info.palette, info.mask_values,
+                                             info.pixels, info.rgb_mean, info.rgb_std)
         source.check()
         return source, source.validation(), "images-" + os.path.basename(
             os.path.normpath(flag_values.images))

@@ -4,7 +4,6 @@
 both run, so the trainer's mIoU and the command's are the same computation.
 """
 import numpy as np
-import tensorflow as tf
 
 from semiseg_tf import inference
 from semiseg_tf import metrics as metrics_lib
@@ -73,7 +72,8 @@ class Evaluator:
         if id(network) not in self._segmenters:
             self._segmenters[id(network)] = (network, inference.Segmenter(
                 network, self.source.rgb_mean, self.source.rgb_std, self.multiple, self.options,
-                fill_holes=self.fill_holes, jit_compile=self.jit_compile))
+                fill_holes=self.fill_holes, jit_compile=self.jit_compile,
+                dtype=self.source.pixels.dtype))
         return self._segmenters[id(network)][1]
 
     def __call__(self, network):
@@ -92,5 +92,5 @@ class Evaluator:
         for image, label in self._pairs.take(count):
             images.append(image.numpy())
             labels.append(label.numpy())
-            predictions.append(segmenter.predict(tf.cast(image, tf.uint8)[None])["labels"][0].numpy())
+            predictions.append(segmenter.predict(image[None])["labels"][0].numpy())
         return images, labels, predictions

@@ -4,10 +4,13 @@
   python -m semiseg_tf.export --workdir=runs/cutmix --export_dir=runs/saved_models/cutmix/2 --flip
 
 The graph holds the whole inference path (normalisation, padding, and the --flip / --scales /
---tile_size options given here), so a client sends uint8 pixels or encoded images. Signatures:
-  serving_default  images uint8 [N, H, W, 3], any H, W (another channel count is refused)
+--tile_size options given here), so a client sends raw pixels or encoded images. Signatures:
+  serving_default  images uint8 [N, H, W, 3], any H, W (another channel count is refused); a run
+                   on other images (a folder of TIFFs, 16-bit PNGs) takes its own: [N, H, W, bands],
+                   uint8 or uint16, as run.json's "input" says
                    -> labels int32 [N, H, W], probabilities float32 [N, H, W, C]
-  encoded          image_bytes string [N] (JPEG, PNG or BMP files; base64 in a REST request)
+  encoded          (RGB photo runs only) image_bytes string [N] (JPEG, PNG or BMP files; base64 in
+                   a REST request)
                    -> labels int32 [N, H, W] (-1 beyond an image smaller than the batch's largest),
                       label_png_bytes string [N] (one-channel PNG, values = class ids; TF
                         Serving's REST API sends a '_bytes' output base64-encoded),
@@ -91,6 +94,10 @@ def main(argv):
             if values[name].value <= 0:
                 raise ConfigError(f"--{name}={values[name].value}: must be a positive number of "
                                   "pixels")
+        if values.encoded_confidence and not model.info.pixels.photo:
+            raise ConfigError(f"--encoded_confidence: the encoded signature reads 8-bit RGB image "
+                              f"files; this run's images have {model.info.pixels}, and its export "
+                              "has no encoded signature")
         print(f"exporting {model.description}", flush=True)
         litert = _litert_settings(model, values) if values.format == "tflite" else None
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
@@ -134,9 +141,9 @@ def _litert_settings(model, values):
 
 
 def training_images(model, count, size):
-    """`count` of the run's training images, spread over the set, resized to `size` (H, W) as uint8
-    [count, H, W, 3]: its data are read as its flags say (ConfigError or DataError if they are not
-    there any more)."""
+    """`count` of the run's training images, spread over the set, resized to `size` (H, W): [count,
+    H, W, bands] of the run's pixel type. Its data are read as its flags say (ConfigError or
+    DataError if they are not there any more)."""
     import cv2
     import numpy as np
     cfg = config.from_flags(config.read_run_flags(model.flags_path))
@@ -145,8 +152,9 @@ def training_images(model, count, size):
     images = []
     for i in range(count):
         image, _ = source.read_train(np.int64(i * source.num_train // count))
-        images.append(cv2.resize(np.asarray(image), (size[1], size[0]),
-                                 interpolation=cv2.INTER_AREA))
+        image = np.asarray(image)
+        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        images.append(resized.reshape(*size, image.shape[-1]))     # OpenCV drops a single band
     return np.stack(images)
 
 

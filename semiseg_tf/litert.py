@@ -35,7 +35,8 @@ class FixedSizeModule(tf.Module):
         # the Keras network inside the segmenter is not an attribute it follows.
         self.network_variables = [v.value for v in segmenter.network.weights]
         self.probabilities = bool(probabilities)
-        spec = tf.TensorSpec([1, int(height), int(width), 3], tf.uint8, name="images")
+        spec = tf.TensorSpec([1, int(height), int(width), segmenter.bands], segmenter.dtype,
+                             name="images")
         self.predict = tf.function(self._predict, input_signature=[spec])
 
     def _predict(self, images):
@@ -50,8 +51,8 @@ class FixedSizeModule(tf.Module):
 
 def convert(segmenter, variant, size, folder, probabilities=False, representative=None):
     """The .tflite file's bytes of `segmenter` at `size` (height, width). `folder`: a scratch folder
-    for the SavedModel the converter reads. `representative`: uint8 images [N, H, W, 3] at `size`,
-    needed by the int8 variant."""
+    for the SavedModel the converter reads. `representative`: images [N, H, W, bands] of the
+    segmenter's pixel type at `size`, needed by the int8 variant."""
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r}: expected one of {', '.join(VARIANTS)}")
     module = FixedSizeModule(segmenter, *size, probabilities=probabilities)
@@ -83,7 +84,7 @@ def interpreter(model_content):
 
 
 def run(model_content, images):
-    """The outputs of a file on uint8 images [N, H, W, 3] at its size, one image at a time:
+    """The outputs of a file on images [N, H, W, bands] at its size, one image at a time:
     {name: [N, ...]}."""
     import numpy as np
     signature = interpreter(model_content).get_signature_runner()

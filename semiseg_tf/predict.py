@@ -149,7 +149,7 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
         pixels, kept = [], []
         for path in paths:
             try:
-                pixels.append(image_files.read_rgb(path))
+                pixels.append(image_files.read_image(path, model.info.pixels))
                 kept.append(path)
             except DataError as error:
                 print(f"skipped: {error}", file=out, flush=True)
@@ -163,7 +163,8 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                 _write(os.path.join(output, "labels", names[path]), label_png)
                 if overlays:
                     _write(os.path.join(output, "overlays", names[path]),
-                           png_bytes(visualise.overlay(image, label, palette, alpha)))
+                           png_bytes(visualise.overlay(visualise.display_rgb(image), label, palette,
+                                                                 alpha)))
                 if confidence != "none":
                     _write(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
                         confidence_lib.confidence_map(probabilities, confidence)))

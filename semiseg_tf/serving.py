@@ -85,6 +85,13 @@ class ServingModule(tf.Module):
         self.encoded_confidence = bool(encoded_confidence)
         # Tracked assets are copied into the SavedModel's assets/ folder.
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
+        # Images of the run's bands and pixel type: [N, H, W, bands] uint8 or uint16.
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([None, None, None, segmenter.bands], segmenter.dtype, name="images")])
+        if segmenter.bands == 3 and segmenter.dtype == tf.uint8:
+            # Image files of other bands and bits (TIFF) have no in-graph decoder.
+            self.serve_encoded = tf.function(self._serve_encoded, input_signature=[
+                tf.TensorSpec([None], tf.string, name="image_bytes")])
 
     def _check_image(self, height, width, what):
         """The assertion that an image of height x width (int64) is within the budget; `what`: the
@@ -106,12 +113,12 @@ class ServingModule(tf.Module):
                                     "pixels (padded to the largest), over the limit of",
                                     self.max_request_pixels, "per request"])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve(self, images):
+    def _serve(self, images):
         # A loaded signature does not check its inputs' shapes against its own: the graph does.
         shape = tf.shape(images, out_type=tf.int64)
-        checks = [tf.debugging.Assert(tf.equal(shape[3], 3),
-                                      ["images: RGB expected, [N, H, W, 3]; got", shape])]
+        bands = self.segmenter.bands
+        checks = [tf.debugging.Assert(tf.equal(shape[3], bands),
+                                      [f"images: [N, H, W, {bands}] expected; got", shape])]
         checks += [self._check_image(shape[1], shape[2], ["images of"]),
                    self._check_request(shape[0], shape[1], shape[2])]
         with tf.control_dependencies(checks):
@@ -119,8 +126,7 @@ class ServingModule(tf.Module):
         outputs = self.segmenter(images)
         return {"labels": outputs["labels"], "probabilities": outputs["probabilities"]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_encoded(self, image_bytes):
+    def _serve_encoded(self, image_bytes):
         count = tf.shape(image_bytes)[0]
         # Every header first: nothing is decoded before the whole request is within its budget.
         sizes = tf.TensorArray(tf.int64, size=count, element_shape=tf.TensorShape([2]))
@@ -252,10 +258,12 @@ def convert_to_onnx(saved_model_dir, onnx_path):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         detail = lines[-1] if lines else f"exit status {done.returncode}"
         raise ConfigError(f"--format=onnx: tf2onnx failed ({detail})")
-    image = np.random.default_rng(0).integers(0, 256, (1, 67, 91, 3), dtype=np.uint8)
+    served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    spec = served.structured_input_signature[1]["images"]
+    image = np.random.default_rng(0).integers(0, np.iinfo(spec.dtype.as_numpy_dtype).max, (
+        1, 67, 91, spec.shape[-1]), endpoint=True).astype(spec.dtype.as_numpy_dtype)
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     onnx_probabilities = session.run(["probabilities"], {"images": image})[0]
-    served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
     tf_probabilities = served(images=tf.constant(image))["probabilities"].numpy()
     return float(np.abs(onnx_probabilities - tf_probabilities).max())
 
@@ -263,8 +271,8 @@ def convert_to_onnx(saved_model_dir, onnx_path):
 @dataclasses.dataclass(frozen=True)
 class LiteRT:
     """The LiteRT files of an export: `variants` (litert.VARIANTS) at input `size` (H, W), with the
-    probabilities or not; `images`: uint8 [N, H, W, 3] that calibrate int8 and check every file
-    against the SavedModel."""
+    probabilities or not; `images`: [N, H, W, bands] of the run's pixel type, that calibrate int8
+    and check every file against the SavedModel."""
     variants: tuple
     size: tuple
     probabilities: bool
@@ -304,8 +312,9 @@ def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
             os.mkdir(assets)
             module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits,
                                    encoded_confidence=encoded_confidence)
-            signatures = {"serving_default": module.serve.get_concrete_function(),
-                          "encoded": module.serve_encoded.get_concrete_function()}
+            signatures = {"serving_default": module.serve.get_concrete_function()}
+            if hasattr(module, "serve_encoded"):
+                signatures["encoded"] = module.serve_encoded.get_concrete_function()
             saved = os.path.join(staging, "saved")
             tf.saved_model.save(module, saved, signatures=signatures)
             if keras_file:

@@ -413,7 +413,7 @@ def test_one_decoder_the_graphs_pixels_equal_pils_for_every_served_format(tmp_pa
     for name, path in paths.items():
         data = open(path, "rb").read()
         in_graph = records.decode_image(tf.constant(data)).numpy()
-        np.testing.assert_array_equal(in_graph, image_files.read_rgb(path), err_msg=name)
+        np.testing.assert_array_equal(in_graph, image_files.read_image(path), err_msg=name)
         if name.endswith(".jpg"):
             fast = tf.io.decode_jpeg(data, channels=3).numpy()        # TensorFlow's default DCT
             fast_differs |= not np.array_equal(fast, in_graph)

@@ -80,6 +80,18 @@ def test_keras_applications_weights_load_into_dilated_deeplab(keras_applications
         rtol=1e-6, atol=1e-6)
 
 
+def test_keras_applications_weights_fold_imagenet_then_spread_over_four_bands(
+        keras_applications_file):
+    _, path = keras_applications_file
+    network = models.build("deeplab2_resnet101", 21, bands=4)
+    weights.load_backbone_weights(network, path, (0.3,) * 4, (0.1,) * 4)
+    rgb = weights.from_keras_applications_resnet(weights.read_weight_file(path),
+                                                  (0.485, 0.456, 0.406), IMAGENET_STD)["conv1"]
+    conv1 = models.backbone_of(network).get_layer("conv1")
+    np.testing.assert_allclose(conv1.kernel.numpy(), weights.adapt_rgb_kernel(rgb["kernel"], 4),
+                               rtol=1e-6)
+
+
 def test_wrong_weight_files_get_errors_naming_file_and_layer(keras_applications_file, tmp_path):
     _, path = keras_applications_file
     mean = (0.485, 0.456, 0.406)

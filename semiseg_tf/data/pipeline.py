@@ -253,12 +253,15 @@ class WorkerShare:
 
 def validation_dataset(source, batch_size, dataset=None):
     """Full validation images as they are, for the inference path (which normalises and pads):
-    {'image': uint8 [N, H, W, 3], 'label': int32 [N, H, W]} batches (batch 1 if sizes differ).
+    {'image': [N, H, W, bands] of the source's pixel type, 'label': int32 [N, H, W]} batches (batch
+    1 if sizes differ).
 
     `dataset`: (image, label) pairs to use instead of `source.validation()` (e.g. its test set).
     """
+    dtype = tf.as_dtype(source.pixels.dtype)
+
     def prepare(image, label):
-        return {"image": tf.cast(image, tf.uint8), "label": tf.cast(label, tf.int32)}
+        return {"image": tf.cast(image, dtype), "label": tf.cast(label, tf.int32)}
     dataset = source.validation() if dataset is None else dataset
     return (dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size if source.fixed_image_size else 1).prefetch(tf.data.AUTOTUNE))

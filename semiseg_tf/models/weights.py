@@ -21,6 +21,7 @@ import re
 import h5py
 import numpy as np
 
+from semiseg_tf.data import base
 from semiseg_tf.errors import WeightsError
 from semiseg_tf.models import layers, registry
 
@@ -159,6 +160,10 @@ def load_backbone_weights(network, path, rgb_mean, rgb_std):
                            "backbone to load")
     weights = read_weight_file(path)
     if is_keras_applications_resnet(weights):
+        if len(rgb_mean) != 3:
+            # Images of other bands: folded for ImageNet's standardised colours, which their
+            # standardised bands take the place of before the filters are spread over them.
+            rgb_mean, rgb_std = base.IMAGENET_MEAN, base.IMAGENET_STD
         weights = from_keras_applications_resnet(weights, rgb_mean, rgb_std)
     loaded = 0
     for layer in backbone.layers:

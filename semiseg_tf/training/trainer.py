@@ -97,12 +97,17 @@ class Trainer:
             raise config_lib.ConfigError(
                 f"--bin_fill_holes: needs a two-class dataset; {cfg.data.dataset} has "
                 f"{self.source.num_classes} classes")
+        if cfg.strong_augmentation.colour and not self.source.pixels.photo:
+            raise config_lib.ConfigError(
+                f"--aug_strong_colour: colour jitter needs 8-bit RGB images; the images of "
+                f"{cfg.data.dataset} have {self.source.pixels} (add --noaug_strong_colour)")
         labelled, unlabelled = self.source.labelled_split(cfg.labelled.n_sup, cfg.labelled.split_seed)
         self._warn_small_images()
         weights = self._class_weights(labelled)
         with self.strategy.scope():
             self.model = builders.build_model(cfg, self.source.num_classes, self.source.rgb_mean,
-                                              self.source.rgb_std, class_weights=weights)
+                                              self.source.rgb_std, class_weights=weights,
+                                              pixels=self.source.pixels)
         self.model.share_stop_requests = self.multi_worker
         self._warn_untrained_backbone()
         # Written once the flags, the data and the weights have been checked: a command that
