@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness
+from benchmarks import harness, litert
 from semiseg_tf import compare_runs
 
 
@@ -118,6 +118,36 @@ def repeatability(table, runs, metrics, command):
     return "\n".join(lines)
 
 
+RARE_CLASS, RARE_KEEP = 5, 0.2
+RARE = (f"--synthetic_rare_class={RARE_CLASS}", f"--synthetic_rare_keep={RARE_KEEP}")
+
+
+def rare_class_table(table, runs, metrics, command):
+    """Markdown: the rare class's IoU per seed (and the mIoU) with and without class weights, after
+    the rare class's share of the pixels, computed by the dataset's own code."""
+    from semiseg_tf.data import synthetic
+    source = synthetic.SyntheticSource(rare_class=RARE_CLASS, rare_keep=RARE_KEEP)
+    counts = source.class_pixel_counts()
+    labelled, _ = source.labelled_split(10, 12345)
+    name = synthetic.CLASS_NAMES[RARE_CLASS]
+    share = 100 * counts[:, RARE_CLASS].sum() / counts.sum()
+    labelled_share = 100 * counts[labelled, RARE_CLASS].sum() / counts[labelled].sum()
+    seeds = table.seeds
+    lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
+             textwrap.fill(f"The rare class: {name}, {share:.2f}% of the training pixels and "
+                           f"{labelled_share:.2f}% of the {len(labelled)} labelled images' "
+                           f"(`{' '.join(RARE)}`).", 100), "",
+             f"| run | class weights | {name} IoU, " + ", ".join(f"seed {s}" for s in seeds)
+             + f" | {name} IoU, mean ± std | mIoU, mean ± std |", "|---|---|---|---|---|"]
+    for row in table.rows:
+        rare = [100 * metrics[row.name, s]["per_class_iou"][name] for s in seeds]
+        miou = [100 * metrics[row.name, s]["miou"] for s in seeds]
+        lines.append(f"| {row.name} | {row.note} | {', '.join(f'{v:.2f}' for v in rare)} | "
+                     "{:.2f} ± {:.2f} | ".format(*harness.mean_std(rare))
+                     + "{:.2f} ± {:.2f} |".format(*harness.mean_std(miou)))
+    return "\n".join(lines)
+
+
 TABLES = {
     # The main job of scripts/demo.sh, and how much one seed of it varies.
     "demo": Table(rows=(Row("baseline", "flags/demo/baseline.flags"),
@@ -140,6 +170,14 @@ TABLES = {
               Row("unimatch", "flags/demo/unimatch.flags"),
               Row("fixmatch_nohue", "flags/demo/fixmatch.flags", extra=("--aug_colour_hue=0",))),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
+    # A class made rare on the embedded dataset, trained with and without class weights.
+    "rare_class": Table(
+        rows=(Row("cutmix_rare", "flags/demo/cutmix.flags", extra=RARE, note="none"),
+              Row("cutmix_rare_inverse", "flags/demo/cutmix.flags",
+                  extra=(*RARE, "--class_weights=inverse"), note="inverse frequency"),
+              Row("cutmix_rare_median", "flags/demo/cutmix.flags",
+                  extra=(*RARE, "--class_weights=median"), note="median frequency")),
+        seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", rare_class_table),)),
     # What changes the digits of a run, and what does not: the demo's baseline, seed 0.
     "repeatability": Table(
         rows=(Row("baseline", "flags/demo/baseline.flags", note="the demo's run"),
@@ -194,7 +232,8 @@ def demo_time(command):
 
 
 # Measurements that are not tables of trainings: name -> function(command) -> (document, text).
-MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command))}
+MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command)),
+                "litert": lambda command: ("BENCHMARKS.md", litert.measure(command))}
 
 
 def main():

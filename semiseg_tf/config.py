@@ -14,7 +14,8 @@ from semiseg_tf import lazy
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import (augmentation, boxmask, data, distribution, evaluation, ict, labelled,
                                 limits, logs, method, network, optimiser, pseudo_labels, run,
-                                strong_augmentation, synthetic, training, unimatch, vat)
+                                strong_augmentation, supervised, synthetic, training, unimatch,
+                                vat)
 from semiseg_tf.options import inference as inference_flags
 
 # Loaded on first use: the commands import this module to print --help.
@@ -54,6 +55,7 @@ class Config:
     strong_augmentation: strong_augmentation.StrongAugmentation
     network: network.Network
     method: method.Method
+    supervised: supervised.Supervised
     boxmask: boxmask.BoxMask
     ict: ict.Ict
     vat: vat.Vat

@@ -1,5 +1,5 @@
-"""Score a trained run (or an exported SavedModel) on full images: per-class IoU and accuracy, mIoU,
-pixel accuracy, the confusion matrix.
+"""Score a trained run (or an exported SavedModel) on full images: per-class IoU, F1 (Dice) and
+accuracy, their means, overall (pixel) accuracy, the confusion matrix.
 
   python -m semiseg_tf.evaluate --workdir=runs/cutmix                  # the run's validation set
   python -m semiseg_tf.evaluate --workdir=runs/cutmix --split=test     # its test set
@@ -52,6 +52,10 @@ TOPIC.define("string", "output_dir", None, "Where scores.json and confusion.png 
         "WORKDIR/evaluation/WHAT, or for a --saved_model NAME/VERSION, NAME/evaluation/VERSION-WHAT "
         "beside its versions (TF Serving loads numbered folders only); WHAT names the set and "
         "the inference options.")
+TOPIC.define("enum", "absent_classes", "zero", ["zero", "skip"], "How a class absent from both "
+        "the truth and the predictions of the whole set counts in the mean IoU and mean F1: zero "
+        "(it scores 0, as the paper's authors and the trainer's evaluations) or skip (left out of "
+        "the mean, as mmsegmentation). Such classes are named in scores.json either way.")
 
 DATA_FLAGS = data_flags.TOPIC.names + synthetic_flags.TOPIC.names
 
@@ -84,7 +88,8 @@ def _data(model, run_values, flag_values, out):
         if not (flag_values.images and flag_values.masks):
             raise config.ConfigError("--images and --masks go together: the images and their masks")
         source = image_files.ImageMaskFolder(flag_values.images, flag_values.masks,
-                                             info.class_names, info.palette, info.mask_values)
+                                             info.class_names, info.palette, info.mask_values,
+                                             info.pixels, info.rgb_mean, info.rgb_std)
         source.check()
         return source, source.validation(), "images-" + os.path.basename(
             os.path.normpath(flag_values.images))
@@ -105,14 +110,21 @@ def _data(model, run_values, flag_values, out):
 
 def _table(result, class_names):
     width = max(len("class"), *(len(n) for n in class_names))
-    lines = [f"{'class':<{width}}  {'IoU':>6}  {'accuracy':>8}", "-" * (width + 18)]
+    absent = set(result["absent_classes"]["classes"])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'F1/Dice':>7}  {'accuracy':>8}",
+             "-" * (width + 27)]
     for name in class_names:
         lines.append(f"{name:<{width}}  {100 * result['per_class_iou'][name]:>6.2f}  "
-                     f"{100 * result['per_class_accuracy'][name]:>8.2f}")
-    lines.append("-" * (width + 18))
-    lines.append(f"mIoU {100 * result['miou']:.2f}%   pixel accuracy "
-                 f"{100 * result['pixel_accuracy']:.2f}%   mean class accuracy "
+                     f"{100 * result['per_class_f1'][name]:>7.2f}  "
+                     f"{100 * result['per_class_accuracy'][name]:>8.2f}"
+                     + ("  (absent: in neither truth nor prediction)" if name in absent else ""))
+    lines.append("-" * (width + 27))
+    lines.append(f"mIoU {100 * result['miou']:.2f}%   mean F1 {100 * result['mean_f1']:.2f}%   "
+                 f"overall accuracy {100 * result['pixel_accuracy']:.2f}%   mean class accuracy "
                  f"{100 * result['mean_class_accuracy']:.2f}%")
+    if absent:
+        lines.append(f"absent classes counted as {result['absent_classes']['counted_as']} in the "
+                     "means (--absent_classes)")
     return "\n".join(lines)
 
 
@@ -156,7 +168,8 @@ def evaluate(flag_values=flags.FLAGS, out=None):
     progress = Progress("scored", evaluation.count_images(pairs), "images", out=out)
     result = evaluation.score(lambda images: model.predict(images)["labels"],
                               pipeline.validation_dataset(source, batch_size, pairs),
-                              model.info.class_names, progress)
+                              model.info.class_names, progress,
+                              absent=flag_values.absent_classes)
     print(_table(result, model.info.class_names), file=out)
     output_dir = os.path.abspath(flag_values.output_dir or _default_output_dir(model, what))
     os.makedirs(output_dir, exist_ok=True)

@@ -4,7 +4,6 @@
 both run, so the trainer's mIoU and the command's are the same computation.
 """
 import numpy as np
-import tensorflow as tf
 
 from semiseg_tf import inference
 from semiseg_tf import metrics as metrics_lib
@@ -12,13 +11,14 @@ from semiseg_tf.data import pipeline
 from semiseg_tf.progress import Progress
 
 
-def score(predict_labels, batches, class_names, progress=None):
+def score(predict_labels, batches, class_names, progress=None, absent="zero"):
     """Scores the class maps of `predict_labels` against the labels of `batches`.
 
     Args:
       predict_labels: uint8 images [N, H, W, 3] -> int labels [N, H, W].
       batches: iterable of {'image': uint8 [N, H, W, 3], 'label': int [N, H, W]} (255: ignore).
       progress: a `Progress` counting images, or None.
+      absent: how a class absent from truth and prediction counts in the means (metrics.scores).
     Returns:
       `metrics.scores` of the whole set's confusion matrix.
     """
@@ -31,7 +31,7 @@ def score(predict_labels, batches, class_names, progress=None):
         done += int(batch["label"].shape[0])
         if progress is not None:
             progress.update(done)
-    return metrics_lib.scores(confusion, class_names)
+    return metrics_lib.scores(confusion, class_names, absent)
 
 
 def count_images(dataset):
@@ -72,7 +72,8 @@ class Evaluator:
         if id(network) not in self._segmenters:
             self._segmenters[id(network)] = (network, inference.Segmenter(
                 network, self.source.rgb_mean, self.source.rgb_std, self.multiple, self.options,
-                fill_holes=self.fill_holes, jit_compile=self.jit_compile))
+                fill_holes=self.fill_holes, jit_compile=self.jit_compile,
+                dtype=self.source.pixels.dtype))
         return self._segmenters[id(network)][1]
 
     def __call__(self, network):
@@ -91,5 +92,5 @@ class Evaluator:
         for image, label in self._pairs.take(count):
             images.append(image.numpy())
             labels.append(label.numpy())
-            predictions.append(segmenter.predict(tf.cast(image, tf.uint8)[None])["labels"][0].numpy())
+            predictions.append(segmenter.predict(image[None])["labels"][0].numpy())
         return images, labels, predictions

@@ -4,10 +4,13 @@
   python -m semiseg_tf.export --workdir=runs/cutmix --export_dir=runs/saved_models/cutmix/2 --flip
 
 The graph holds the whole inference path (normalisation, padding, and the --flip / --scales /
---tile_size options given here), so a client sends uint8 pixels or encoded images. Signatures:
-  serving_default  images uint8 [N, H, W, 3], any H, W (another channel count is refused)
+--tile_size options given here), so a client sends raw pixels or encoded images. Signatures:
+  serving_default  images uint8 [N, H, W, 3], any H, W (another channel count is refused); a run
+                   on other images (a folder of TIFFs, 16-bit PNGs) takes its own: [N, H, W, bands],
+                   uint8 or uint16, as run.json's "input" says
                    -> labels int32 [N, H, W], probabilities float32 [N, H, W, C]
-  encoded          image_bytes string [N] (JPEG, PNG or BMP files; base64 in a REST request)
+  encoded          (RGB photo runs only) image_bytes string [N] (JPEG, PNG or BMP files; base64 in
+                   a REST request)
                    -> labels int32 [N, H, W] (-1 beyond an image smaller than the batch's largest),
                       label_png_bytes string [N] (one-channel PNG, values = class ids; TF
                         Serving's REST API sends a '_bytes' output base64-encoded),
@@ -34,6 +37,8 @@ from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 
 # Loaded by main, after any --help.
+builders = lazy.module("semiseg_tf.training.builders")
+litert = lazy.module("semiseg_tf.litert")
 serving = lazy.module("semiseg_tf.serving")
 trained = lazy.module("semiseg_tf.trained")
 
@@ -42,14 +47,31 @@ TOPIC.define("string", "export_dir", None, "Where to write the SavedModel, a VER
         "Serving's layout (saved_models/NAME/VERSION). Default: saved_models/RUN/N beside the run "
         "folder (runs/x/RUN -> runs/x/saved_models/RUN/N), N one more than the highest version "
         "already there. An existing folder is never overwritten.")
-TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx"], "saved_model: the "
-        "SavedModel (and network.keras). onnx: also model.onnx in the export folder, the "
+TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx", "tflite"], "saved_model: "
+        "the SavedModel (and network.keras). onnx: also model.onnx in the export folder, the "
         "serving_default graph converted by tf2onnx (pip install -e .[onnx]) and checked with "
-        "onnxruntime against the SavedModel.")
+        "onnxruntime against the SavedModel. tflite: also LiteRT files, model-VARIANT.tflite, one "
+        "per --tflite_variants, at the fixed input size --tflite_size, each checked against the "
+        "SavedModel on the representative images (the share of their pixels labelled alike).")
+TOPIC.define("list", "tflite_variants", ["float32"], "--format=tflite: the LiteRT files to "
+        "write: float32; float16 (weights stored as float16, half the size); dynamic_int8 "
+        "(weights int8, a quarter); int8 (weights and activations int8, calibrated on "
+        "--tflite_representative_images of the run's training images).")
+TOPIC.define("string", "tflite_size", None, "--format=tflite: the files' fixed input size 'H,W' "
+        "(on-device runtimes prefer one). Default: the run's --crop_size.")
+TOPIC.define("boolean", "tflite_probabilities", False, "--format=tflite: the files also return the "
+        "class probabilities (float32 [1, H, W, C]; the labels alone are C x 4 times smaller to "
+        "hand on).")
+TOPIC.define("integer", "tflite_representative_images", 32, "--format=tflite: how many of the "
+        "run's training images (resized to --tflite_size) calibrate the int8 variant and check "
+        "every variant against the SavedModel.")
 # serving.DEFAULT_MAX_REQUEST_PIXELS (a test holds the two equal).
 TOPIC.define("integer", "max_request_pixels", 100_000_000, "The most pixels one request to the "
         "export may hold, counted as N images x the largest one's pixels (the labels output pads "
         "every image to the largest); a larger request is refused before anything is decoded.")
+TOPIC.define("boolean", "encoded_confidence", False, "The encoded signature also returns "
+        "confidence_png_bytes: each image's max class probability as a 16-bit greyscale PNG "
+        "(0-65535 for 0-1), as predict --confidence=max_probability writes it.")
 TOPIC.define("boolean", "keras_file", True, "Also write network.keras (the network alone, on "
         "normalised images) into the export folder, for fine-tuning in Keras.")
 
@@ -72,11 +94,17 @@ def main(argv):
             if values[name].value <= 0:
                 raise ConfigError(f"--{name}={values[name].value}: must be a positive number of "
                                   "pixels")
+        if values.encoded_confidence and not model.info.pixels.photo:
+            raise ConfigError(f"--encoded_confidence: the encoded signature reads 8-bit RGB image "
+                              f"files; this run's images have {model.info.pixels}, and its export "
+                              "has no encoded signature")
         print(f"exporting {model.description}", flush=True)
+        litert = _litert_settings(model, values) if values.format == "tflite" else None
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
-                                    onnx=values.format == "onnx",
+                                    onnx=values.format == "onnx", litert=litert,
                                     max_image_pixels=values.max_image_pixels,
-                                    max_request_pixels=values.max_request_pixels)
+                                    max_request_pixels=values.max_request_pixels,
+                                    encoded_confidence=values.encoded_confidence)
     except OSError as error:
         # A full disk or a read-only folder: serving.export has removed its temporary folder.
         target = values.export_dir or "the export folder"
@@ -91,6 +119,43 @@ def main(argv):
           f"  use it:    python -m semiseg_tf.predict --saved_model={export_dir} --input=... "
           "--output=...")
     return 0
+
+
+def _litert_settings(model, values):
+    """serving.LiteRT of the --tflite_* flags, with the run's training images as representative
+    images; ConfigError naming a bad flag."""
+    variants = tuple(values.tflite_variants)
+    unknown = [v for v in variants if v not in litert.VARIANTS]
+    if unknown or not variants:
+        raise ConfigError(f"--tflite_variants={','.join(variants)}: expected some of "
+                          f"{', '.join(litert.VARIANTS)}")
+    if values.tflite_size:
+        size = options.parse_ints(2)("tflite_size", values.tflite_size)
+    else:
+        size = tuple(model.info.crop_size)
+    if values.tflite_representative_images <= 0:
+        raise ConfigError(f"--tflite_representative_images={values.tflite_representative_images}: "
+                          "must be positive")
+    images = training_images(model, values.tflite_representative_images, size)
+    return serving.LiteRT(variants, size, values.tflite_probabilities, images)
+
+
+def training_images(model, count, size):
+    """`count` of the run's training images, spread over the set, resized to `size` (H, W): [count,
+    H, W, bands] of the run's pixel type. Its data are read as its flags say (ConfigError or
+    DataError if they are not there any more)."""
+    import cv2
+    import numpy as np
+    cfg = config.from_flags(config.read_run_flags(model.flags_path))
+    source = builders.build_source(cfg, out=sys.stderr)
+    count = min(count, source.num_train)
+    images = []
+    for i in range(count):
+        image, _ = source.read_train(np.int64(i * source.num_train // count))
+        image = np.asarray(image)
+        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        images.append(resized.reshape(*size, image.shape[-1]))     # OpenCV drops a single band
+    return np.stack(images)
 
 
 COMMAND_TOPICS = (run_flags.TOPIC, model_flags.TOPIC, inference_flags.TOPIC, TOPIC,

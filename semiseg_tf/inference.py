@@ -107,9 +107,11 @@ class Segmenter(tf.Module):
     """A network with everything needed to use it on raw pixels.
 
     Args:
-      network: a Keras model from normalised float images [N, h, w, 3] to logits [N, h, w, C], whose
+      network: a Keras model from normalised float images [N, h, w, B] to logits [N, h, w, C], whose
         h and w must be multiples of `input_multiple`.
-      rgb_mean, rgb_std: the input normalisation the network was trained with (RGB in [0, 1]).
+      rgb_mean, rgb_std: the input normalisation the network was trained with, one value per band
+        of the images in [0, 1] (so B, the number of bands, is their length).
+      dtype: the images' pixel type, tf.uint8 (photos) or tf.uint16 (16-bit scans and rasters).
       options: `InferenceOptions`.
       fill_holes: two-class runs (ISIC): fill holes in the predicted foreground (see `fill_holes`).
       jit_compile: compile the network's passes with XLA (once per input size), as the trainer does
@@ -117,11 +119,13 @@ class Segmenter(tf.Module):
     """
 
     def __init__(self, network, rgb_mean, rgb_std, input_multiple=1, options=InferenceOptions(),
-                 fill_holes=False, jit_compile=False):
+                 fill_holes=False, jit_compile=False, dtype=tf.uint8):
         super().__init__(name="segmenter")
         self.network = network
         self.rgb_mean = tuple(float(v) for v in rgb_mean)
         self.rgb_std = tuple(float(v) for v in rgb_std)
+        self.bands = len(self.rgb_mean)
+        self.dtype = tf.as_dtype(dtype)
         self.input_multiple = int(input_multiple)
         self.options = options
         self.fill_holes = fill_holes
@@ -131,8 +135,8 @@ class Segmenter(tf.Module):
             self._network_pass = tf.function(self._network_pass, jit_compile=True)
 
     def __call__(self, images):
-        """uint8 RGB [N, H, W, 3] -> {'labels': int32 [N, H, W], 'probabilities': float32 [N, H, W, C]}
-        (traceable: the exported graph is this)."""
+        """Images [N, H, W, B] of `dtype` -> {'labels': int32 [N, H, W], 'probabilities': float32
+        [N, H, W, C]} (traceable: the exported graph is this)."""
         probabilities = self.probabilities(images)
         labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         if self.fill_holes:
@@ -142,12 +146,12 @@ class Segmenter(tf.Module):
     def predict(self, images):
         """`__call__` as one tf.function traced once for every batch and image size."""
         if self._traced is None:
-            self._traced = tf.function(
-                self.__call__, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-        return self._traced(tf.convert_to_tensor(images, tf.uint8))
+            self._traced = tf.function(self.__call__, input_signature=[
+                tf.TensorSpec([None, None, None, self.bands], self.dtype)])
+        return self._traced(tf.convert_to_tensor(images, self.dtype))
 
     def probabilities(self, images):
-        """Class probabilities [N, H, W, C] of uint8 RGB images [N, H, W, 3], every option applied."""
+        """Class probabilities [N, H, W, C] of images [N, H, W, B], every option applied."""
         images = normalise(images, self.rgb_mean, self.rgb_std)
         size = tf.shape(images)[1:3]
         passes = []

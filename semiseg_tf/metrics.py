@@ -17,42 +17,70 @@ def confusion_matrix(labels, predictions, num_classes):
     return tf.reshape(counts, [num_classes, num_classes])
 
 
-def iou_from_confusion(confusion):
-    """Per-class IoU = I / max(U, 1) accumulated over the whole dataset, and their mean over all classes.
+# How a class absent from both the truth and the predictions of the whole set counts in the mean
+# IoU and mean F1: "zero" scores it 0, as the paper's authors; "skip" leaves it out of the mean, as
+# mmsegmentation (its IoU is NaN there, and the mean is a nanmean).
+ABSENT_CLASSES = ("zero", "skip")
 
-    A class absent from both truth and prediction scores 0, as in the reference.
+
+def _mean(per_class, counted):
+    return float(per_class[counted].mean()) if counted.any() else 0.0
+
+
+def iou_from_confusion(confusion, absent="zero"):
+    """Per-class IoU = I / max(U, 1) accumulated over the whole dataset, and their mean.
+
+    `absent` (ABSENT_CLASSES): a class absent from both truth and prediction (U = 0) scores 0 in
+    the mean ("zero", as in the reference) or is left out of it ("skip").
 
     Returns:
       (per_class float64 numpy [C], mean_iou float).
     """
+    if absent not in ABSENT_CLASSES:
+        raise ValueError(f"absent={absent!r}: expected one of {ABSENT_CLASSES}")
     confusion = np.asarray(confusion, np.float64)
     intersection = np.diag(confusion)
     union = confusion.sum(0) + confusion.sum(1) - intersection
     per_class = intersection / np.maximum(union, 1)
-    return per_class, float(per_class.mean())
+    counted = union > 0 if absent == "skip" else np.ones_like(union, bool)
+    return per_class, _mean(per_class, counted)
 
 
-def scores(confusion, class_names):
-    """The scores of a confusion matrix [C, C] (rows = truth): mIoU and IoU per class (as
-    `iou_from_confusion`), pixel accuracy, accuracy per class (the share of each class's pixels
-    predicted as it; 0 for a class absent from the truth) and its mean over the classes present.
+def scores(confusion, class_names, absent="zero"):
+    """The scores of a confusion matrix [C, C] (rows = truth).
+
+    - IoU per class and its mean, as `iou_from_confusion` (`absent` says how a class absent from
+      truth and prediction counts in the means);
+    - F1 per class, 2 TP / (2 TP + FP + FN), which is also its Dice coefficient, and its mean;
+    - pixel (overall) accuracy; accuracy per class (the share of each class's pixels predicted as
+      it; 0 for a class absent from the truth) and its mean over the classes present.
 
     Returns:
-      dict with 'miou', 'per_class_iou', 'pixel_accuracy', 'per_class_accuracy',
-      'mean_class_accuracy' and 'confusion' (lists of ints), JSON-ready.
+      dict with 'miou', 'per_class_iou', 'mean_f1', 'per_class_f1', 'pixel_accuracy',
+      'per_class_accuracy', 'mean_class_accuracy', 'absent_classes' (the policy, and the classes
+      it applied to) and 'confusion' (lists of ints), JSON-ready.
     """
     confusion = np.asarray(confusion, np.int64)
-    per_class_iou, mean_iou = iou_from_confusion(confusion)
+    per_class_iou, mean_iou = iou_from_confusion(confusion, absent)
     correct = np.diag(confusion).astype(np.float64)
     pixels_per_class = confusion.sum(1).astype(np.float64)
+    predicted_per_class = confusion.sum(0).astype(np.float64)
     per_class_accuracy = correct / np.maximum(pixels_per_class, 1)
     present = pixels_per_class > 0
+    seen = present | (predicted_per_class > 0)
+    # F1 = 2 TP / ((TP + FN) + (TP + FP)): the truth's pixels of the class plus its predicted ones.
+    per_class_f1 = 2 * correct / np.maximum(pixels_per_class + predicted_per_class, 1)
+    mean_f1 = _mean(per_class_f1, seen if absent == "skip" else np.ones_like(seen))
     return {
         "miou": mean_iou,
         "per_class_iou": dict(zip(class_names, map(float, per_class_iou))),
+        "mean_f1": mean_f1,
+        "per_class_f1": dict(zip(class_names, map(float, per_class_f1))),
         "pixel_accuracy": float(correct.sum() / max(confusion.sum(), 1)),
         "per_class_accuracy": dict(zip(class_names, map(float, per_class_accuracy))),
-        "mean_class_accuracy": float(per_class_accuracy[present].mean()) if present.any() else 0.0,
+        "mean_class_accuracy": _mean(per_class_accuracy, present),
+        "absent_classes": {"counted_as": absent,
+                           "classes": [n for n, s in zip(class_names, seen) if not s]},
         "confusion": confusion.tolist(),
     }
 

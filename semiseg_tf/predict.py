@@ -33,6 +33,7 @@ from semiseg_tf.options import run as run_flags
 from semiseg_tf.progress import Progress
 
 # Loaded by main, after any --help.
+confidence_lib = lazy.module("semiseg_tf.confidence")
 image_files = lazy.module("semiseg_tf.data.image_files")
 trained = lazy.module("semiseg_tf.trained")
 
@@ -44,6 +45,18 @@ TOPIC.define("string", "output", None, "Output folder: labels/ (class-id PNGs) a
 TOPIC.define("float", "overlay_alpha", 0.5, "Weight of the class colours in the overlays, in "
         "[0, 1].")
 TOPIC.define("boolean", "overlays", True, "Write the overlays (--nooverlays: label maps only).")
+TOPIC.define("enum", "confidence", "none", ["none", "max_probability", "entropy"], "Also write "
+        "OUTPUT/confidence/NAME.png, a 16-bit greyscale PNG (0-65535 for 0-1) of each pixel's "
+        "max_probability (the predicted class's probability) or entropy (of the class "
+        "probabilities, divided by log(classes): 0 certain, 1 a uniform guess).")
+TOPIC.define("float", "min_confidence", 0.0, "Label the pixels whose max probability is below "
+        "this 255 (ignore) in the label maps, overlays and pseudo-labels: where the model is "
+        "unsure. 0: none.")
+TOPIC.define("string", "pseudo_labels", None, "Also write the predictions as a folder dataset "
+        "(--dataset=folder) in this folder: images/ (the inputs, copied), masks/ (the label maps, "
+        "with --min_confidence's 255), classes.txt, palette.txt and labelled.txt (the images surest "
+        "first, by mean max probability, so --n_sup=k takes the k surest). Review them, then "
+        "train on them or copy them into your dataset.")
 
 
 def _batches(paths_by_size, batch_size):
@@ -79,13 +92,13 @@ def output_names(images):
     return names
 
 
-def check_output(images, names, output, overlays):
-    """ConfigError, before anything is written, when an output file would be an input file (through
-    any link) or would not lie under `output`."""
+def check_output(images, names, output, kinds):
+    """ConfigError, before anything is written, when an output file (OUTPUT/KIND/NAME for each of
+    `kinds`) would be an input file (through any link) or would not lie under `output`."""
     root = os.path.realpath(output)
     inputs = {os.path.realpath(path): path for path, _ in images}
     for path, name in names.items():
-        for kind in ("labels", "overlays") if overlays else ("labels",):
+        for kind in kinds:
             target = os.path.realpath(os.path.join(root, kind, name))
             if target in inputs:
                 raise ConfigError(f"--output={output}: {path}'s output would overwrite the input "
@@ -95,10 +108,11 @@ def check_output(images, names, output, overlays):
 
 
 def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, out=None,
-                  skipped=0):
-    """Writes label maps (and overlays) of `images` ([(path, relative path)]) under `output`;
-    progress and skipped files go to `out` (default: stderr). `skipped`: files skipped before
-    (broken links), counted with those skipped here.
+                  skipped=0, confidence="none", min_confidence=0.0, pseudo_labels=None):
+    """Writes label maps (and overlays, confidence maps, pseudo-labels: the flags of the same
+    names) of `images` ([(path, relative path)]) under `output`; progress and skipped files go to
+    `out` (default: stderr). `skipped`: files skipped before (broken links), counted with those
+    skipped here.
 
     Returns:
       (written, failed): counts of images.
@@ -106,7 +120,15 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
     out = out or sys.stderr
     palette = model.info.palette
     names = output_names(images)
-    check_output(images, names, output, overlays)
+    kinds = ["labels"] + ["overlays"] * overlays + ["confidence"] * (confidence != "none")
+    check_output(images, names, output, kinds)
+    folder = None
+    if pseudo_labels:
+        stems = {path: name[:-len(".png")] for path, name in names.items()}
+        check_output(images, {path: stem + os.path.splitext(path)[1]
+                              for path, stem in stems.items()}, pseudo_labels, ["images"])
+        check_output(images, names, pseudo_labels, ["masks"])
+        folder = confidence_lib.PseudoLabelFolder(pseudo_labels, model.info.class_names, palette)
     unopened = 0
     # The size from each header groups the images without decoding them; one that cannot even
     # be opened is reported here.
@@ -127,23 +149,33 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
         pixels, kept = [], []
         for path in paths:
             try:
-                pixels.append(image_files.read_rgb(path))
+                pixels.append(image_files.read_image(path, model.info.pixels))
                 kept.append(path)
             except DataError as error:
                 print(f"skipped: {error}", file=out, flush=True)
                 failed += 1
         if kept:
-            labels = model.predict(np.stack(pixels))["labels"]
-            for path, image, label in zip(kept, pixels, labels):
-                _write(os.path.join(output, "labels", names[path]),
-                       visualise.label_png(label, palette))
+            predicted = model.predict(np.stack(pixels))
+            for path, image, label, probabilities in zip(kept, pixels, predicted["labels"],
+                                                         predicted["probabilities"]):
+                label = confidence_lib.ignore_unsure(label, probabilities, min_confidence)
+                label_png = visualise.label_png(label, palette)
+                _write(os.path.join(output, "labels", names[path]), label_png)
                 if overlays:
                     _write(os.path.join(output, "overlays", names[path]),
-                           png_bytes(visualise.overlay(image, label, palette, alpha)))
+                           png_bytes(visualise.overlay(visualise.display_rgb(image), label, palette,
+                                                                 alpha)))
+                if confidence != "none":
+                    _write(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
+                        confidence_lib.confidence_map(probabilities, confidence)))
+                if folder is not None:
+                    folder.add(path, stems[path], label_png, probabilities)
                 written += 1
         done += len(paths)
         progress.skipped = failed
         progress.update(unopened + skipped + done)
+    if folder is not None:
+        folder.close()
     return written, failed
 
 
@@ -161,10 +193,21 @@ def main(argv):
         raise config.ConfigError("--input (the images) and --output (a folder) are required")
     if not 0 <= values.overlay_alpha <= 1:
         raise config.ConfigError(f"--overlay_alpha={values.overlay_alpha}: must lie in [0, 1]")
+    if not 0 <= values.min_confidence <= 1:
+        raise config.ConfigError(f"--min_confidence={values.min_confidence}: must lie in [0, 1]")
+    pseudo_labels = values.pseudo_labels and os.path.abspath(os.path.expanduser(
+        values.pseudo_labels))
+    if pseudo_labels and os.path.isdir(pseudo_labels) and os.listdir(pseudo_labels):
+        raise config.ConfigError(f"--pseudo_labels={pseudo_labels}: not empty; give a new folder "
+                                 "(its labelled.txt lists what one prediction wrote)")
     config.check_max_image_pixels(values.max_image_pixels)
     native.set_max_image_pixels(values.max_image_pixels)
     broken = []
     images = image_files.list_images(values.input, exclude=values.output, broken=broken)
+    if pseudo_labels:
+        images = [(path, rel) for path, rel in images
+                  if os.path.commonpath([os.path.realpath(path), os.path.realpath(pseudo_labels)])
+                  != os.path.realpath(pseudo_labels)]
     given_options = any(values[name].present for name in inference_flags.TOPIC.names
                         if name != "eval_batch_size")
     model = trained.open_model(workdir=values.workdir, saved_model=values.saved_model,
@@ -175,9 +218,15 @@ def main(argv):
           flush=True)
     written, failed = predict_files(model, images, os.path.abspath(values.output),
                                     values.eval_batch_size, values.overlays,
-                                    values.overlay_alpha, skipped=len(broken))
-    what = "label maps and overlays" if values.overlays else "label maps"
-    print(f"wrote {written} {what} to {os.path.abspath(values.output)}"
+                                    values.overlay_alpha, skipped=len(broken),
+                                    confidence=values.confidence,
+                                    min_confidence=values.min_confidence,
+                                    pseudo_labels=pseudo_labels)
+    what = ["label maps"] + ["overlays"] * values.overlays + [
+        f"{values.confidence} maps"] * (values.confidence != "none")
+    print(f"wrote {written} {', '.join(what[:-1]) + ' and ' if len(what) > 1 else ''}{what[-1]} "
+          f"to {os.path.abspath(values.output)}"
+          + (f", and the pseudo-label dataset {pseudo_labels}" if pseudo_labels else "")
           + (f"; {failed} file(s) skipped (listed above)" if failed else ""))
     return 1 if failed else 0
 

@@ -12,20 +12,22 @@ import os
 
 from semiseg_tf import config as config_lib
 from semiseg_tf import models, visualise
-from semiseg_tf.data import base, layouts, prepared, records, synthetic
+from semiseg_tf.data import base, layouts, native, prepared, records, synthetic
 from semiseg_tf.data.native import DataError
 from semiseg_tf.files import atomic_write_bytes
 from semiseg_tf.run_files import FLAGS_FILE, RUN_INFO_FILE  # noqa: F401 (used from here)
 
 FORMAT = "semiseg_tf run info, version 1"
+MAX_BANDS = 256
 
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
     """A run's classes, colours, input normalisation and network.
 
-    palette: (r, g, b) per class. rgb_mean, rgb_std: the network's input is
-    (uint8 RGB / 255 - rgb_mean) / rgb_std. network_options: the build options of `models.build`.
+    palette: (r, g, b) per class. pixels: the images' bands and pixel type (`native.Pixels`).
+    rgb_mean, rgb_std: one value per band; the network's input is (pixel / pixel maximum - rgb_mean)
+    / rgb_std. network_options: the build options of `models.build`.
     evaluated_network: 'teacher' (mean teacher) or 'student' (Pi model, its own teacher).
     fill_holes: two-class runs whose predicted foreground gets its holes filled (--bin_fill_holes).
     mask_values: the raw mask values of classes 0, 1, ... (--mask_values), or () for class ids.
@@ -42,6 +44,7 @@ class RunInfo:
     evaluated_network: str = "teacher"
     fill_holes: bool = False
     mask_values: tuple = ()
+    pixels: native.Pixels = native.PHOTO
 
     @property
     def num_classes(self):
@@ -51,9 +54,11 @@ class RunInfo:
         return {
             "format": FORMAT, "dataset": self.dataset, "num_classes": self.num_classes,
             "class_names": list(self.class_names), "palette": [list(c) for c in self.palette],
-            "input": {"dtype": "uint8", "channels": "RGB", "value_range": [0, 255],
-                      "normalisation": "(pixel / 255 - mean) / std", "mean": list(self.rgb_mean),
-                      "std": list(self.rgb_std)},
+            "input": {"dtype": self.pixels.dtype, "bands": self.pixels.bands,
+                      "channels": "RGB" if self.pixels.photo else "bands",
+                      "value_range": [0, self.pixels.maximum],
+                      "normalisation": f"(pixel / {self.pixels.maximum} - mean) / std",
+                      "mean": list(self.rgb_mean), "std": list(self.rgb_std)},
             "network": {"arch": self.arch, "input_multiple": self.input_multiple,
                         "options": dict(self.network_options),
                         "evaluated": self.evaluated_network},
@@ -74,7 +79,9 @@ class RunInfo:
                        crop_size=tuple(data["crop_size"]),
                        network_options=dict(data["network"]["options"]),
                        evaluated_network=data["network"]["evaluated"],
-                       fill_holes=data["fill_holes"], mask_values=tuple(data.get("mask_values", ())))
+                       fill_holes=data["fill_holes"], mask_values=tuple(data.get("mask_values", ())),
+                       pixels=native.Pixels(data["input"].get("bands", 3),
+                                            data["input"].get("dtype", "uint8")))
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"missing or malformed field ({error.__class__.__name__}: "
                              f"{error})") from None
@@ -100,10 +107,15 @@ class RunInfo:
         require(len(self.palette) >= self.num_classes
                 and all(len(c) == 3 and ints(c, 0, 255) for c in self.palette),
                 "palette", self.palette, "one (r, g, b) of 0-255 per class expected")
-        require(len(self.rgb_mean) == 3 and numbers(self.rgb_mean), "input.mean", self.rgb_mean,
-                "3 numbers expected")
-        require(len(self.rgb_std) == 3 and numbers(self.rgb_std)
-                and min(self.rgb_std) > 0, "input.std", self.rgb_std, "3 positive numbers expected")
+        bands = self.pixels.bands
+        require(ints([bands], 1, MAX_BANDS), "input.bands", bands,
+                f"an integer of 1 to {MAX_BANDS} expected")
+        require(self.pixels.dtype in ("uint8", "uint16"), "input.dtype", self.pixels.dtype,
+                "uint8 or uint16 expected")
+        require(len(self.rgb_mean) == bands and numbers(self.rgb_mean), "input.mean", self.rgb_mean,
+                f"{bands} numbers expected (one per band)")
+        require(len(self.rgb_std) == bands and numbers(self.rgb_std) and min(self.rgb_std) > 0,
+                "input.std", self.rgb_std, f"{bands} positive numbers expected (one per band)")
         require(self.arch in models.available(), "network.arch", self.arch,
                 "not a network of this version of semiseg_tf")
         require(ints([self.input_multiple], 1, 1024), "network.input_multiple",
@@ -134,7 +146,8 @@ def from_run(cfg, source):
                    crop_size=tuple(cfg.augmentation.crop_size),
                    network_options=network_options(cfg),
                    evaluated_network="student" if cfg.method.model == "pi" else "teacher",
-                   fill_holes=cfg.evaluation.bin_fill_holes, mask_values=tuple(cfg.data.mask_values))
+                   fill_holes=cfg.evaluation.bin_fill_holes, mask_values=tuple(cfg.data.mask_values),
+                   pixels=source.pixels)
 
 
 def write(workdir, info):

@@ -2,6 +2,7 @@
 written (atomically) and converted to ONNX. `python -m semiseg_tf.export` is its command.
 """
 import contextlib
+import dataclasses
 import datetime
 import errno
 import json
@@ -75,13 +76,22 @@ class ServingModule(tf.Module):
     """What the SavedModel holds: a `Segmenter`, its two serving functions and their pixel budgets."""
 
     def __init__(self, segmenter, asset_paths, max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
+                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False):
         super().__init__(name="semiseg_tf_export")
         self.segmenter = segmenter
         self.max_image_pixels = int(max_image_pixels)
         self.max_request_pixels = int(max_request_pixels)
+        # Whether `encoded` also returns each image's max probability (confidence_png_bytes).
+        self.encoded_confidence = bool(encoded_confidence)
         # Tracked assets are copied into the SavedModel's assets/ folder.
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
+        # Images of the run's bands and pixel type: [N, H, W, bands] uint8 or uint16.
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([None, None, None, segmenter.bands], segmenter.dtype, name="images")])
+        if segmenter.bands == 3 and segmenter.dtype == tf.uint8:
+            # Image files of other bands and bits (TIFF) have no in-graph decoder.
+            self.serve_encoded = tf.function(self._serve_encoded, input_signature=[
+                tf.TensorSpec([None], tf.string, name="image_bytes")])
 
     def _check_image(self, height, width, what):
         """The assertion that an image of height x width (int64) is within the budget; `what`: the
@@ -103,12 +113,12 @@ class ServingModule(tf.Module):
                                     "pixels (padded to the largest), over the limit of",
                                     self.max_request_pixels, "per request"])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve(self, images):
+    def _serve(self, images):
         # A loaded signature does not check its inputs' shapes against its own: the graph does.
         shape = tf.shape(images, out_type=tf.int64)
-        checks = [tf.debugging.Assert(tf.equal(shape[3], 3),
-                                      ["images: RGB expected, [N, H, W, 3]; got", shape])]
+        bands = self.segmenter.bands
+        checks = [tf.debugging.Assert(tf.equal(shape[3], bands),
+                                      [f"images: [N, H, W, {bands}] expected; got", shape])]
         checks += [self._check_image(shape[1], shape[2], ["images of"]),
                    self._check_request(shape[0], shape[1], shape[2])]
         with tf.control_dependencies(checks):
@@ -116,8 +126,7 @@ class ServingModule(tf.Module):
         outputs = self.segmenter(images)
         return {"labels": outputs["labels"], "probabilities": outputs["probabilities"]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_encoded(self, image_bytes):
+    def _serve_encoded(self, image_bytes):
         count = tf.shape(image_bytes)[0]
         # Every header first: nothing is decoded before the whole request is within its budget.
         sizes = tf.TensorArray(tf.int64, size=count, element_shape=tf.TensorShape([2]))
@@ -141,22 +150,51 @@ class ServingModule(tf.Module):
                                tf.fill(tf.shape(image_bytes), tf.constant(_ONE_PIXEL_PNG)))
         labels = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([None, None]))
         pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
+        confidence_pngs = tf.TensorArray(tf.string, size=count, element_shape=tf.TensorShape([]))
         # One image at a time: a request's images may differ in size.
         for i in tf.range(count):
             image = records.decode_image(image_bytes[i])
             # A header that lied about the size is caught before the network runs.
             tf.debugging.assert_equal(tf.shape(image, out_type=tf.int64)[:2], sizes[i],
                                       message="an image's data do not match its header's size")
-            image_labels = self.segmenter(image[None])["labels"][0]
+            outputs = self.segmenter(image[None])
+            image_labels = outputs["labels"][0]
             pngs = pngs.write(i, tf.io.encode_png(tf.cast(image_labels, tf.uint8)[..., None]))
+            if self.encoded_confidence:
+                # As predict --confidence=max_probability writes it: 0-65535 for 0-1.
+                surest = tf.reduce_max(outputs["probabilities"][0], axis=-1)
+                confidence_pngs = confidence_pngs.write(i, tf.io.encode_png(
+                    tf.cast(tf.floor(surest * 65535 + 0.5), tf.uint16)[..., None]))
             size = tf.shape(image_labels)
             labels = labels.write(i, tf.pad(image_labels, [[0, largest[0] - size[0]],
                                                            [0, largest[1] - size[1]]],
                                             constant_values=-1))
         # An empty request gets empty outputs (TensorArray.stack of nothing has no shape to give).
         labels = tf.cond(count > 0, labels.stack, lambda: tf.zeros([0, 0, 0], tf.int32))
-        return {"labels": tf.reshape(labels, [count, largest[0], largest[1]]),
-                "label_png_bytes": pngs.stack(), "image_size": tf.cast(sizes, tf.int32)}
+        result = {"labels": tf.reshape(labels, [count, largest[0], largest[1]]),
+                  "label_png_bytes": pngs.stack(), "image_size": tf.cast(sizes, tf.int32)}
+        if self.encoded_confidence:
+            result["confidence_png_bytes"] = confidence_pngs.stack()
+        return result
+
+
+def _write_litert(model, settings, folder, scratch, module, out):
+    """The .tflite files of `settings` into `folder`, each checked against the SavedModel's labels
+    on the settings' images (one line each on `out`)."""
+    from semiseg_tf import litert
+    expected = module.serve(images=tf.constant(settings.images))["labels"].numpy()
+    for variant in settings.variants:
+        content = litert.convert(model.segmenter, variant, settings.size,
+                                 os.path.join(scratch, f"litert-{variant}"),
+                                 settings.probabilities, settings.images)
+        path = os.path.join(folder, litert.file_name(variant))
+        with open(path, "wb") as f:
+            f.write(content)
+        labels = litert.run(content, settings.images)["labels"]
+        agree = float((labels == expected).mean())
+        print(f"  {litert.file_name(variant)}: {len(content) / 2 ** 20:.2f} MiB, "
+              f"{settings.size[0]}x{settings.size[1]} input; labels {100 * agree:.2f}% the "
+              f"SavedModel's on {len(settings.images)} training images", file=out, flush=True)
 
 
 def default_export_dir(workdir, root=None):
@@ -220,20 +258,35 @@ def convert_to_onnx(saved_model_dir, onnx_path):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         detail = lines[-1] if lines else f"exit status {done.returncode}"
         raise ConfigError(f"--format=onnx: tf2onnx failed ({detail})")
-    image = np.random.default_rng(0).integers(0, 256, (1, 67, 91, 3), dtype=np.uint8)
+    served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    spec = served.structured_input_signature[1]["images"]
+    image = np.random.default_rng(0).integers(0, np.iinfo(spec.dtype.as_numpy_dtype).max, (
+        1, 67, 91, spec.shape[-1]), endpoint=True).astype(spec.dtype.as_numpy_dtype)
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     onnx_probabilities = session.run(["probabilities"], {"images": image})[0]
-    served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
     tf_probabilities = served(images=tf.constant(image))["probabilities"].numpy()
     return float(np.abs(onnx_probabilities - tf_probabilities).max())
 
 
+@dataclasses.dataclass(frozen=True)
+class LiteRT:
+    """The LiteRT files of an export: `variants` (litert.VARIANTS) at input `size` (H, W), with the
+    probabilities or not; `images`: [N, H, W, bands] of the run's pixel type, that calibrate int8
+    and check every file against the SavedModel."""
+    variants: tuple
+    size: tuple
+    probabilities: bool
+    images: object
+
+
 def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
            max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False, litert=None):
     """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
     (`onnx`: and model.onnx beside it); its signatures refuse images over `max_image_pixels` and
-    requests over `max_request_pixels`. `export_dir` None: the next version beside the run
+    requests over `max_request_pixels`; `encoded_confidence`: the encoded signature also returns
+    each image's max-probability map; `litert`: a LiteRT, the .tflite files to write beside it.
+    `export_dir` None: the next version beside the run
     (`default_export_dir`), and the one after if another export takes it meanwhile.
 
     Returns:
@@ -257,13 +310,17 @@ def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
         with _temporary_files_in(scratch):
             assets = os.path.join(scratch, "assets")
             os.mkdir(assets)
-            module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits)
-            signatures = {"serving_default": module.serve.get_concrete_function(),
-                          "encoded": module.serve_encoded.get_concrete_function()}
+            module = ServingModule(model.segmenter, _write_assets(assets, model, limits), **limits,
+                                   encoded_confidence=encoded_confidence)
+            signatures = {"serving_default": module.serve.get_concrete_function()}
+            if hasattr(module, "serve_encoded"):
+                signatures["encoded"] = module.serve_encoded.get_concrete_function()
             saved = os.path.join(staging, "saved")
             tf.saved_model.save(module, saved, signatures=signatures)
             if keras_file:
                 model.network.save(os.path.join(saved, "network.keras"))
+            if litert is not None:
+                _write_litert(model, litert, saved, scratch, module, out or sys.stdout)
         shutil.rmtree(scratch)
         if onnx:
             difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE))

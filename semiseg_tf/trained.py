@@ -38,7 +38,8 @@ def load_network(workdir, info, which, checkpoint=None):
     Returns:
       (network, checkpoint path, step).
     """
-    network = models.build(info.arch, info.num_classes, **info.network_options)
+    network = models.build(info.arch, info.num_classes, bands=info.pixels.bands,
+                           **info.network_options)
     # A training still running in the folder removes old checkpoints as it saves new ones: the
     # latest one may go while it is read, and the newest one then is read instead.
     for attempt in range(3):
@@ -81,7 +82,8 @@ class RunModel:
         self.options = options
         self.segmenter = inference.Segmenter(self.network, self.info.rgb_mean, self.info.rgb_std,
                                              self.info.input_multiple, options,
-                                             fill_holes=self.info.fill_holes)
+                                             fill_holes=self.info.fill_holes,
+                                             dtype=self.info.pixels.dtype)
         self.flags_path = os.path.join(workdir, run_info.FLAGS_FILE)
         self.description = (f"the {self.which} of {workdir} at step {self.step} "
                             f"({options.describe()})")
@@ -119,6 +121,12 @@ class SavedModel:
         except (tf.errors.OpError, KeyError, ValueError, OSError) as error:
             raise ConfigError(f"--saved_model={path}: cannot be loaded as a SavedModel with a "
                               f"serving_default signature ({first_line(error)})") from None
+        images = self.serve.structured_input_signature[1].get("images")
+        pixels = self.info.pixels
+        if images is None or images.shape[-1] != pixels.bands or images.dtype.name != pixels.dtype:
+            takes = "no 'images'" if images is None else f"{images.dtype.name} {images.shape}"
+            raise ConfigError(f"--saved_model={path}: its serving signature takes {takes} images, "
+                              f"its run.json says images of {pixels}")
         classes = self.serve.structured_outputs.get("probabilities")
         classes = None if classes is None else classes.shape[-1]
         if classes != self.info.num_classes:
@@ -129,7 +137,7 @@ class SavedModel:
                             f"{self.options.describe()})")
 
     def predict(self, images):
-        outputs = self.serve(images=tf.convert_to_tensor(images, tf.uint8))
+        outputs = self.serve(images=tf.convert_to_tensor(images, self.info.pixels.dtype))
         return {k: v.numpy() for k, v in outputs.items()}
 
 

@@ -70,6 +70,22 @@ def to_uint8_rgb(image, mean, std):
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def display_rgb(image):
+    """uint8 RGB [..., H, W, 3] to look at of an image of any bands and pixel type: an 8-bit RGB
+    image as it is; otherwise its first three bands (or its first, as grey), each stretched from
+    its 2nd to its 98th percentile, as remote-sensing viewers show rasters."""
+    image = np.asarray(image)
+    if image.shape[-1] == 3 and image.dtype == np.uint8:
+        return image
+    shown = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
+    shown = shown.astype(np.float64)
+    axes = tuple(range(shown.ndim - 3, shown.ndim - 1))       # each image's height and width
+    low = np.percentile(shown, 2, axis=axes, keepdims=True)
+    high = np.percentile(shown, 98, axis=axes, keepdims=True)
+    stretched = (shown - low) / np.maximum(high - low, 1e-12)
+    return (np.clip(stretched, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def grey_to_rgb(values):
     """[..., H, W, 1] float in [0, 1] -> uint8 RGB."""
     grey = (np.clip(np.asarray(values), 0, 1) * 255 + 0.5).astype(np.uint8)

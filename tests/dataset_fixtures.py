@@ -193,3 +193,36 @@ def png_bytes(array):
     out = io.BytesIO()
     Image.fromarray(array).save(out, format="PNG")
     return out.getvalue()
+
+
+def write_raster_folder(root, bands, dtype, n_labelled=6, n_unlabelled=2, n_val=2, height=24,
+                        width=32, seed=0):
+    """A user's folder of rasters: `bands` bands of `dtype` (np.uint8 or np.uint16), as TIFF files
+    (one band: 16-bit PNGs, as medical scans often come), half of the TIFFs planar (bands first, as
+    GeoTIFF writers often store them). Class 1 where the last band is bright, as water is dark in
+    near infrared. Returns {split: {name: image array [H, W, bands]}}."""
+    import cv2
+    import tifffile
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    written = {"train": {}, "val": {}}
+    for split, count, folder in (("train", n_labelled + n_unlabelled, ""), ("val", n_val, "val")):
+        for k in range(count):
+            name = f"{split}_{k:03d}"
+            image = rng.integers(0, top // 4, (height, width, bands), endpoint=True).astype(dtype)
+            label = _label(rng, height, width, [0, 1])
+            image[..., -1][label == 1] += np.asarray(top // 2, dtype)
+            images = os.path.join(root, folder, "images")
+            os.makedirs(images, exist_ok=True)
+            if bands == 1:
+                cv2.imwrite(os.path.join(images, name + ".png"), image[..., 0])
+            elif k % 2:
+                tifffile.imwrite(os.path.join(images, name + ".tif"), np.moveaxis(image, -1, 0),
+                                 photometric="minisblack", planarconfig="separate")
+            else:
+                tifffile.imwrite(os.path.join(images, name + ".tif"), image,
+                                 photometric="minisblack", planarconfig="contig")
+            if split == "val" or k < n_labelled:
+                _save(os.path.join(root, folder, "masks", name + ".png"), label)
+            written[split][name] = image
+    return written

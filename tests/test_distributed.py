@@ -25,6 +25,9 @@ CONFIGURATIONS = {
     "unimatch_mean_teacher": ["--perturbation=unimatch", "--aug_strong_colour=true",
                               "--aug_strong_blur=0.5", "--cons_loss_fn=hard_ce",
                               "--conf_per_pixel=true", "--cons_average=valid"],
+    # Class-weighted OHEM: the weights' sum and the mining threshold are global, not per replica.
+    "class_weights_ohem": ["--cons_weight=0", "--class_weights=median", "--ohem_thresh=0.05",
+                           "--ohem_min_kept=300"],
     # The records' reader (a positioned read inside tf.data) under MirroredStrategy.
     "prepared_records": ["--dataset=camvid", "--data_dir={tmp}/camvid",
                          "--prepared_dir={tmp}/prepared", "--n_sup=4"],

@@ -56,6 +56,18 @@ def test_single_pass_is_normalise_pad_centrally_run_crop_softmax():
     assert out["labels"].dtype == tf.int32 and out["probabilities"].dtype == tf.float32
 
 
+def test_a_four_band_16_bit_image_is_scaled_by_65535_and_normalised_per_band():
+    keras.utils.set_random_seed(2)
+    network = models.build("tiny_unet", 3, bands=4)
+    images = np.random.default_rng(3).integers(0, 65536, (1, 12, 16, 4), dtype=np.uint16)
+    mean, std = (0.1, 0.2, 0.3, 0.4), (0.5, 0.25, 0.2, 0.1)
+    segmenter = inference.Segmenter(network, mean, std, input_multiple=4, dtype=tf.uint16)
+    out = segmenter.predict(images)
+    x = ((images.astype(np.float64) / 65535 - np.array(mean)) / np.array(std)).astype(np.float32)
+    expected = softmax(network(x, training=False).numpy().astype(np.float64))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-6)
+
+
 def test_padding_is_central():
     """A network whose class-1 logit is the row index in its (padded) input: after cropping, the
     first row of the image sits `d // 2` rows into the padded input (the authors' SegCollate)."""

@@ -25,6 +25,29 @@ def test_absent_class_counts_as_zero_in_the_mean():
     assert mean_iou == 0.5
 
 
+def test_f1_dice_accuracies_and_the_absent_class_policy_hand_worked():
+    # 3 classes; class 2 in neither truth nor prediction.
+    confusion = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
+    zero = metrics.scores(confusion, ["a", "b", "c"])
+    skip = metrics.scores(confusion, ["a", "b", "c"], absent="skip")
+    # IoU: a 5 / (6 + 7 - 5) = 5/8; b 3 / (5 + 4 - 3) = 1/2; F1: a 2*5 / (6 + 7); b 2*3 / (5 + 4).
+    for result in (zero, skip):
+        np.testing.assert_allclose(list(result["per_class_iou"].values()), [5 / 8, 1 / 2, 0])
+        np.testing.assert_allclose(list(result["per_class_f1"].values()), [10 / 13, 6 / 9, 0])
+        assert result["pixel_accuracy"] == pytest.approx(8 / 11)
+        assert result["mean_class_accuracy"] == pytest.approx((5 / 6 + 3 / 5) / 2)
+        assert result["absent_classes"]["classes"] == ["c"]
+    assert zero["miou"] == pytest.approx((5 / 8 + 1 / 2) / 3)
+    assert skip["miou"] == pytest.approx((5 / 8 + 1 / 2) / 2)
+    assert zero["mean_f1"] == pytest.approx((10 / 13 + 6 / 9) / 3)
+    assert skip["mean_f1"] == pytest.approx((10 / 13 + 6 / 9) / 2)
+    # F1 is Dice, 2 IoU / (1 + IoU), class by class.
+    iou = np.array(list(zero["per_class_iou"].values()))
+    np.testing.assert_allclose(list(zero["per_class_f1"].values()), 2 * iou / (1 + iou))
+    with pytest.raises(ValueError, match="absent='mmseg'"):
+        metrics.scores(confusion, ["a", "b", "c"], absent="mmseg")
+
+
 def test_dataset_level_not_per_image_average():
     # Image 1: class 1 perfectly found on 1 pixel; image 2: class 1 missed on 9 pixels.
     first = metrics.confusion_matrix(np.array([1, 0]), np.array([1, 0]), 2).numpy()

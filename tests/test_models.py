@@ -27,6 +27,19 @@ def test_logits_at_input_resolution_for_odd_and_even_sizes(arch):
         assert np.isfinite(logits.numpy()).all()
 
 
+@pytest.mark.parametrize("arch", [*SMALL, "small_unet", "tiny_unet"])
+def test_every_network_takes_images_of_any_band_count(arch):
+    for bands in (1, 4, 12):
+        network = models.build(arch, 5, bands=bands)
+        images = tf.random.normal((1, 32, 32, bands))
+        logits = network(images, training=False)
+        assert network.input_shape[-1] == bands and logits.shape == (1, 32, 32, 5)
+        if models.has_feature_split(arch):
+            split = models.feature_split(network)
+            decoded = split.decode(images, split.encode(images, training=False), training=False)
+            np.testing.assert_allclose(decoded.numpy(), logits.numpy(), atol=1e-5)
+
+
 def test_parameter_counts_equal_the_reference_networks():
     classes = 21
     resnet101 = 42_500_160          # torchvision ResNet-101 without its classifier

@@ -255,6 +255,14 @@ def test_synthetic_scenes_are_deterministic_and_varied():
     assert not np.array_equal(images, synthetic.make_scenes([5, 0], 6, 32)[0])
 
 
+def test_a_rare_synthetic_class_keeps_only_its_share_of_objects():
+    def share(rare):
+        counts = synthetic.SyntheticSource(120, 1, 32, rare_class=3, rare_keep=rare).class_pixel_counts()
+        return counts[:, 3].sum() / counts.sum()
+    common, rare, none = share(1.0), share(0.2), share(0.0)
+    assert none == 0 and 0.1 * common < rare < 0.35 * common
+
+
 def numpy_grey(rgb):
     return (rgb * np.array([0.299, 0.587, 0.114])).sum(-1, keepdims=True)
 

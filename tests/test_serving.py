@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import TINY_RUN, parse_flags, run_main
-from semiseg_tf import export, run_info, serving, trained, training
+from semiseg_tf import export, metrics, run_info, serving, trained, training
 from semiseg_tf.data import base, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -288,6 +288,15 @@ def test_evaluate_reproduces_the_trainers_final_miou_exactly(run, tmp_path):
     assert f"mIoU {100 * final['miou']:.2f}%" in done.stdout
     confusion = Image.open(tmp_path / "eval" / "confusion.png")
     assert confusion.size[0] > 100 and confusion.mode == "RGB"
+    # The mmsegmentation convention: the same confusion, the absent classes out of the means.
+    done = run_main("evaluate", f"--workdir={run.cfg.run.workdir}", "--absent_classes=skip",
+                    f"--output_dir={tmp_path}/skip")
+    with open(tmp_path / "skip" / "scores.json") as f:
+        skipped = json.load(f)
+    expected = metrics.scores(np.array(final["confusion"]), list(final["per_class_iou"]), "skip")
+    assert skipped["miou"] == expected["miou"] and skipped["mean_f1"] == expected["mean_f1"]
+    assert skipped["absent_classes"]["counted_as"] == "skip"
+    assert f"mean F1 {100 * expected['mean_f1']:.2f}%" in done.stdout
 
 
 def test_evaluate_a_saved_model_and_a_folder_of_files_agree_with_the_trainer(run, exported,
@@ -404,7 +413,7 @@ def test_one_decoder_the_graphs_pixels_equal_pils_for_every_served_format(tmp_pa
     for name, path in paths.items():
         data = open(path, "rb").read()
         in_graph = records.decode_image(tf.constant(data)).numpy()
-        np.testing.assert_array_equal(in_graph, image_files.read_rgb(path), err_msg=name)
+        np.testing.assert_array_equal(in_graph, image_files.read_image(path), err_msg=name)
         if name.endswith(".jpg"):
             fast = tf.io.decode_jpeg(data, channels=3).numpy()        # TensorFlow's default DCT
             fast_differs |= not np.array_equal(fast, in_graph)
@@ -492,6 +501,9 @@ def test_flag_choices_named_for_help_are_the_registered_ones():
     from semiseg_tf.semisup import losses
     assert sorted(network_flags.ARCHS) == sorted(models.available())
     assert sorted(method_flags.CONSISTENCY_LOSSES) == sorted(losses.CONSISTENCY_LOSSES)
+    from absl import flags
+    from semiseg_tf import evaluate  # noqa: F401 (defines --absent_classes)
+    assert tuple(flags.FLAGS["absent_classes"].parser.enum_values) == metrics.ABSENT_CLASSES
 
 
 def test_compare_runs_help_and_long_class_names(run):

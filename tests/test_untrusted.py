@@ -156,7 +156,7 @@ def test_serving_default_refuses_other_channel_counts_and_images_over_budget(exp
                                                                            small_budget):
     # A loaded signature does not hold its inputs to its shapes; the graph checks them.
     served = tf.saved_model.load(exported).signatures["serving_default"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="RGB expected"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images: \[N, H, W, 3\] expected"):
         served(images=tf.zeros([1, 8, 8, 1], tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"over the limit of\] \[10000\]"):
         small_budget.serve(tf.zeros([1, 101, 100, 3], tf.uint8))

@@ -80,6 +80,18 @@ def test_keras_applications_weights_load_into_dilated_deeplab(keras_applications
         rtol=1e-6, atol=1e-6)
 
 
+def test_keras_applications_weights_fold_imagenet_then_spread_over_four_bands(
+        keras_applications_file):
+    _, path = keras_applications_file
+    network = models.build("deeplab2_resnet101", 21, bands=4)
+    weights.load_backbone_weights(network, path, (0.3,) * 4, (0.1,) * 4)
+    rgb = weights.from_keras_applications_resnet(weights.read_weight_file(path),
+                                                  (0.485, 0.456, 0.406), IMAGENET_STD)["conv1"]
+    conv1 = models.backbone_of(network).get_layer("conv1")
+    np.testing.assert_allclose(conv1.kernel.numpy(), weights.adapt_rgb_kernel(rgb["kernel"], 4),
+                               rtol=1e-6)
+
+
 def test_wrong_weight_files_get_errors_naming_file_and_layer(keras_applications_file, tmp_path):
     _, path = keras_applications_file
     mean = (0.485, 0.456, 0.406)
@@ -209,3 +221,37 @@ def test_converted_torchvision_densenet161_gives_the_same_features(tmp_path):
     assert ours.shape == expected.shape == (1, 2, 3, 2208)
     assert np.abs(expected).std() > 1e-2        # not a vanishing signal that any output matches
     assert np.abs(ours - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_rgb_filters_adapted_to_other_bands_by_the_stated_rule():
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(3, 3, 3, 5))
+    four = weights.adapt_rgb_kernel(kernel, 4)
+    # R, G, B keep their filters, the fourth band (near infrared) gets their mean; all times 3/4.
+    np.testing.assert_allclose(four[:, :, :3], kernel * 0.75)
+    np.testing.assert_allclose(four[:, :, 3], kernel.mean(axis=2) * 0.75)
+    np.testing.assert_allclose(weights.adapt_rgb_kernel(kernel, 1)[:, :, 0], kernel.sum(axis=2))
+    # A chosen band order: bands 2, 1, 0 of a 5-band image are R, G, B.
+    five = weights.adapt_rgb_kernel(kernel, 5, rgb_bands=(2, 1, 0))
+    np.testing.assert_allclose(five[:, :, 2], kernel[:, :, 0] * 0.6)
+    # A uniform image answers as the RGB image of the same value, whatever the band count.
+    for bands in (1, 2, 4, 12):
+        np.testing.assert_allclose(weights.adapt_rgb_kernel(kernel, bands).sum(axis=2),
+                                   kernel.sum(axis=2))
+
+
+def test_rgb_backbone_weights_load_into_a_four_band_network(tmp_path):
+    rgb = models.build("deeplab3plus_small", 3)
+    stored = {layer.name: {v.path.split("/")[-1]: v.numpy() for v in layer.weights}
+              for layer in models.backbone_of(rgb).layers if layer.weights}
+    path = str(tmp_path / "rgb.h5")
+    weights.write_weight_file(path, stored)
+    four = models.build("deeplab3plus_small", 3, bands=4)
+    weights.load_backbone_weights(four, path, (0.5,) * 4, (0.25,) * 4)
+    for layer in models.backbone_of(four).layers:
+        for variable in layer.weights:
+            value = stored[layer.name][variable.path.split("/")[-1]]
+            if variable.shape != value.shape:       # the first convolution alone
+                assert layer.name == "conv1"
+                value = weights.adapt_rgb_kernel(value, 4)
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6)

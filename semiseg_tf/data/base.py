@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from semiseg_tf import visualise
+from semiseg_tf.data import native
 
 IGNORE_LABEL = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -16,11 +17,13 @@ class DataSource(abc.ABC):
 
     Subclasses (synthetic, Pascal VOC, Cityscapes, ISIC 2017, a user's folder) set the class attributes
     and implement the three methods. Images are uint8 RGB [H, W, 3]; labels uint8 [H, W] with 255 for
-    pixels to ignore. Sizes may differ between images.
+    pixels to ignore. Sizes may differ between images. A source of other images (more or fewer
+    bands, 16 bits) says so in `pixels`, and gives one mean and standard deviation per band.
     """
     name: str
     class_names: tuple
-    rgb_mean: tuple = IMAGENET_MEAN
+    pixels: native.Pixels = native.PHOTO
+    rgb_mean: tuple = IMAGENET_MEAN      # per band, of the pixels scaled to [0, 1]
     rgb_std: tuple = IMAGENET_STD
     # (height, width) when every image has that size, so validation images can be batched.
     fixed_image_size = None
@@ -64,6 +67,11 @@ class DataSource(abc.ABC):
         if self.fixed_image_size is None:
             return None
         return np.tile(np.asarray(self.fixed_image_size, np.int64), (self.num_train, 1))
+
+    def class_pixel_counts(self):
+        """[num_train, num_classes] int64: the pixels of each class in each training mask, or None
+        when the source does not know them (for --class_weights)."""
+        return None
 
     def labelled_split(self, n_sup, split_seed):
         """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""

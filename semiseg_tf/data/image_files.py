@@ -113,16 +113,22 @@ def _walk_matching(root, parts, hidden, out, broken):
     yield from walk(root, "", parts)
 
 
-def read_rgb(path):
-    """uint8 RGB [H, W, 3] of an image file; DataError (one line, naming it) if unreadable."""
-    return native.decode_image(FileRef(path))[0]
+def read_image(path, pixels=native.PHOTO):
+    """The pixels of an image file for a run trained on `pixels` (a `native.Pixels`): uint8 RGB
+    [H, W, 3] for photos, else the bands as stored. DataError (one line, naming the file) if it is
+    unreadable or holds other bands or bits than the run's."""
+    if pixels.photo:
+        return native.decode_image(FileRef(path))[0]
+    array, found = native.decode_pixels(FileRef(path))
+    if found != pixels:
+        raise DataError(f"{path}: {found}, but the model takes images of {pixels}")
+    return array
 
 
 def image_size(path):
     """(height, width) from the file's header, without decoding it; DataError if unreadable or
     over the pixel budget."""
-    with native.open_image(FileRef(path), None, "a readable image") as image:
-        return image.size[1], image.size[0]
+    return native.image_size(FileRef(path))
 
 
 class ImageMaskFolder(base.DataSource):
@@ -131,12 +137,15 @@ class ImageMaskFolder(base.DataSource):
 
     Masks are read as the training folders' are (native.decode_label): class ids, 255 to ignore;
     colour masks through `palette`; the run's --mask_values (`mask_values`) map raw values to
-    classes. Every mask is checked before scoring starts.
+    classes. Every mask is checked before scoring starts. Images are read for a model of
+    `pixels` (`native.Pixels`), normalised by `mean` and `std` (one value per band).
     """
     name = "images"
 
-    def __init__(self, images_dir, masks_dir, class_names, palette=None, mask_values=()):
+    def __init__(self, images_dir, masks_dir, class_names, palette=None, mask_values=(),
+                 pixels=native.PHOTO, mean=base.IMAGENET_MEAN, std=base.IMAGENET_STD):
         self.class_names = tuple(class_names)
+        self.pixels, self.rgb_mean, self.rgb_std = pixels, tuple(mean), tuple(std)
         self.class_palette = palette
         self.mask_values = tuple(mask_values)
         for flag, folder in (("images", images_dir), ("masks", masks_dir)):
@@ -161,7 +170,7 @@ class ImageMaskFolder(base.DataSource):
 
     def _read(self, index):
         image_path, mask_path = self.pairs[index]
-        image = read_rgb(image_path)
+        image = read_image(image_path, self.pixels)
         label = native.decode_label(FileRef(mask_path), self.class_palette)
         if self.mask_values:
             label = native.map_mask_values(mask_path, label, self.mask_values)
@@ -185,7 +194,8 @@ class ImageMaskFolder(base.DataSource):
             for index in range(len(self.pairs)):
                 yield self._read(index)
         dataset = tf.data.Dataset.from_generator(
-            generate, output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
+            generate, output_signature=(tf.TensorSpec([None, None, self.pixels.bands],
+                                                      tf.as_dtype(self.pixels.dtype)),
                                         tf.TensorSpec([None, None], tf.uint8)))
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self.pairs)))
 

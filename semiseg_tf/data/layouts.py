@@ -335,7 +335,8 @@ def folder_layout(data_dir, num_classes=0, mask_values=()):
     notes = _palette_png_notes(palette, splits) if palette else ()
     return Layout("folder", splits,
                   native.Conversion(num_classes=len(class_names) if class_names else None,
-                                    palette=palette, mask_values=tuple(mask_values) or None),
+                                    palette=palette, mask_values=tuple(mask_values) or None,
+                                    bands=True),
                   class_names, listed_order=listed, notes=notes)
 
 

@@ -11,11 +11,13 @@ records.py runs `convert` on several threads and writes the results.
 import contextlib
 import dataclasses
 import io
+import logging
 import re
 import os
 import threading
 import warnings
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
@@ -90,6 +92,8 @@ class Conversion:
     resize_to: (height, width): image and raw label resized with OpenCV's area interpolation (ISIC).
     palette: for RGB masks, ((r, g, b), ...) where entry k is the colour of class k.
     label_lut: 256 entries, raw label value -> class id or 255 (Cityscapes ids, ISIC's threshold).
+    bands: images that are not 8-bit photos (TIFF and GeoTIFF files, 16-bit PNGs) are kept as
+      stored, any band count, 8 or 16 bits (a user's folder); False: every image read as 8-bit RGB.
     num_classes: labels must then lie in [0, num_classes) or be 255; None: not checked here (a folder
       dataset whose class count is read from its labels).
     mask_values: the raw label values of classes 0, 1, ... (a folder's --mask_values); any other
@@ -101,16 +105,48 @@ class Conversion:
     palette: tuple = None
     label_lut: tuple = None
     mask_values: tuple = None
+    bands: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Pixels:
+    """What a dataset's images hold: `bands` channels of `dtype` ('uint8' or 'uint16'). Three 8-bit
+    bands are RGB photos (ImageNet's normalisation, colour augmentation, pretrained filters as
+    they are); anything else is a raster of bands (per-band statistics of the training images)."""
+    bands: int = 3
+    dtype: str = "uint8"
+
+    @property
+    def photo(self):
+        return self.bands == 3 and self.dtype == "uint8"
+
+    @property
+    def maximum(self):
+        return 255 if self.dtype == "uint8" else 65535
+
+    def __str__(self):
+        if self.photo:
+            return "8-bit RGB"
+        return f"{self.bands} band{'s' * (self.bands > 1)} of {8 if self.dtype == 'uint8' else 16} bits"
+
+
+PHOTO = Pixels()
 
 
 @dataclasses.dataclass
 class PreparedSample:
+    """One converted sample. `image`: JPEG or PNG bytes of an RGB photo; for other pixels (see
+    `Pixels`), the zlib-compressed array [H, W, bands], little-endian (`encode_bands`).
+    `band_moments`: [2, bands] sums of the pixels and of their squares, scaled to [0, 1], for the
+    dataset's normalisation; None for photos (ImageNet's)."""
     name: str
-    image: bytes           # JPEG or PNG, RGB
+    image: bytes
     label: bytes           # PNG, 8-bit grey, class ids and 255; b"" for an unlabelled-only sample
     height: int
     width: int
     label_counts: np.ndarray  # [256] pixels of each label value (255 included)
+    pixels: Pixels = PHOTO
+    band_moments: np.ndarray = None
 
 
 def _unreadable(ref, what, data, error):
@@ -180,6 +216,121 @@ def decode_image(ref, data=None):
     return array, image_format, mode
 
 
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")   # classic and BigTIFF
+
+
+def decode_bands(ref, data=None):
+    """The pixels of an image file as stored: uint8 or uint16 [H, W, bands], bands last (a grey
+    image has one; RGBA four). TIFF and GeoTIFF files of any band count are read with tifffile, PNG
+    (8- or 16-bit) with OpenCV, other formats with PIL. DataError naming the file if it is
+    unreadable, over the pixel budget, or of another pixel type."""
+    data = ref.read() if data is None else data
+    if data[:4] in TIFF_MAGIC:
+        array = _decode_tiff(ref, data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        with open_image(ref, data, "a readable image"):
+            pass                       # the header's size, checked before decoding
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise DataError(f"{ref}: not a readable PNG")
+        if array.ndim == 3:            # OpenCV's BGR(A) back to the file's RGB(A)
+            array = array[..., [2, 1, 0, 3][:array.shape[2]]]
+    else:
+        with open_image(ref, data, "a readable image") as image:
+            array = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB", "RGBA")
+                               else image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{ref}: {array.dtype} pixels; expected 8- or 16-bit unsigned integers")
+    return np.ascontiguousarray(array)
+
+
+def stored_as_bands(data):
+    """Whether the file `data` holds more than an 8-bit photo: a TIFF (any band count), or a PNG of
+    16 bits per sample (its IHDR's bit depth). 8-bit PNG, JPEG and the rest are read as RGB."""
+    return data[:4] in TIFF_MAGIC or (data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:25] == b"\x10")
+
+
+def _decode_raster(ref, data):
+    """The bands of a file that is not an 8-bit photo (see `stored_as_bands`), or None for a photo
+    (an 8-bit RGB TIFF is one)."""
+    if not stored_as_bands(data):
+        return None
+    bands = decode_bands(ref, data)
+    return None if bands.dtype == np.uint8 and bands.shape[2] == 3 else bands
+
+
+def decode_pixels(ref, data=None):
+    """(array [H, W, bands], `Pixels`) of an image file as a user's folder dataset reads it: 8-bit
+    photos as RGB (`decode_image`), rasters (TIFF, 16-bit PNG) as stored (`decode_bands`)."""
+    data = ref.read() if data is None else data
+    bands = _decode_raster(ref, data)
+    if bands is None:
+        return decode_image(ref, data)[0], PHOTO
+    return bands, Pixels(bands.shape[2], bands.dtype.name)
+
+
+def image_size(ref):
+    """(height, width) of an image file from its header, without decoding it (TIFF through
+    tifffile, which reads any band count); DataError if unreadable or over the pixel budget."""
+    with open(ref.path, "rb") as f:
+        magic = f.read(4)
+    if magic in TIFF_MAGIC:
+        import tifffile
+        try:
+            with tifffile.TiffFile(ref.path) as tiff:
+                series = tiff.series[0]
+                height = series.shape[series.axes.index("Y")]
+                width = series.shape[series.axes.index("X")]
+        except Exception as error:      # tifffile raises many kinds for a damaged or odd file
+            raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") \
+                from None
+        check_pixels(ref, width, height)
+        return height, width
+    with open_image(ref, None, "a readable image") as image:
+        return image.size[1], image.size[0]
+
+
+def encode_bands(array):
+    """The prepared form of a band array [H, W, bands] (uint8 or uint16): zlib over its
+    little-endian bytes (TensorFlow's decode_compressed and decode_raw read it back)."""
+    return zlib.compress(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes(), 6)
+
+
+def band_moments(array):
+    """[2, bands] float64: the sums of the pixels and of their squares, scaled to [0, 1]. A block of
+    rows at a time: a float copy of a whole large raster would take 4 times its memory again."""
+    sums = np.zeros((2, array.shape[-1]))
+    for start in range(0, array.shape[0], 256):
+        block = array[start:start + 256].reshape(-1, array.shape[-1]).astype(np.float64)
+        block /= np.iinfo(array.dtype).max
+        sums += np.stack([block.sum(0), np.square(block).sum(0)])
+    return sums
+
+
+def _decode_tiff(ref, data):
+    import tifffile
+    # A damaged file is reported in one line below; tifffile's own warnings about it are not.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            series = tiff.series[0]
+            axes, shape = series.axes, series.shape
+            height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            check_pixels(ref, width, height)
+            array = series.asarray()
+    except DataError:
+        raise
+    except Exception as error:      # tifffile raises many kinds for a damaged or odd file
+        raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") from None
+    if array.ndim == 3 and axes.index("Y") == 1:
+        array = np.moveaxis(array, 0, -1)   # planar: bands first in the file
+    if array.ndim not in (2, 3):
+        raise DataError(f"{ref}: a TIFF of axes {axes}; expected one image, bands last or first")
+    return array
+
+
 def decode_label(ref, palette=None):
     """The label map of a mask file as an int array [H, W]: palette PNGs give their indices, grey
     PNGs their values; RGB masks need `palette` (or equal channels)."""
@@ -237,7 +388,13 @@ def encode_png(array):
 def convert(sample, conversion):
     """Reads, checks and prepares one `RawSample` according to a `Conversion`; a `PreparedSample`."""
     image_bytes = sample.image.read()
-    image, image_format, image_mode = decode_image(sample.image, image_bytes)
+    bands = None
+    if conversion.bands:
+        bands = _decode_raster(sample.image, image_bytes)
+    if bands is None:
+        image, image_format, image_mode = decode_image(sample.image, image_bytes)
+    else:
+        image, image_format, image_mode = bands, "bands", None
     label = None
     if sample.label is not None:
         label = decode_label(sample.label, conversion.palette)
@@ -266,12 +423,17 @@ def convert(sample, conversion):
         check_label_values(sample.label, counts, conversion.num_classes)
     else:
         counts = np.zeros(256, np.int64)
+    label_bytes = b"" if label is None else encode_png(label)
+    if bands is not None:
+        return PreparedSample(name=sample.name, image=encode_bands(bands), label=label_bytes,
+                              height=image.shape[0], width=image.shape[1], label_counts=counts,
+                              pixels=Pixels(bands.shape[2], bands.dtype.name),
+                              band_moments=band_moments(bands))
     # JPEG and 8-bit RGB/grey PNG files are kept byte for byte; anything else is stored as PNG.
     kept = image_format == "JPEG" or (image_format == "PNG" and image_mode in ("RGB", "L"))
     if reencode or not kept:
         image_bytes = encode_png(image)
-    return PreparedSample(name=sample.name, image=image_bytes,
-                          label=b"" if label is None else encode_png(label),
+    return PreparedSample(name=sample.name, image=image_bytes, label=label_bytes,
                           height=image.shape[0], width=image.shape[1], label_counts=counts)
 
 

@@ -47,10 +47,18 @@ def stream_index(indices, position, stream_seed):
     return tf.gather(indices, tf.gather(order, position % count))
 
 
+# The largest value of each integer pixel type: images of it are divided by this to [0, 1].
+PIXEL_MAXIMUM = {tf.uint8: 255.0, tf.uint16: 65535.0}
+
+
 def normalise(image, mean, std):
-    """RGB (uint8, or float in [0, 1]) to float32 standardised per channel; 0 is then the mean colour
-    (used as padding)."""
-    image = tf.cast(image, tf.float32) / 255.0 if image.dtype == tf.uint8 else image
+    """An image (uint8, uint16, or float in [0, 1]; any number of bands) to float32 standardised per
+    band; 0 is then the mean colour (used as padding)."""
+    image = tf.convert_to_tensor(image)      # a numpy dtype would not find its entry below
+    if image.dtype in PIXEL_MAXIMUM:
+        image = tf.cast(image, tf.float32) / PIXEL_MAXIMUM[image.dtype]
+    else:
+        image = tf.cast(image, tf.float32)   # a no-op for float32
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
@@ -245,12 +253,15 @@ class WorkerShare:
 
 def validation_dataset(source, batch_size, dataset=None):
     """Full validation images as they are, for the inference path (which normalises and pads):
-    {'image': uint8 [N, H, W, 3], 'label': int32 [N, H, W]} batches (batch 1 if sizes differ).
+    {'image': [N, H, W, bands] of the source's pixel type, 'label': int32 [N, H, W]} batches (batch
+    1 if sizes differ).
 
     `dataset`: (image, label) pairs to use instead of `source.validation()` (e.g. its test set).
     """
+    dtype = tf.as_dtype(source.pixels.dtype)
+
     def prepare(image, label):
-        return {"image": tf.cast(image, tf.uint8), "label": tf.cast(label, tf.int32)}
+        return {"image": tf.cast(image, dtype), "label": tf.cast(label, tf.int32)}
     dataset = source.validation() if dataset is None else dataset
     return (dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size if source.fixed_image_size else 1).prefetch(tf.data.AUTOTUNE))

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from semiseg_tf.data import base, layouts, records
+from semiseg_tf.data import base, layouts, native, records
 from semiseg_tf.data.native import DataError
 
 
@@ -54,6 +54,10 @@ class PreparedSource(base.DataSource):
         self.class_palette = palette
         size = manifest.get("fixed_image_size")
         self.fixed_image_size = tuple(size) if size else None
+        pixels = manifest.get("pixels") or {}
+        self.pixels = native.Pixels(pixels.get("bands", 3), pixels.get("dtype", "uint8"))
+        if pixels.get("mean"):
+            self.rgb_mean, self.rgb_std = tuple(pixels["mean"]), tuple(pixels["std"])
         self._splits = {name: records.PreparedSplit.from_manifest(prepared_dir, entry)
                         for name, entry in manifest["splits"].items()}
         self._readers = {name: records.RecordReader(split) for name, split in self._splits.items()}
@@ -120,13 +124,12 @@ class PreparedSource(base.DataSource):
     def read_train(self, index):
         return self._read(self._readers["train"], self.train_ids, index)
 
-    @staticmethod
-    def _read(reader, record_ids, index):
+    def _read(self, reader, record_ids, index):
         """(image, label) of record `record_ids[index]` of `reader`'s split (traceable)."""
         serialised = tf.numpy_function(lambda i: reader.read_serialised(int(record_ids[int(i)])),
                                        [index], tf.string, stateful=False)
         serialised.set_shape([])
-        return records.decode_example(serialised)
+        return records.decode_example(serialised, self.pixels)
 
     def _dataset(self, which):
         split, ids = which

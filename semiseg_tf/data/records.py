@@ -149,8 +149,39 @@ def _converted(samples, conversion, workers):
                              chunksize=4)
 
 
-def _write_split(prepared_dir, split, samples, conversion, workers, out):
-    """Writes one split's shards; returns its manifest entry."""
+class _PixelsSeen:
+    """The pixel kind of a dataset's images (`native.Pixels`), checked equal for every image, and
+    the sums that give the training images' per-band mean and standard deviation."""
+
+    def __init__(self):
+        self.pixels, self.first, self.moments, self.count = None, None, None, 0
+
+    def add(self, ref, prepared, sums=True):
+        if self.pixels is None:
+            self.pixels, self.first = prepared.pixels, ref
+        elif prepared.pixels != self.pixels:
+            raise DataError(f"{ref}: {prepared.pixels}, but {self.first} has {self.pixels}; every "
+                            "image of a dataset needs the same bands and bit depth")
+        if sums and prepared.band_moments is not None:
+            self.moments = prepared.band_moments + (0 if self.moments is None else self.moments)
+            self.count += prepared.height * prepared.width
+
+    def manifest_entry(self):
+        """{'bands', 'dtype', 'mean', 'std'}; mean and std None for photos (ImageNet's)."""
+        pixels = self.pixels or native.PHOTO
+        entry = {"bands": pixels.bands, "dtype": pixels.dtype, "mean": None, "std": None}
+        if not pixels.photo and self.count:
+            mean = self.moments[0] / self.count
+            std = np.sqrt(np.maximum(self.moments[1] / self.count - np.square(mean), 0.0))
+            # A band of one value everywhere is centred and left unscaled.
+            entry["mean"] = mean.tolist()
+            entry["std"] = np.where(std > 1e-6, std, 1.0).tolist()
+        return entry
+
+
+def _write_split(prepared_dir, split, samples, conversion, workers, out, pixels_seen):
+    """Writes one split's shards; returns its manifest entry. The images' pixels go to
+    `pixels_seen` (their moments for the training split only)."""
     shards, records = [], {"shard": [], "offset": [], "length": []}
     names, labelled, sizes, counts = [], [], [], []
     writer, tmp_path, shard_bytes = None, None, 0
@@ -165,6 +196,7 @@ def _write_split(prepared_dir, split, samples, conversion, workers, out):
 
     try:
         for done, prepared in enumerate(_converted(samples, conversion, workers), 1):
+            pixels_seen.add(samples[done - 1].image, prepared, sums=split == "train")
             if writer is None:
                 tmp_path = os.path.join(prepared_dir,
                                         f"{split}-{len(shards):05d}.tfrecord.tmp-{os.getpid()}")
@@ -233,13 +265,16 @@ def _prepare_locked(layout, prepared_dir, key, workers, verify, out):
             if ".tfrecord" in name:
                 os.remove(os.path.join(prepared_dir, name))
         start = time.perf_counter()
-        splits = {split: _write_split(prepared_dir, split, samples, layout.conversion, workers, out)
+        pixels_seen = _PixelsSeen()
+        splits = {split: _write_split(prepared_dir, split, samples, layout.conversion, workers, out,
+                                      pixels_seen)
                   for split, samples in layout.splits.items()}
         _check_classes_present(layout, splits["train"])
         class_names = layout.class_names or _classes_from_labels(layout, splits, out)
         manifest = {"key": key, "dataset": layout.dataset, "class_names": list(class_names),
                     "listed_order": layout.listed_order,
-                    "fixed_image_size": layout.fixed_image_size, "splits": splits}
+                    "fixed_image_size": layout.fixed_image_size,
+                    "pixels": pixels_seen.manifest_entry(), "splits": splits}
         atomic_write_bytes(os.path.join(prepared_dir, MANIFEST), json.dumps(manifest).encode())
         print(f"prepared {layout.dataset} in {time.perf_counter() - start:.0f}s", file=out, flush=True)
         return manifest
@@ -370,12 +405,18 @@ def decode_image(data):
     return image
 
 
-def decode_example(serialised):
-    """(image uint8 [H, W, 3], label uint8 [H, W]) of a serialised prepared Example; a sample stored
-    without a label gets 255 (ignore) everywhere."""
+def decode_example(serialised, pixels=native.PHOTO):
+    """(image [H, W, bands], label uint8 [H, W]) of a serialised prepared Example whose images hold
+    `pixels` (a `native.Pixels`); a sample stored without a label gets 255 (ignore) everywhere."""
     features = tf.io.parse_single_example(serialised, _FEATURES)
-    image = decode_image(features["image"])
     shape = tf.stack([features["height"], features["width"]])
+    if pixels.photo:
+        image = decode_image(features["image"])
+    else:
+        raw = tf.io.decode_raw(tf.io.decode_compressed(features["image"], "ZLIB"),
+                               tf.as_dtype(pixels.dtype), little_endian=True)
+        image = tf.reshape(raw, tf.concat([shape, [pixels.bands]], 0))
+        image.set_shape([None, None, pixels.bands])
     label = tf.cond(tf.strings.length(features["label"]) > 0,
                     lambda: tf.io.decode_png(features["label"], channels=1)[..., 0],
                     lambda: tf.fill(shape, tf.constant(native.IGNORE_LABEL, tf.uint8)))

@@ -85,8 +85,9 @@ def _signed_distance(kind, ys, xs, cy, cx, radius, angle):
     return np.minimum(bar_u, bar_v)
 
 
-def make_scene(rng, size):
-    """Draws one scene.
+def make_scene(rng, size, rare=None):
+    """Draws one scene. `rare`: None, or (class, keep): an object of that class is drawn as such
+    with probability `keep`, and otherwise as one of the other classes (uniformly).
 
     Returns:
       (image uint8 [size, size, 3], label uint8 [size, size]).
@@ -103,6 +104,9 @@ def make_scene(rng, size):
     label = np.zeros((size, size), np.uint8)
     for _ in range(rng.integers(2, 5)):
         kind = int(rng.integers(1, len(CLASS_NAMES)))
+        if rare is not None and kind == rare[0] and rng.random() >= rare[1]:
+            kind = int(rng.integers(1, len(CLASS_NAMES) - 1))
+            kind += kind >= rare[0]
         radius = rng.uniform(0.13, 0.28) * size
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         distance = _signed_distance(kind, ys, xs, cy, cx, radius, rng.uniform(0, 2 * np.pi))
@@ -117,13 +121,14 @@ def make_scene(rng, size):
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), label
 
 
-def make_scenes(seed, count, size):
-    """`count` scenes from one seed, as stacked arrays ([count, size, size, 3], [count, size, size])."""
+def make_scenes(seed, count, size, rare=None):
+    """`count` scenes from one seed, as stacked arrays ([count, size, size, 3], [count, size, size]);
+    `rare` as `make_scene`'s."""
     rng = np.random.default_rng(seed)
     images = np.empty((count, size, size, 3), np.uint8)
     labels = np.empty((count, size, size), np.uint8)
     for i in range(count):
-        images[i], labels[i] = make_scene(rng, size)
+        images[i], labels[i] = make_scene(rng, size, rare)
     return images, labels
 
 
@@ -132,17 +137,20 @@ class SyntheticSource(base.DataSource):
 
     `representative_split`: the labelled subset is chosen so its class shares match the whole set's
     (`base.representative_split`), as a benchmark's labelled subset should be; False takes the authors'
-    plain permutation.
+    plain permutation. `rare_class`, `rare_keep`: that class (1-5; 0 for none) keeps only this share
+    of its objects, in training and validation scenes alike (a rare class, for class weights).
     """
     name = "synthetic"
     class_names = CLASS_NAMES
 
-    def __init__(self, num_train=1000, num_val=200, image_size=64, seed=0, representative_split=True):
+    def __init__(self, num_train=1000, num_val=200, image_size=64, seed=0, representative_split=True,
+                 rare_class=0, rare_keep=1.0):
         self.fixed_image_size = (image_size, image_size)
         self.representative_split = representative_split
+        rare = (int(rare_class), float(rare_keep)) if rare_class else None
         # Separate streams: changing the training set size does not change the validation scenes.
-        self.train_images, self.train_labels = make_scenes([seed, 0], num_train, image_size)
-        self.val_images, self.val_labels = make_scenes([seed, 1], num_val, image_size)
+        self.train_images, self.train_labels = make_scenes([seed, 0], num_train, image_size, rare)
+        self.val_images, self.val_labels = make_scenes([seed, 1], num_val, image_size, rare)
         self._read = base.in_memory_reader(self.train_images, self.train_labels)
 
     @property
@@ -152,12 +160,14 @@ class SyntheticSource(base.DataSource):
     def read_train(self, index):
         return self._read(index)
 
+    def class_pixel_counts(self):
+        return np.stack([np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+                         for label in self.train_labels]).astype(np.int64)
+
     def labelled_split(self, n_sup, split_seed):
         if not self.representative_split:
             return super().labelled_split(n_sup, split_seed)
-        counts = np.stack([np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
-                           for label in self.train_labels])
-        return base.representative_split(counts, n_sup, split_seed)
+        return base.representative_split(self.class_pixel_counts(), n_sup, split_seed)
 
     def validation(self):
         return tf.data.Dataset.from_tensor_slices((self.val_images, self.val_labels))

@@ -29,7 +29,7 @@ def deeplab_v2(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, freeze_bn=
     bn_mode = layers.BN_FROZEN if freeze_bn else layers.BN_FIXED_AFFINE
     backbone = resnet.resnet("caffe", blocks, width, output_stride=8, bn_mode=bn_mode,
                              kernel_init=init)
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     features = backbone(inputs)["layer4"]
     dilations = ASPP_DILATIONS[:2] if aspp_two_branches else ASPP_DILATIONS
     fan_in = 9 * features.shape[-1]

@@ -31,7 +31,7 @@ def deeplab_v3plus(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, aspp_c
     """
     bn_mode = layers.BN_FROZEN_STATS if freeze_bn else layers.BN_TRAIN
     backbone = resnet.resnet("torchvision", blocks, width, output_stride=8, bn_mode=bn_mode)
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     features = backbone(inputs)
     decoder = _decoder(num_classes, features["layer1"].shape[-1], features["layer4"].shape[-1],
                        aspp_channels, low_level_channels)
@@ -45,7 +45,7 @@ def deeplab_v3plus(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, aspp_c
 def _decoder(num_classes, low_channels, high_channels, aspp_channels, low_level_channels):
     """The head, a model of its own: [image (for the output size), stage-1, stage-4 features] ->
     logits at the image's size."""
-    image = keras.Input((None, None, 3), name="image")
+    image = layers.image_input()
     low_in = keras.Input((None, None, low_channels), name="layer1")
     high = keras.Input((None, None, high_channels), name="layer4")
     branches = [_conv_bn_relu(high, aspp_channels, 1, "aspp_1x1")]

@@ -33,7 +33,7 @@ def dense_unet(num_classes, growth=48, blocks=(6, 12, 36, 24), init_features=96,
     """
     bn_mode = layers.BN_FROZEN_STATS if freeze_bn else layers.BN_TRAIN
     backbone = densenet.densenet(growth, blocks, init_features, bn_mode=bn_mode)
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     padded = layers.PadToMultiple(MULTIPLE, name="pad")(inputs)
     features = backbone(padded)
     channels = {name: feature.shape[-1] for name, feature in features.items()}

@@ -36,7 +36,7 @@ def densenet(growth=48, blocks=(6, 12, 36, 24), init_features=96, bn_mode=layers
       bn_mode: batch-norm behaviour, one of `layers.BN_MODES`.
     """
     kernel_init = layers.kaiming_normal("fan_in")  # torchvision's DenseNet init
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     x = layers.conv(inputs, init_features, 7, "conv0", stride=2, kernel_initializer=kernel_init)
     x = layers.batch_norm("norm0", bn_mode)(x)
     x = keras.layers.ReLU(name="relu0")(x)

@@ -3,8 +3,30 @@
 Every layer accepts any input height and width (sizes are read at run time), so one network serves
 321x321 training crops and full validation images alike.
 """
+import contextlib
+
 import keras
 import tensorflow as tf
+
+# The bands (channels) of the images networks built now take: registry.build sets it
+# (`input_bands`), every network's image input reads it (`image_input`).
+_INPUT_BANDS = [3]
+
+
+@contextlib.contextmanager
+def input_bands(bands):
+    """Networks built inside take images of `bands` channels (3 outside)."""
+    _INPUT_BANDS.append(int(bands))
+    try:
+        yield
+    finally:
+        _INPUT_BANDS.pop()
+
+
+def image_input():
+    """A network's image input: [N, H, W, bands] of any size."""
+    return keras.Input((None, None, _INPUT_BANDS[-1]), name="image")
+
 
 # PyTorch's batch norm: momentum 0.1 there is 0.9 here, eps 1e-5.
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5

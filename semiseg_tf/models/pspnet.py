@@ -30,7 +30,7 @@ def pspnet(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, pool_channels=
     """
     bn_mode = layers.BN_FROZEN_STATS if freeze_bn else layers.BN_TRAIN
     backbone = resnet.resnet("deep_stem", blocks, width, output_stride=8, bn_mode=bn_mode)
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     features = backbone(inputs)["layer4"]
     pyramid = [features]
     for bins in POOL_BINS:

@@ -3,6 +3,8 @@ import inspect
 
 import tensorflow as tf
 
+from semiseg_tf.models import layers
+
 _BUILDERS = {}
 _INPUT_MULTIPLES = {}
 _FEATURE_SPLITS = set()
@@ -40,12 +42,15 @@ def available():
     return sorted(_BUILDERS)
 
 
-def build(name, num_classes, **options):
-    """Builds network `name`; options it does not take (another network's flags) are left out."""
+def build(name, num_classes, bands=3, **options):
+    """Builds network `name` for images of `bands` channels; options it does not take (another
+    network's flags) are left out."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown network {name!r}; choose one of {', '.join(available())}")
     accepted = inspect.signature(_BUILDERS[name]).parameters
-    network = _BUILDERS[name](num_classes, **{k: v for k, v in options.items() if k in accepted})
+    with layers.input_bands(bands):
+        network = _BUILDERS[name](num_classes,
+                                  **{k: v for k, v in options.items() if k in accepted})
     network._semiseg_input_multiple = _INPUT_MULTIPLES[name]
     return network
 

@@ -68,7 +68,7 @@ def resnet(layout="torchvision", blocks=RESNET101_BLOCKS, width=64, output_strid
         raise ValueError(f"ResNet layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     kernel_init = kernel_init or layers.kaiming_normal("fan_out")
     late_stages = _stage_dilations(output_stride)
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     if layout == "deep_stem":
         x = inputs
         for index, (channels, stride) in enumerate([(width, 2), (width, 1), (2 * width, 1)], 1):

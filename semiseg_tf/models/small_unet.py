@@ -1,6 +1,7 @@
 """A small U-Net that trains on a 2-core CPU in minutes: for the demo and the tests."""
 import keras
 
+from semiseg_tf.models import layers
 from semiseg_tf.models.layers import ResizeLike, batch_norm
 from semiseg_tf.models.registry import attach_feature_split, register
 
@@ -19,7 +20,7 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
     Input sizes must be multiples of 2**(depth + 1). The up path is a nested model, `decoder`, so
     that UniMatch's feature stream can decode perturbed features (`models.feature_split`).
     """
-    inputs = keras.Input((None, None, 3), name="image")
+    inputs = layers.image_input()
     x = keras.layers.Conv2D(base_channels, 3, strides=2, padding="same", use_bias=False,
                             name="stem_conv")(inputs)
     x = batch_norm("stem_bn")(x)
@@ -44,7 +45,7 @@ def small_unet(num_classes, base_channels=16, depth=3, name="small_unet"):
 def _decoder(num_classes, base_channels, depth):
     """The up path, a model of its own: [image (for the output size), skip 0 .. depth - 1, bottom]
     -> logits at the image's size."""
-    image = keras.Input((None, None, 3), name="image")
+    image = layers.image_input()
     skips = [keras.Input((None, None, base_channels * 2 ** level), name=f"encoder_skip{level}")
              for level in range(depth)]
     bottom = keras.Input((None, None, base_channels * 2 ** depth), name="encoder_bottom")

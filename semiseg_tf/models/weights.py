@@ -12,6 +12,8 @@ Two kinds of file, both in Keras's HDF5 weight layout (one group per layer, `wei
 - Files written by `convert_torchvision` (torchvision or MIT CSAIL state dicts), already in our names.
 Every layer of the backbone must be in the file with the right shapes, or loading stops with an error
 naming the file and the layer; layers of the file that the backbone lacks (a classifier) are ignored.
+A network for images of other than 3 bands takes the RGB weights with its first convolution adapted
+by `adapt_rgb_kernel`.
 """
 import os
 import re
@@ -19,6 +21,7 @@ import re
 import h5py
 import numpy as np
 
+from semiseg_tf.data import base
 from semiseg_tf.errors import WeightsError
 from semiseg_tf.models import layers, registry
 
@@ -130,6 +133,24 @@ def _fold_caffe_input(kernel, bias, rgb_mean, rgb_std):
     return kernel_rgb * (255.0 * std)[None, None, :, None], new_bias
 
 
+def adapt_rgb_kernel(kernel, bands, rgb_bands=None):
+    """An RGB first-layer kernel [kh, kw, 3, out] made for images of `bands` channels.
+
+    The bands listed in `rgb_bands` (the image's red, green and blue bands, in that order; by
+    default the first three when there are three or more) keep the red, green and blue filters;
+    every other band gets the mean of the three. All are then scaled by 3 / bands, so that an image
+    whose bands all hold one value v gives the layer the response an RGB image of v gives it: a
+    one-band image (grey, medical) gets the sum of the RGB filters, as an RGB image of that grey.
+    """
+    kernel = np.asarray(kernel, np.float64)
+    if rgb_bands is None:
+        rgb_bands = (0, 1, 2) if bands >= 3 else ()
+    adapted = np.repeat(kernel.mean(axis=2, keepdims=True), bands, axis=2)
+    for colour, band in enumerate(rgb_bands):
+        adapted[:, :, band] = kernel[:, :, colour]
+    return adapted * (3.0 / bands)
+
+
 def load_backbone_weights(network, path, rgb_mean, rgb_std):
     """Loads a weights file into `network`'s backbone (see the module docstring); returns the count of
     layers loaded. Raises `WeightsError` naming the file and the first layer that does not fit."""
@@ -139,6 +160,10 @@ def load_backbone_weights(network, path, rgb_mean, rgb_std):
                            "backbone to load")
     weights = read_weight_file(path)
     if is_keras_applications_resnet(weights):
+        if len(rgb_mean) != 3:
+            # Images of other bands: folded for ImageNet's standardised colours, which their
+            # standardised bands take the place of before the filters are spread over them.
+            rgb_mean, rgb_std = base.IMAGENET_MEAN, base.IMAGENET_STD
         weights = from_keras_applications_resnet(weights, rgb_mean, rgb_std)
     loaded = 0
     for layer in backbone.layers:
@@ -154,6 +179,11 @@ def load_backbone_weights(network, path, rgb_mean, rgb_std):
             if short not in stored:
                 raise WeightsError(f"{path}: layer {layer.name!r} has no {short!r} in the file")
             value = stored[short]
+            shape = tuple(variable.shape)
+            if (short == "kernel" and value.ndim == 4 and value.shape[2] == 3 and shape[2] != 3
+                    and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]):
+                # The first convolution of a network for images of other than 3 bands.
+                value = adapt_rgb_kernel(value, variable.shape[2])
             if tuple(value.shape) != tuple(variable.shape):
                 raise WeightsError(
                     f"{path}: layer {layer.name!r} {short} has shape {tuple(value.shape)} in the file, "

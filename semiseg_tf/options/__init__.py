@@ -87,6 +87,14 @@ class Section:
             text = shown(getattr(self, field)) if value is None else value
             raise errors.ConfigError(f"--{self.TOPIC.fields[field]}={text}: {message}")
 
+    def require_range(self, field, low, high=None, open_low=False):
+        """ConfigError unless the field's range (a, b) has low <= a (low < a with `open_low`),
+        a <= b, and b <= high when `high` is given."""
+        a, b = getattr(self, field)
+        within = (low < a if open_low else low <= a) and a <= b and (high is None or b <= high)
+        bounds = f"{low} {'<' if open_low else '<='} a <= b" + ("" if high is None else f" <= {high}")
+        self.require(within, field, f"expected 'a:b' with {bounds}", value=f"{a}:{b}")
+
 
 def parse_ints(count):
     """A PARSE function for 'a,b,...': `count` positive integers; none given is None."""
@@ -119,8 +127,11 @@ def parse_range(name, text):
 
 
 def parse_numbers(kind):
-    """A PARSE function for a list flag of numbers of `kind` (int or float)."""
+    """A PARSE function for numbers of `kind` (int or float): a list flag's values, or a string
+    flag's comma-separated text."""
     def parse(name, values):
+        if isinstance(values, str):
+            values = values.split(",")
         try:
             return tuple(kind(v) for v in values)
         except ValueError:

@@ -35,7 +35,5 @@ class BoxMask(Section):
     no_invert: bool
 
     def check(self):
-        low, high = self.prop_range
-        self.require(0 <= low <= high <= 1, "prop_range", "expected 'a:b' with 0 <= a <= b <= 1",
-                     value=f"{low}:{high}")
+        self.require_range("prop_range", 0, 1)
         self.require(self.n_boxes > 0, "n_boxes", "must be positive")

@@ -33,8 +33,7 @@ TOPIC.define("float", "lr_poly_power", 0.9, "Power of the 'poly' schedule.")
 @dataclasses.dataclass(frozen=True)
 class Optimiser(Section):
     TOPIC = TOPIC
-    PARSE = {"lr_step_boundaries": lambda name, values: tuple(sorted(parse_numbers(int)(name,
-                                                                                       values)))}
+    PARSE = {"lr_step_boundaries": lambda name, values: tuple(sorted(parse_numbers(int)(name, values)))}
     backbone_lr_scale: float
     deeplab2_authors_repeated_updates: bool
     opt_type: str

@@ -31,9 +31,5 @@ class PseudoLabels(Section):
 
     def check(self):
         self.require(0 <= self.box_prob <= 1, "box_prob", "must lie in [0, 1]")
-        low, high = self.box_area
-        self.require(0 < low <= high <= 1, "box_area", "expected 'a:b' with 0 < a <= b <= 1",
-                     value=f"{low}:{high}")
-        low, high = self.box_ratio
-        self.require(0 < low <= high, "box_ratio", "expected 'a:b' with 0 < a <= b",
-                     value=f"{low}:{high}")
+        self.require_range("box_area", 0, 1, open_low=True)
+        self.require_range("box_ratio", 0, open_low=True)

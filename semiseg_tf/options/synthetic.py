@@ -19,6 +19,13 @@ TOPIC.define("boolean", "synthetic_representative_split", True, "Synthetic datas
         "share, and the teacher then spreads that bias). --nosynthetic_representative_split takes "
         "the first candidate, the authors' plain permutation.", field="representative_split")
 
+TOPIC.define("integer", "synthetic_rare_class", 0, "Synthetic dataset: make this class (1-5: disk, "
+        "square, triangle, ring, cross) rare, in training and validation scenes alike, to try class "
+        "weights on (--class_weights). 0: none.", field="rare_class")
+TOPIC.define("float", "synthetic_rare_keep", 1.0, "Synthetic dataset: the share of "
+        "--synthetic_rare_class's objects drawn as that class; the others are drawn as another "
+        "class.", field="rare_keep")
+
 
 @dataclasses.dataclass(frozen=True)
 class Synthetic(Section):
@@ -28,7 +35,11 @@ class Synthetic(Section):
     image_size: int
     seed: int
     representative_split: bool
+    rare_class: int
+    rare_keep: float
 
     def check(self):
         for field in ("num_train", "num_val", "image_size"):
             self.require(getattr(self, field) > 0, field, "must be positive")
+        self.require(0 <= self.rare_class <= 5, "rare_class", "expected 0 (none) or a class, 1-5")
+        self.require(0 <= self.rare_keep <= 1, "rare_keep", "must lie in [0, 1]")

@@ -1,8 +1,7 @@
 """Flags of UniMatch's streams: its feature dropout and the weights of its losses."""
 import dataclasses
 
-from semiseg_tf.errors import ConfigError
-from semiseg_tf.options import Section, Topic
+from semiseg_tf.options import Section, Topic, parse_numbers
 
 TOPIC = Topic("UniMatch", __name__)
 
@@ -12,17 +11,10 @@ TOPIC.define("string", "unimatch_weights", "0.25,0.25,0.5", "UniMatch: the weigh
         "consistency losses, the two strong views and the feature stream.", field="weights")
 
 
-def _parse_weights(name, text):
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--{name}={text!r}: expected 3 comma-separated numbers") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class UniMatch(Section):
     TOPIC = TOPIC
-    PARSE = {"weights": _parse_weights}
+    PARSE = {"weights": parse_numbers(float)}
     dropout: float
     weights: tuple
 

@@ -25,20 +25,60 @@ def num_replicas():
     return 1 if ctx is None else ctx.num_replicas_in_sync
 
 
-def cross_entropy(logits, labels):
+def all_gathered(value):
+    """`value` ([n, ...]) of every replica, concatenated on the first axis (itself on one device)."""
+    ctx = _replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_gather(value, axis=0)
+
+
+def cross_entropy(logits, labels, class_weights=None, ohem=None):
     """Mean cross-entropy over the labelled pixels of the global batch; 255 is ignored.
 
     Args:
       logits: [N, H, W, C] float.
       labels: [N, H, W] int32.
+      class_weights: None, or [C] float: each pixel's loss weighted by its class's weight, and the
+        sum divided by the sum of the weights (PyTorch's CrossEntropyLoss(weight=...)).
+      ohem: None, or (thresh, min_kept): only the hard pixels count (`ohem_kept`).
     """
     valid = tf.not_equal(labels, IGNORE_LABEL)
     safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
     per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
                                                                logits=tf.cast(logits, tf.float32))
-    local_sum = tf.reduce_sum(tf.where(valid, per_pixel, 0.0))
-    count = global_sum(tf.reduce_sum(tf.cast(valid, tf.float32)))
-    return local_sum / tf.maximum(tf.stop_gradient(count), 1.0)
+    if ohem is not None:
+        valid = tf.logical_and(valid, ohem_kept(logits, safe_labels, valid, *ohem))
+    if class_weights is None:
+        local_sum = tf.reduce_sum(tf.where(valid, per_pixel, 0.0))
+        count = global_sum(tf.reduce_sum(tf.cast(valid, tf.float32)))
+    else:
+        weight = tf.where(valid, tf.gather(tf.cast(class_weights, tf.float32), safe_labels), 0.0)
+        local_sum = tf.reduce_sum(tf.where(valid, per_pixel * weight, 0.0))
+        count = global_sum(tf.reduce_sum(weight))
+    return local_sum / tf.maximum(tf.stop_gradient(count), 1e-12 if class_weights is not None
+                                  else 1.0)
+
+
+def ohem_kept(logits, labels, valid, thresh, min_kept):
+    """Online hard example mining as UniMatch's ProbOhemCrossEntropy2d: [N, H, W] bool, the pixels
+    whose probability of their true class is at most the threshold, the larger of `thresh` and the
+    `min_kept`-th smallest such probability (so at least `min_kept` pixels stay). Ignored pixels
+    count with probability 1. When the batch has fewer than `min_kept` valid pixels, or `min_kept`
+    is 0, every pixel is kept (as in that code, which mines only inside `if min_kept > 0`). Both
+    counts are over the global batch (all replicas), where UniMatch counts per GPU.
+    """
+    if min_kept <= 0:
+        return tf.ones_like(valid)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    true_prob = tf.where(valid, tf.gather(probs, labels, axis=-1, batch_dims=3), 1.0)
+    true_prob = tf.stop_gradient(true_prob)
+    num_valid = global_sum(tf.reduce_sum(tf.cast(valid, tf.int64)))
+    every = tf.sort(all_gathered(tf.reshape(true_prob, [-1])))
+    kth = every[tf.minimum(int(min_kept), tf.size(every)) - 1]
+    threshold = tf.maximum(tf.constant(float(thresh)), kth)
+    apply = tf.logical_and(num_valid >= int(min_kept), num_valid > 0)
+    return tf.logical_or(tf.logical_not(apply), true_prob <= threshold)
 
 
 # Consistency losses per pixel (SPEC 2.3). Each takes the student's logits and the teacher's target

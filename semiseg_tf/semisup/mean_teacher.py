@@ -53,6 +53,10 @@ class MeanTeacher(keras.Model):
         `evaluate` and `predict`, which take raw pixels.
       input_multiple: image sides the network takes are multiples of this (`evaluate` and `predict`
         pad to it); None: what `models.build` recorded on the network, else 1.
+      class_weights: None, or one weight per class for the supervised cross-entropy (see
+        `semisup.class_weights` for weights from the labelled masks' pixel counts).
+      ohem_thresh, ohem_min_kept: online hard example mining of the supervised loss, as UniMatch's
+        (`losses.ohem_kept`); `ohem_thresh` 1 mines nothing.
     Pass `teacher=student` for the Pi-model: targets come from the student itself (without gradient)
     and there is no EMA.
 
@@ -68,7 +72,7 @@ class MeanTeacher(keras.Model):
                  rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True,
                  skip_nonfinite=False, sup_weight=1.0, cons_average="pixels",
                  rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD, input_multiple=None,
-                 **kwargs):
+                 class_weights=None, ohem_thresh=1.0, ohem_min_kept=200000, **kwargs):
         super().__init__(**kwargs)
         self.rgb_mean, self.rgb_std = tuple(rgb_mean), tuple(rgb_std)
         self.input_multiple = int(input_multiple or models.input_multiple_of(teacher))
@@ -86,6 +90,11 @@ class MeanTeacher(keras.Model):
         self.bn_stats_from_unlabelled = bool(bn_stats_from_unlabelled)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.sup_weight = float(sup_weight)
+        self.class_weights = None if class_weights is None else tuple(map(float, class_weights))
+        if not 0 < ohem_thresh <= 1 or ohem_min_kept < 0:
+            raise ValueError(f"ohem_thresh must lie in (0, 1] and ohem_min_kept be >= 0, not "
+                             f"{ohem_thresh} and {ohem_min_kept}")
+        self.ohem = None if ohem_thresh >= 1 else (float(ohem_thresh), int(ohem_min_kept))
         if cons_average not in CONS_AVERAGES:
             raise ValueError(f"cons_average must be one of {', '.join(CONS_AVERAGES)}, not "
                              f"{cons_average!r}")
@@ -265,7 +274,8 @@ class MeanTeacher(keras.Model):
         scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
         with tf.GradientTape() as tape:
             logits = self.student(labelled["image"], training=True)
-            sup_loss = losses.cross_entropy(logits, labelled["label"])
+            sup_loss = losses.cross_entropy(logits, labelled["label"], self.class_weights,
+                                            self.ohem)
             scaled = self.sup_weight * sup_loss
             scaled = self.optimizer.scale_loss(scaled) if self.loss_scaled else scaled
         grads = tape.gradient(scaled, student_vars)

@@ -19,7 +19,7 @@ def build_source(cfg, out=sys.stderr):
     if data.dataset == "synthetic":
         s = cfg.synthetic
         return synthetic.SyntheticSource(s.num_train, s.num_val, s.image_size, s.seed,
-                                         s.representative_split)
+                                         s.representative_split, s.rare_class, s.rare_keep)
     return prepared.build_prepared_source(
         data.dataset, data.data_dir, data.prepared_dir, n_sup=labelled.n_sup, n_val=data.n_val,
         val_seed=data.val_seed, split_file=labelled.split_file, num_classes=data.num_classes,
@@ -78,10 +78,15 @@ def pipeline_params(cfg):
         student_blur_prob=cfg.strong_augmentation.blur_prob)
 
 
-def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD):
+def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD,
+                class_weights=None, pixels=native.PHOTO):
     """The MeanTeacher model, compiled (so ready to train). Call inside the strategy's scope.
 
-    `rgb_mean`, `rgb_std`: the input normalisation, which pretrained weights are adapted to.
+    `rgb_mean`, `rgb_std`: the input normalisation, one value per band. Pretrained weights are
+    adapted to it for photos; for other images (`pixels`), whose bands are standardised by their
+    own statistics, to ImageNet's, the first layer's filters then spread over the bands
+    (weights.adapt_rgb_kernel). `class_weights`: the supervised loss's, as
+    `class_weights.for_run` gives them.
     """
     opt, net, method = cfg.optimiser, cfg.network, cfg.method
     precision_policy = cfg.distribution.mixed_precision
@@ -93,11 +98,14 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     options = dict(freeze_bn=net.freeze_bn, deeplab2_aspp_two_branches=net.deeplab2_aspp_two_branches)
     with precision.building_in(precision_policy):
-        student = models.build(net.arch, num_classes, **options)
-        teacher = student if method.model == "pi" else models.build(net.arch, num_classes, **options)
+        student = models.build(net.arch, num_classes, bands=pixels.bands, **options)
+        teacher = student if method.model == "pi" else models.build(
+            net.arch, num_classes, bands=pixels.bands, **options)
     if net.backbone_weights:
         # Into the student only: `compile` makes the teacher its copy.
-        weights.load_backbone_weights(student, net.backbone_weights, rgb_mean, rgb_std)
+        fold_mean, fold_std = ((rgb_mean, rgb_std) if pixels.photo
+                               else (base.IMAGENET_MEAN, base.IMAGENET_STD))
+        weights.load_backbone_weights(student, net.backbone_weights, fold_mean, fold_std)
     model = mean_teacher.MeanTeacher(
         student=student,
         teacher=teacher,
@@ -109,7 +117,9 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         unsup_batch_ratio=method.unsup_batch_ratio,
         bn_stats_from_unlabelled=method.bn_stats_from_unlabelled,
         skip_nonfinite=cfg.training.on_nonfinite == "skip", sup_weight=method.sup_weight,
-        cons_average=method.cons_average)
+        cons_average=method.cons_average, rgb_mean=rgb_mean, rgb_std=rgb_std,
+        class_weights=class_weights,
+        ohem_thresh=cfg.supervised.ohem_thresh, ohem_min_kept=cfg.supervised.ohem_min_kept)
     model.compile(optimizer=optimizer, jit_compile=cfg.distribution.jit_compile)
     backbone = models.backbone_of(student)
     if backbone is not None:

@@ -56,7 +56,8 @@ class Reports:
         """A titled picture of the first `count` validation images: image, truth, prediction."""
         images, labels, predictions = self.evaluator.examples(self.model.teacher, count)
         palette = self.source.palette
-        rows = [[image, visualise.colourise(label, palette), visualise.colourise(prediction, palette)]
+        rows = [[visualise.display_rgb(image), visualise.colourise(label, palette),
+                 visualise.colourise(prediction, palette)]
                 for image, label, prediction in zip(images, labels, predictions)]
         return visualise.panel(rows, titles=["image", "truth", "prediction"],
                                scale=enlargement(images[0].shape[0]))
@@ -95,8 +96,12 @@ class Reports:
         columns = {}
         for name, images in [item for _, t in streams for item in t.panels.items()]:
             images = images[:count].numpy()
-            columns[name] = (visualise.to_uint8_rgb(images, mean, std) if images.shape[-1] == 3
-                             else visualise.grey_to_rgb(images))
+            if images.shape[-1] != len(mean):
+                columns[name] = visualise.grey_to_rgb(images)       # a mask
+            elif self.source.pixels.photo:
+                columns[name] = visualise.to_uint8_rgb(images, mean, std)
+            else:
+                columns[name] = visualise.display_rgb(images)
         columns["teacher_target"] = visualise.colourise(
             np.argmax(terms.teacher_probs[:count].numpy(), axis=-1), palette)
         if self.model.conf_per_pixel and self.model.conf_thresh > 0:

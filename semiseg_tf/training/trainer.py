@@ -22,6 +22,7 @@ from semiseg_tf import models, run_info
 from semiseg_tf.data import pipeline
 from semiseg_tf.errors import WorkerLost
 from semiseg_tf.evaluation import Evaluator
+from semiseg_tf.semisup import class_weights
 from semiseg_tf.files import atomic_write_bytes
 from semiseg_tf.training import builders, callbacks, devices, run_folder
 from semiseg_tf.training.checkpoint_store import CheckpointStore
@@ -96,11 +97,17 @@ class Trainer:
             raise config_lib.ConfigError(
                 f"--bin_fill_holes: needs a two-class dataset; {cfg.data.dataset} has "
                 f"{self.source.num_classes} classes")
+        if cfg.strong_augmentation.colour and not self.source.pixels.photo:
+            raise config_lib.ConfigError(
+                f"--aug_strong_colour: colour jitter needs 8-bit RGB images; the images of "
+                f"{cfg.data.dataset} have {self.source.pixels} (add --noaug_strong_colour)")
         labelled, unlabelled = self.source.labelled_split(cfg.labelled.n_sup, cfg.labelled.split_seed)
         self._warn_small_images()
+        weights = self._class_weights(labelled)
         with self.strategy.scope():
             self.model = builders.build_model(cfg, self.source.num_classes, self.source.rgb_mean,
-                                              self.source.rgb_std)
+                                              self.source.rgb_std, class_weights=weights,
+                                              pixels=self.source.pixels)
         self.model.share_stop_requests = self.multi_worker
         self._warn_untrained_backbone()
         # Written once the flags, the data and the weights have been checked: a command that
@@ -134,6 +141,19 @@ class Trainer:
                                                                       dataset=test_set)
         self.reports = Reports(cfg, self.source, self.model, evaluator, self.pipeline,
                                flagfile_text, self.is_chief, self.say)
+
+    def _class_weights(self, labelled):
+        """--class_weights for this run's labelled images (None for none), announced."""
+        spec = self.cfg.supervised.class_weights
+        counts = self.source.class_pixel_counts()
+        weights = class_weights.for_run(spec, self.source.num_classes,
+                                        None if counts is None else counts[labelled])
+        if weights is not None:
+            origin = (f"{spec} frequency of the {len(labelled)} labelled masks' pixels"
+                      if spec in class_weights.KINDS else spec)
+            shown = "  ".join(f"{n} {w:.3g}" for n, w in zip(self.source.class_names, weights))
+            self.say(f"class weights ({origin}): {shown}")
+        return weights
 
     def _warn_small_images(self):
         """A warning when training images are smaller than the crop (they are padded, which is

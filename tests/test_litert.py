@@ -1,0 +1,57 @@
+"""export --format=tflite: every LiteRT variant, run by LiteRT's interpreter, against the SavedModel."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_RUN, parse_flags, run_main
+from semiseg_tf import litert, training
+
+pytest.importorskip("ai_edge_litert")
+
+# How far each variant's probabilities may be from the SavedModel's; its labels may differ only
+# where the SavedModel's two likeliest classes are closer than twice that.
+TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic_int8": 0.15, "int8": 0.3}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("litert") / "run"
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(workdir)})
+    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
+    return str(workdir)
+
+
+def test_every_litert_variant_agrees_with_the_saved_model_within_its_tolerance(run, tmp_path):
+    export_dir = tmp_path / "saved_models" / "run" / "1"
+    done = run_main("export", f"--workdir={run}", f"--export_dir={export_dir}", "--format=tflite",
+                    f"--tflite_variants={','.join(litert.VARIANTS)}", "--tflite_size=20,24",
+                    "--tflite_probabilities", "--tflite_representative_images=8", "--nokeras_file")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    expected = served(images=tf.constant(images))["probabilities"].numpy()
+    top2 = np.sort(expected, -1)[..., -2:]
+    for variant, tolerance in TOLERANCE.items():
+        path = export_dir / litert.file_name(variant)
+        assert f"{litert.file_name(variant)}: " in done.stdout and "SavedModel's on 8" in done.stdout
+        content = path.read_bytes()
+        signature = litert.interpreter(content).get_signature_list()["serving_default"]
+        assert signature == {"inputs": ["images"], "outputs": ["labels", "probabilities"]}
+        outputs = litert.run(content, images)
+        assert outputs["labels"].dtype == np.uint8 and outputs["labels"].shape == (3, 20, 24)
+        np.testing.assert_allclose(outputs["probabilities"], expected, atol=tolerance)
+        close = top2[..., 1] - top2[..., 0] < 2 * tolerance
+        assert np.all((outputs["labels"] == expected.argmax(-1)) | close), variant
+
+
+def test_bad_tflite_flags_are_one_line(run, tmp_path):
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
+                    "--format=tflite", "--tflite_variants=int4")
+    assert done.returncode == 2 and "--tflite_variants=int4: expected some of float32" in done.stderr
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
+                    "--format=tflite", "--tflite_size=20")
+    assert done.returncode == 2 and "--tflite_size='20': expected 2" in done.stderr
+    assert not (tmp_path / "e").exists()
