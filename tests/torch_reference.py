@@ -128,3 +128,67 @@ class DenseNet(nn.Module):
                 features //= 2
         self.features.add_module("norm5", nn.BatchNorm2d(features))
         self.classifier = nn.Linear(features, num_classes)
+
+
+class ResidualConvUnit(nn.Module):
+    """DPT's residual unit (UniMatch V2's model/util/blocks.py, bn=False): relu, conv, relu, conv, +x."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv1(torch.relu(x))
+        return self.conv2(torch.relu(out)) + x
+
+
+class FeatureFusionBlock(nn.Module):
+    """RefineNet's fusion: (+ unit 1 of the skip), unit 2, bilinear (corners aligned), 1x1 conv."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1)
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+
+    def forward(self, *xs, size=None):
+        output = xs[0]
+        if len(xs) == 2:
+            output = output + self.resConfUnit1(xs[1])
+        output = self.resConfUnit2(output)
+        modifier = {"scale_factor": 2} if size is None else {"size": size}
+        output = nn.functional.interpolate(output, **modifier, mode="bilinear", align_corners=True)
+        return self.out_conv(output)
+
+
+class DPTHead(nn.Module):
+    """UniMatch V2's DPTHead (model/semseg/dpt.py, use_bn=False), with the final resize of its DPT:
+    token maps [B, C, h, w] x 4 -> logits [B, classes, 14 h, 14 w]."""
+
+    def __init__(self, nclass, in_channels, features, out_channels):
+        super().__init__()
+        self.projects = nn.ModuleList([nn.Conv2d(in_channels, c, 1) for c in out_channels])
+        self.resize_layers = nn.ModuleList([
+            nn.ConvTranspose2d(out_channels[0], out_channels[0], 4, stride=4),
+            nn.ConvTranspose2d(out_channels[1], out_channels[1], 2, stride=2),
+            nn.Identity(),
+            nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1)])
+        self.scratch = nn.Module()
+        for i, c in enumerate(out_channels):
+            setattr(self.scratch, f"layer{i + 1}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        for i in range(1, 5):
+            setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(features))
+        self.scratch.output_conv = nn.Sequential(nn.Conv2d(features, features, 3, padding=1),
+                                                 nn.ReLU(True), nn.Conv2d(features, nclass, 1))
+
+    def forward(self, maps, patch_size=14):
+        layers = [self.resize_layers[i](self.projects[i](x)) for i, x in enumerate(maps)]
+        rn = [getattr(self.scratch, f"layer{i + 1}_rn")(x) for i, x in enumerate(layers)]
+        path = self.scratch.refinenet4(rn[3], size=rn[2].shape[2:])
+        path = self.scratch.refinenet3(path, rn[2], size=rn[1].shape[2:])
+        path = self.scratch.refinenet2(path, rn[1], size=rn[0].shape[2:])
+        path = self.scratch.refinenet1(path, rn[0])
+        out = self.scratch.output_conv(path)
+        size = (maps[0].shape[2] * patch_size, maps[0].shape[3] * patch_size)
+        return nn.functional.interpolate(out, size, mode="bilinear", align_corners=True)

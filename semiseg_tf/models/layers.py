@@ -255,20 +255,21 @@ class MaxPoolTorch(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable("semiseg_tf")
 class ResizeLike(keras.layers.Layer):
-    """Bilinearly resizes the first input to the height and width of the second.
+    """Bilinearly resizes the first input to the height and width of the second (times `scale`).
 
     `align_corners=True` is PyTorch's (and DeepLab v2's) corner-aligned sampling, source = target *
     (in - 1) / (out - 1); False is half-pixel centres, PyTorch's `align_corners=False`, which is also
     what `tf.image.resize` does (without antialiasing).
     """
 
-    def __init__(self, align_corners=False, **kwargs):
+    def __init__(self, align_corners=False, scale=1, **kwargs):
         super().__init__(**kwargs)
         self.align_corners = align_corners
+        self.scale = int(scale)
 
     def call(self, inputs):
         x, reference = inputs
-        size = tf.shape(reference)[1:3]
+        size = tf.shape(reference)[1:3] * self.scale
         # Bilinear resizing returns float32 whatever it is given. Under mixed precision, casting
         # first gives its gradient the same dtype as the resized input's (XLA refuses a bfloat16
         # op whose gradient comes back float32), and upsampled logits stay float32.
@@ -280,10 +281,12 @@ class ResizeLike(keras.layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         x_shape, reference_shape = input_shapes
-        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+        height, width = (None if side is None else side * self.scale
+                         for side in reference_shape[1:3])
+        return (x_shape[0], height, width, x_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "align_corners": self.align_corners}
+        return {**super().get_config(), "align_corners": self.align_corners, "scale": self.scale}
 
 
 def _adaptive_pool_matrix(size, bins):
