@@ -42,3 +42,65 @@ def test_dinov2_dpt_decoder_equals_unimatch_v2s_head_with_the_same_weights():
     with torch.no_grad():
         theirs = head([torch.from_numpy(m.transpose(0, 3, 1, 2)) for m in maps]).numpy()
     np.testing.assert_allclose(ours, theirs.transpose(0, 2, 3, 1), atol=1e-5, rtol=1e-4)
+
+
+TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2, patch_size=14,
+            image_size=56, layerscale_value=1.0)
+
+
+@pytest.fixture(scope="module")
+def hugging_face_tiny_dinov2(tmp_path_factory):
+    """A transformers Dinov2Model of the tiny size with random weights (not its initial ones,
+    which leave layer scales and biases at constants), saved as a checkpoint folder."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.Dinov2Model(transformers.Dinov2Config(**TINY)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    folder = tmp_path_factory.mktemp("dinov2") / "tiny"
+    model.save_pretrained(folder)
+    return model, str(folder)
+
+
+@pytest.mark.parametrize("height, width", [(56, 56), (56, 70), (42, 84)])
+def test_dinov2_features_equal_transformers_at_any_size(hugging_face_tiny_dinov2, height, width):
+    from semiseg_tf.models import dinov2
+    reference, folder = hugging_face_tiny_dinov2
+    features = dinov2.DINOv2Features(dinov2.SIZES["dinov2_tiny"])
+    image = np.random.default_rng(height + width).standard_normal((2, height, width, 3))
+    image = image.astype(np.float32)
+    features(image)
+    assert dinov2.load_pretrained(features, folder) == len(features.dinov2.weights)
+    grids = features(image)
+    with torch.no_grad():
+        hidden = reference(torch.from_numpy(image.transpose(0, 3, 1, 2)),
+                           output_hidden_states=True).hidden_states
+        for grid, tap in zip(grids, dinov2.SIZES["dinov2_tiny"].taps, strict=True):
+            expected = reference.layernorm(hidden[tap + 1])[:, 1:].numpy()
+            assert grid.shape == (2, height // 14, width // 14, 32)
+            np.testing.assert_allclose(grid.numpy().reshape(expected.shape), expected, atol=2e-6)
+
+
+def test_dinov2_bicubic_weights_equal_torchs_interpolate():
+    from semiseg_tf.models import dinov2
+    grid = torch.randn(1, 1, 5, 5, dtype=torch.float64)
+    for size in (3, 5, 8, 13):
+        expected = torch.nn.functional.interpolate(grid, size=(size, size), mode="bicubic",
+                                                   align_corners=False)[0, 0].numpy()
+        matrix = dinov2.cubic_weights(5, size).numpy().astype(np.float64)    # float32 weights
+        np.testing.assert_allclose(matrix @ grid[0, 0].numpy() @ matrix.T, expected, atol=5e-6)
+
+
+def test_dinov2_tiny_network_gives_logits_at_the_input_size_and_splits_for_features():
+    from semiseg_tf import models
+    network = models.build("dinov2_tiny", 6)
+    assert models.input_multiple("dinov2_tiny") == 14
+    image = np.random.default_rng(0).standard_normal((2, 42, 70, 3)).astype(np.float32)
+    logits = network(image)
+    assert logits.shape == (2, 42, 70, 6)
+    split = models.feature_split(network)
+    features = split.encode(image, training=False)
+    assert [f.shape for f in features] == [(2, 3, 5, 32)] * 4
+    np.testing.assert_allclose(split.decode(image, features, training=False), logits, atol=1e-5)
+    assert models.backbone_of(network).name == "backbone"

@@ -6,4 +6,5 @@ from semiseg_tf.models.registry import (  # noqa: F401
     available, backbone_of, build, feature_split, has_feature_split, input_multiple, input_multiple_of,
     register)
 # Imported for their registrations.
-from semiseg_tf.models import deeplab_v2, deeplab_v3plus, dense_unet, pspnet, small_unet  # noqa: F401
+from semiseg_tf.models import (  # noqa: F401
+    deeplab_v2, deeplab_v3plus, dense_unet, dinov2, pspnet, small_unet)
