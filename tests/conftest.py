@@ -42,6 +42,19 @@ def tiny_run(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory):
+    """The folder of one finished TINY_RUN, trained once per test process; tests only read it."""
+    import os
+
+    from semiseg_tf import training
+    workdir = tmp_path_factory.mktemp("trained_tiny") / "run"
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(workdir)})
+    with open(os.devnull, "w") as quiet:
+        training.Trainer(cfg, text, out=quiet).run()
+    return str(workdir)
+
+
+@pytest.fixture(scope="session")
 def pascal_aug_dir(tmp_path_factory):
     """A VOC2012 folder with every name of the shipped split (tiny images), prepared once per session:
     (data_dir, prepared_dir)."""

@@ -31,11 +31,8 @@ def test_a_16_bit_confidence_png_reads_back_as_its_values():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("confidence") / "run"
-    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(workdir)})
-    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
-    return str(workdir)
+def run(trained_tiny_run):
+    return trained_tiny_run
 
 
 def test_predict_writes_confidence_marks_unsure_pixels_and_a_pseudo_label_dataset(run, tmp_path):

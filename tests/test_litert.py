@@ -1,12 +1,11 @@
 """export --format=tflite: every LiteRT variant, run by LiteRT's interpreter, against the SavedModel."""
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_RUN, parse_flags, run_main
-from semiseg_tf import litert, training
+from conftest import run_main
+from semiseg_tf import litert
 
 pytest.importorskip("ai_edge_litert")
 
@@ -16,11 +15,8 @@ TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic_int8": 0.15, "int8": 0.3
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("litert") / "run"
-    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(workdir)})
-    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
-    return str(workdir)
+def run(trained_tiny_run):
+    return trained_tiny_run
 
 
 def test_every_litert_variant_agrees_with_the_saved_model_within_its_tolerance(run, tmp_path):
