@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness, litert
+from benchmarks import harness, litert, step_time
 from semiseg_tf import compare_runs
 
 
@@ -38,6 +38,19 @@ class Table:
     renderers: tuple        # (document, function(table, runs, metrics, command) -> markdown)
 
 
+def class_iou_lines(table, metrics):
+    """Markdown lines: each row's IoU per class, the mean of the seeds."""
+    seeds = table.seeds
+    classes = list(metrics[table.rows[0].name, seeds[0]]["per_class_iou"])
+    lines = ["", "IoU per class (%), mean of the seeds:", "",
+             "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for row in table.rows:
+        means = [harness.mean_std([100 * metrics[row.name, s]["per_class_iou"][c]
+                                   for s in seeds])[0] for c in classes]
+        lines.append(f"| {row.name} | " + " | ".join(f"{v:.1f}" for v in means) + " |")
+    return lines
+
+
 def seed_table(table, runs, metrics, command):
     """Markdown: mIoU per seed, mean and std per row; the mean IoU of each class; where it came from."""
     seeds, first = table.seeds, table.rows[0].name
@@ -55,13 +68,7 @@ def seed_table(table, runs, metrics, command):
                 f"{100 * (metrics[row.name, s]['miou'] - metrics[first, s]['miou']):+.2f}"
                 for s in seeds))
         lines.append("| " + " | ".join(cells) + " |")
-    classes = list(metrics[table.rows[0].name, seeds[0]]["per_class_iou"])
-    lines += ["", "IoU per class (%), mean of the seeds:", "",
-              "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
-    for row in table.rows:
-        means = [harness.mean_std([100 * metrics[row.name, s]["per_class_iou"][c]
-                                   for s in seeds])[0] for c in classes]
-        lines.append(f"| {row.name} | " + " | ".join(f"{v:.1f}" for v in means) + " |")
+    lines += class_iou_lines(table, metrics)
     if len(table.rows) == 2:
         lines += ["", textwrap.fill(gain_sentence(table, metrics), 100)]
     return "\n".join(lines)
@@ -118,6 +125,29 @@ def repeatability(table, runs, metrics, command):
     return "\n".join(lines)
 
 
+def networks_table(table, runs, metrics, command):
+    """Markdown: mIoU per seed, mean and std of each row, and its gain over the first row of the
+    same network (a row's `note` names its network); then the mean IoU of each class."""
+    seeds = table.seeds
+    baselines = {}
+    for row in table.rows:
+        baselines.setdefault(row.note, row.name)
+    lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
+             "| method | network | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | mean | std | vs the network's baseline, mean ± std |",
+             "|---|---|" + "---|" * (len(seeds) + 3)]
+    for row in table.rows:
+        values = [100 * metrics[row.name, s]["miou"] for s in seeds]
+        mean, std = harness.mean_std(values)
+        base = baselines[row.note]
+        gain = "" if base == row.name else "{:+.2f} ± {:.2f}".format(*harness.mean_std(
+            [100 * (metrics[row.name, s]["miou"] - metrics[base, s]["miou"]) for s in seeds]))
+        lines.append(f"| {row.name} | {row.note} | " + " | ".join(f"{v:.2f}" for v in values)
+                     + f" | {mean:.2f} | {std:.2f} | {gain} |")
+    lines += class_iou_lines(table, metrics)
+    return "\n".join(lines)
+
+
 RARE_CLASS, RARE_KEEP = 5, 0.2
 RARE = (f"--synthetic_rare_class={RARE_CLASS}", f"--synthetic_rare_keep={RARE_KEEP}")
 
@@ -170,6 +200,19 @@ TABLES = {
               Row("unimatch", "flags/demo/unimatch.flags"),
               Row("fixmatch_nohue", "flags/demo/fixmatch.flags", extra=("--aug_colour_hue=0",))),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
+    # The tiny DINOv2 network (random weights) beside the U-net, through baseline, CutMix and
+    # UniMatch V2; UniMatch V2 also without the hue jitter (see weak_to_strong's text).
+    "dinov2": Table(
+        rows=(Row("baseline", "flags/demo/baseline.flags", note="U-net"),
+              Row("cutmix", "flags/demo/cutmix.flags", note="U-net"),
+              Row("unimatch_v2", "flags/demo/unimatch_v2.flags", note="U-net"),
+              Row("dinov2_baseline", "flags/demo/dinov2_baseline.flags", note="DINOv2 tiny"),
+              Row("dinov2_cutmix", "flags/demo/dinov2_cutmix.flags", note="DINOv2 tiny"),
+              Row("dinov2_unimatch_v2", "flags/demo/dinov2_unimatch_v2.flags",
+                  note="DINOv2 tiny"),
+              Row("dinov2_unimatch_v2_nohue", "flags/demo/dinov2_unimatch_v2.flags",
+                  extra=("--aug_colour_hue=0",), note="DINOv2 tiny")),
+        seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", networks_table),)),
     # A class made rare on the embedded dataset, trained with and without class weights.
     "rare_class": Table(
         rows=(Row("cutmix_rare", "flags/demo/cutmix.flags", extra=RARE, note="none"),
@@ -231,9 +274,35 @@ def demo_time(command):
         f"on {harness.describe_machine(info)}; regenerate: `{command}`).", 100)
 
 
+STEP_TIME_STEPS = 200
+
+
+def step_times(command):
+    """The training step of each method of the dinov2 table, each run alone (one training at a
+    time): steps/s, ms per step, and the step relative to its network's baseline."""
+    rows = [row for row in TABLES["dinov2"].rows if not row.extra]
+    rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, list(row.extra))
+             for row in rows}
+    baselines = {}
+    lines = [textwrap.fill(
+        f"Code at commit {harness.code_commit()}; measured {time.strftime('%Y-%m-%d')} on "
+        f"{harness.describe_machine(harness.machine())}, each alone for {STEP_TIME_STEPS} steps "
+        "(the median rate of the progress lines after the first, which holds the tracing). "
+        f"Regenerate: `{command}`.", 100), "",
+        "| method | network | steps/s | ms per step | vs the network's baseline |",
+        "|---|---|---|---|---|"]
+    for row in rows:
+        base = baselines.setdefault(row.note, row.name)
+        rate = rates[row.name]
+        lines.append(f"| {row.name} | {row.note} | {rate:.1f} | {1000 / rate:.0f} | "
+                     f"{rates[base] / rate:.2f}x |")
+    return "\n".join(lines)
+
+
 # Measurements that are not tables of trainings: name -> function(command) -> (document, text).
 MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command)),
-                "litert": lambda command: ("BENCHMARKS.md", litert.measure(command))}
+                "litert": lambda command: ("BENCHMARKS.md", litert.measure(command)),
+                "step_time": lambda command: ("BENCHMARKS.md", step_times(command))}
 
 
 def main():

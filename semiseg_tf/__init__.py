@@ -63,7 +63,7 @@ _API = {
     "MeanTeacher": ("semiseg_tf.semisup.mean_teacher", "MeanTeacher"),
     **{name: ("semiseg_tf.semisup.perturbations", name)
        for name in ("Perturbation", "CutMix", "Cutout", "StandardAugmentation", "ICT", "VAT",
-                    "FixMatch", "UniMatch")},
+                    "FixMatch", "UniMatch", "UniMatchV2")},
     "build_perturbation": ("semiseg_tf.semisup.perturbations", "build"),
     "BoxMaskParams": ("semiseg_tf.augment.boxmask", "BoxMaskParams"),
     "build_optimizer": ("semiseg_tf.semisup.optim", "build_optimizer"),

@@ -78,14 +78,12 @@ class Config:
         self.augmentation.require(all(v % multiple == 0 for v in self.augmentation.crop_size),
                                   "crop_size", f"--arch={arch} needs sizes that are multiples of "
                                   f"{multiple}")
-        if self.data.dataset == "synthetic":
-            self.synthetic.require(self.synthetic.image_size % multiple == 0, "image_size",
-                                   f"--arch={arch} evaluates full images: needs a multiple of "
-                                   f"{multiple}")
         split = [n for n in models.available() if models.has_feature_split(n)]
-        self.method.require(self.method.perturbation != "unimatch" or self.method.cons_weight == 0
+        needs_split = (self.method.perturbation == "unimatch" or (
+            self.method.perturbation == "unimatch_v2" and self.unimatch.complementary))
+        self.method.require(not needs_split or self.method.cons_weight == 0
                             or models.has_feature_split(arch), "perturbation",
-                            f"its feature stream needs a network with an encoder/decoder split, "
+                            f"its feature perturbation needs a network with an encoder/decoder split, "
                             f"which --arch={arch} has not (these have one: {', '.join(split)})")
         self.optimiser.require(not self.optimiser.deeplab2_authors_repeated_updates
                                or arch.startswith("deeplab2"), "deeplab2_authors_repeated_updates",

@@ -43,7 +43,7 @@ def test_sections_hold_parsed_values_under_their_own_names(tmp_path):
     ("--mask_prop_range=x", "--mask_prop_range='x': expected 'a:b'"),
     ("--crop_size=60,60", "--crop_size=60,60: --arch=small_unet needs sizes that are multiples of 16"),
     ("--crop_size=64", "--crop_size='64': expected 2 positive comma-separated integers"),
-    ("--synthetic_image_size=72", "--synthetic_image_size=72: --arch=small_unet evaluates full"),
+    ("--opt_type=adamw --adamw_weight_decay=-1", "--adamw_weight_decay=-1.0: must be >= 0"),
     ("--batch_size=0", "--batch_size=0: must be positive"),
     ("--aug_max_scale=0.5", "--aug_max_scale=0.5: must be >= 1"),
     ("--unsup_batch_ratio=0", "--unsup_batch_ratio=0: must be positive"),

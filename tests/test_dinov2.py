@@ -104,3 +104,50 @@ def test_dinov2_tiny_network_gives_logits_at_the_input_size_and_splits_for_featu
     assert [f.shape for f in features] == [(2, 3, 5, 32)] * 4
     np.testing.assert_allclose(split.decode(image, features, training=False), logits, atol=1e-5)
     assert models.backbone_of(network).name == "backbone"
+
+
+def test_dinov2_backbone_weights_flag_loads_a_hugging_face_or_keras_hub_folder(
+        hugging_face_tiny_dinov2, tmp_path):
+    """--backbone_weights with a transformers checkpoint folder, and with the keras-hub preset
+    folder saved from it, gives the student (and the teacher, its copy) transformers' features."""
+    import keras_hub
+    from conftest import parse_flags
+    from semiseg_tf import models
+    from semiseg_tf.training import builders
+    reference, folder = hugging_face_tiny_dinov2
+    preset = tmp_path / "preset"
+    keras_hub.models.DINOV2Backbone.from_preset(folder).save_to_preset(str(preset))
+    image = np.random.default_rng(5).standard_normal((1, 42, 56, 3)).astype(np.float32)
+    with torch.no_grad():
+        hidden = reference(torch.from_numpy(image.transpose(0, 3, 1, 2)),
+                           output_hidden_states=True).hidden_states
+        expected = reference.layernorm(hidden[4])[:, 1:].numpy().reshape(1, 3, 4, 32)
+    for weights in (folder, str(preset)):
+        cfg, _ = parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_tiny", crop_size="56,56",
+                             backbone_weights=weights)
+        model = builders.build_model(cfg, num_classes=5)
+        for network in (model.student, model.teacher):
+            last = models.feature_split(network).encode(image, training=False)[-1]
+            np.testing.assert_allclose(last.numpy(), expected, atol=2e-6)
+
+
+def test_dinov2_backbone_weights_that_do_not_fit_are_one_line(hugging_face_tiny_dinov2, tmp_path):
+    from conftest import parse_flags
+    from semiseg_tf import config
+    from semiseg_tf.errors import WeightsError
+    from semiseg_tf.training import builders
+    _, folder = hugging_face_tiny_dinov2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg, _ = parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_tiny", crop_size="56,56",
+                         backbone_weights=str(empty))
+    with pytest.raises(WeightsError, match=f"^--backbone_weights={empty}: not a DINOv2 checkpoint"):
+        builders.build_model(cfg, num_classes=5)
+    cfg, _ = parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_small", crop_size="56,56",
+                         backbone_weights=folder)
+    with pytest.raises(WeightsError, match=r"a DINOv2 of width 32, 4 blocks, 2 heads; the network "
+                                           r"is 384, 12, 6$"):
+        builders.build_model(cfg, num_classes=5)
+    with pytest.raises(config.ConfigError, match="^--backbone_weights=/nonexistent: no such folder"):
+        parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_tiny", crop_size="56,56",
+                    backbone_weights="/nonexistent")

@@ -136,6 +136,9 @@ def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
             cfg, _ = parse_flags(flagfile=path, data_dir=str(tmp_path), workdir=str(tmp_path / "r"),
                                  **overrides)
             assert cfg.labelled.n_sup == table["sizes"][index]
+            if method == "unimatch_v2":
+                count += check_unimatch_v2_recipe(name, cfg)
+                continue
             assert cfg.network.arch == "deeplab3plus_resnet101" and not cfg.network.freeze_bn
             assert cfg.optimiser.opt_type == "sgd" and cfg.training.batch_size == 8
             if method != "baseline":
@@ -145,7 +148,7 @@ def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
                     method, "pi", "hard_ce", 0.95, True, "valid", 0.5, 0.5)
                 assert cfg.strong_augmentation.colour and cfg.strong_augmentation.blur_prob == 0.5
             count += 1
-    assert count == 15 + 8 + 8
+    assert count == 15 + 8 + 8 + 2 * (5 + 4)
     # UniMatch's Pascal 92: 80 epochs of the loader over 10,490 images on 4 GPUs at 2 each.
     cfg, _ = parse_flags(flagfile="flags/beyond/pascal_classic_deeplab3plus/unimatch_92.flags",
                          data_dir=str(tmp_path), workdir=str(tmp_path / "r"), split_file=str(split))
@@ -153,12 +156,52 @@ def test_beyond_recipes_are_what_their_generator_writes_and_parse(tmp_path):
     assert cfg.optimiser.learning_rate == 0.01 and cfg.optimiser.backbone_lr_scale == 0.1
 
 
+def check_unimatch_v2_recipe(name, cfg):
+    """UniMatch V2's settings (its configs and unimatch_v2.py) in one of its recipes; returns 1."""
+    encoder = "small" if "small" in name else "base"
+    assert cfg.network.arch == f"dinov2_{encoder}"
+    o = cfg.optimiser
+    assert (o.opt_type, o.adamw_weight_decay, o.learning_rate, o.backbone_lr_scale, o.lr_sched) == (
+        "adamw", 0.01, 2e-4, 0.025, "poly")
+    assert o.learning_rate * o.backbone_lr_scale == pytest.approx(5e-6)
+    m = cfg.method
+    assert (m.perturbation, m.model, m.teacher_alpha, m.teacher_alpha_warmup, m.cons_loss_fn,
+            m.conf_thresh, m.conf_per_pixel, m.cons_average, m.sup_weight, m.cons_weight) == (
+        "unimatch_v2", "mean_teacher", 0.996, True, "hard_ce", 0.95, True, "valid", 0.5, 0.5)
+    assert cfg.unimatch.complementary and cfg.unimatch.kept_share == 0.5
+    unlabelled = (10582 if name.startswith("pascal") else 2975) - cfg.labelled.n_sup
+    if name.startswith("pascal"):
+        # 60 epochs of a loader over the unlabelled images, on 4 GPUs at 4 each.
+        assert cfg.augmentation.crop_size == (518, 518) and cfg.training.batch_size == 16
+        assert cfg.training.steps == 60 * (-(-unlabelled // 4) // 4)
+        assert cfg.supervised.ohem_thresh == 1.0
+    else:
+        # 180 epochs on 4 GPUs at 2 each; OHEM keeping 200,000 of two 798x798 crops' share.
+        assert cfg.augmentation.crop_size == (504, 504) and cfg.training.batch_size == 8
+        assert cfg.training.steps == 180 * (-(-unlabelled // 4) // 2)
+        assert cfg.supervised.ohem_thresh == 0.7
+        assert cfg.supervised.ohem_min_kept / (8 * 504 ** 2) == pytest.approx(
+            200000 / (2 * 798 ** 2), rel=1e-5)
+    return 1
+
+
 def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
     parsed = {}
     for path in sorted(glob.glob("flags/demo/*.flags")):
         name = os.path.basename(path)[:-len(".flags")]
         parsed[name], _ = parse_flags(flagfile=path, workdir=str(tmp_path / name))
-    assert {"baseline", "cutmix", "cutout", "augment", "ict", "vat", "fixmatch", "unimatch"} <= set(parsed)
+    assert {"baseline", "cutmix", "cutout", "augment", "ict", "vat", "fixmatch", "unimatch",
+            "unimatch_v2", "dinov2_baseline", "dinov2_cutmix", "dinov2_unimatch_v2"} <= set(parsed)
+    for name in ("baseline", "cutmix", "unimatch_v2"):
+        # The DINOv2 rows are their U-net recipe with the network swapped, nothing else.
+        dinov2 = parsed[f"dinov2_{name}"].by_flag()
+        changed = {flag for flag, value in dinov2.items()
+                   if value != parsed[name].by_flag()[flag] and flag != "workdir"}
+        assert changed == {"arch", "crop_size", "opt_type", "backbone_lr_scale"}, (name, changed)
+        assert dinov2["arch"] == "dinov2_tiny"
+    v2 = parsed["unimatch_v2"].method
+    assert (v2.perturbation, v2.model, v2.teacher_alpha, v2.teacher_alpha_warmup) == (
+        "unimatch_v2", "mean_teacher", 0.996, True)
     for name in ("fixmatch", "unimatch"):
         cfg = parsed[name]
         method = cfg.method

@@ -77,7 +77,7 @@ class DINOv2Features(keras.layers.Layer):
         self.dinov2 = keras_hub.models.DINOV2Backbone(
             patch_size=PATCH_SIZE, num_layers=size.num_layers, hidden_dim=size.hidden_dim,
             num_heads=size.num_heads, intermediate_dim=size.intermediate_dim,
-            layer_scale_init_value=1.0, image_shape=(side, side, bands),
+            layer_scale_init_value=1.0, use_mask_token=False, image_shape=(side, side, bands),
             position_embedding_shape=(side, side, bands), name="dinov2")
 
     def _position_embeddings(self, rows, columns):
@@ -106,6 +106,10 @@ class DINOv2Features(keras.layers.Layer):
             normed = self.dinov2.layernorm(pyramid[f"stage{tap + 1}"])[:, 1:]
             grids.append(tf.reshape(normed, [shape[0], rows, columns, self.size.hidden_dim]))
         return grids
+
+    def load_pretrained(self, path):
+        """Loads a fetched DINOv2 checkpoint (`load_pretrained`); what --backbone_weights calls."""
+        return load_pretrained(self, path)
 
     def compute_output_shape(self, input_shape):
         rows, columns = (None if s is None else s // PATCH_SIZE for s in input_shape[1:3])
@@ -163,7 +167,10 @@ def load_pretrained(features, path):
     # Part by part (the same keras-hub layers, built alike): their variables come in one order,
     # whatever the two backbones are named.
     for part in ("embeddings", "encoder", "layernorm"):
-        pairs = zip(getattr(ours, part).weights, getattr(source, part).weights, strict=True)
+        # The masked-image-modelling token is not part of ours (segmentation never masks).
+        stored_weights = [w for w in getattr(source, part).weights
+                          if not w.path.endswith("mask_token")]
+        pairs = zip(getattr(ours, part).weights, stored_weights, strict=True)
         for variable, stored in pairs:
             key = f"{part}/{variable.path.split('/', 1)[1]}"
             if key.endswith("position_embeddings"):

@@ -158,6 +158,9 @@ def load_backbone_weights(network, path, rgb_mean, rgb_std):
     if backbone is None:
         raise WeightsError(f"--backbone_weights={path}: network {network.name} has no pretrained "
                            "backbone to load")
+    if hasattr(backbone, "load_pretrained"):
+        # A backbone with a checkpoint format of its own (DINOv2: a Hugging Face or keras-hub folder).
+        return backbone.load_pretrained(path)
     weights = read_weight_file(path)
     if is_keras_applications_resnet(weights):
         if len(rgb_mean) != 3:

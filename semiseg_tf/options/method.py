@@ -21,7 +21,9 @@ TOPIC.define("string", "perturbation", "cutmix", "Consistency perturbation: cutm
         "(virtual adversarial), fixmatch (hard pseudo-labels from the weak view train the strong "
         "view, with UniMatch's CutMix box), unimatch (fixmatch with two strong views and a stream "
         "of the weak view's encoder features with half their channels dropped; needs a network "
-        "with an encoder/decoder split). Run fixmatch and unimatch from a recipe "
+        "with an encoder/decoder split), unimatch_v2 (two strong views whose encoder features are "
+        "dropped complementarily, targets from the teacher in inference mode; also needs the "
+        "split). Run fixmatch, unimatch and unimatch_v2 from a recipe "
         "(flags/demo/, flags/beyond/): it sets the strong view, the loss and its averaging. Unused "
         "when --cons_weight=0.")
 TOPIC.define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
@@ -60,6 +62,9 @@ TOPIC.define("integer", "unsup_batch_ratio", 1, "Consistency losses per step, ea
         "--batch_size unlabelled batch(es), summed (the authors' repeated backward passes).")
 TOPIC.define("float", "teacher_alpha", 0.99, "EMA decay of the mean teacher, over all weights and "
         "batch-norm moving statistics, applied after every step.")
+TOPIC.define("boolean", "teacher_alpha_warmup", False, "Warm the EMA decay up: after the t-th update"
+        " (t from 1) it is min(1 - 1 / t, --teacher_alpha), so the teacher follows the student "
+        "closely at first (Tarvainen and Valpola's mean teacher, UniMatch V2 with 0.996).")
 
 # Other names of flags, listed in --help beside them: FixMatch's name for the threshold of its
 # pseudo-labels is the same flag as the confidence threshold.
@@ -86,6 +91,7 @@ class Method(Section):
     bn_stats_from_unlabelled: bool
     unsup_batch_ratio: int
     teacher_alpha: float
+    teacher_alpha_warmup: bool
 
     def check(self):
         self.require(self.perturbation in perturbations.available(), "perturbation",

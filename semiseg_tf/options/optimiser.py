@@ -15,8 +15,12 @@ TOPIC.define("boolean", "deeplab2_authors_repeated_updates", False, "DeepLab v2:
         "recurses twice, and PyTorch 1.4 applied every copy), so their backbone moved about 3x "
         "further per step than --backbone_lr_scale says. Reproduces the paper's DeepLab v2 numbers"
         " (flags/paper_as_run/); default off: each weight once.")
-TOPIC.define("enum", "opt_type", "adam", ["adam", "sgd"], "Optimiser: Adam (PyTorch defaults, no "
-        "weight decay) or SGD with momentum.")
+TOPIC.define("enum", "opt_type", "adam", ["adam", "adamw", "sgd"], "Optimiser: Adam (PyTorch "
+        "defaults, no weight decay), AdamW (PyTorch's: Adam with decoupled weight decay, "
+        "--adamw_weight_decay) or SGD with momentum.")
+TOPIC.define("float", "adamw_weight_decay", 0.01, "AdamW's decoupled weight decay: each step "
+        "multiplies every trained weight by 1 - rate x this, at the weight's own rate (so the "
+        "backbone's is scaled by --backbone_lr_scale), as PyTorch's AdamW with parameter groups.")
 TOPIC.define("float", "learning_rate", 1e-3, "Base learning rate.")
 TOPIC.define("float", "sgd_momentum", 0.9, "SGD momentum.")
 TOPIC.define("boolean", "sgd_nesterov", False, "SGD with Nesterov momentum.")
@@ -37,6 +41,7 @@ class Optimiser(Section):
     backbone_lr_scale: float
     deeplab2_authors_repeated_updates: bool
     opt_type: str
+    adamw_weight_decay: float
     learning_rate: float
     sgd_momentum: float
     sgd_nesterov: bool
@@ -48,7 +53,8 @@ class Optimiser(Section):
 
     def check(self):
         self.require(self.learning_rate > 0, "learning_rate", "must be positive")
-        for field in ("backbone_lr_scale", "sgd_momentum", "sgd_weight_decay", "lr_step_gamma",
+        for field in ("backbone_lr_scale", "adamw_weight_decay", "sgd_momentum",
+                      "sgd_weight_decay", "lr_step_gamma",
                       "lr_poly_power"):
             self.require(getattr(self, field) >= 0, field, "must be >= 0")
         self.require(self.lr_sched != "stepped" or self.lr_step_boundaries, "lr_step_boundaries",

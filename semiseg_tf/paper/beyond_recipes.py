@@ -1,5 +1,6 @@
 """Writes the recipes beyond the paper: FixMatch and UniMatch (Yang et al., CVPR 2023) on Pascal VOC and
-Cityscapes with DeepLab v3+ ResNet-101, one flagfile per cell, into flags/beyond/.
+Cityscapes with DeepLab v3+ ResNet-101, and UniMatch V2 (Yang et al., TPAMI 2025) with DINOv2-S and -B,
+one flagfile per cell, into flags/beyond/.
 
   .venv/bin/python -m semiseg_tf.paper.beyond_recipes          # rewrite flags/beyond/
   .venv/bin/python -m semiseg_tf.paper.beyond_recipes --check  # exit 1 if it differs
@@ -20,6 +21,18 @@ uniformly from [1/2, 2] where UniMatch draws the long side uniformly; every trai
 unlabelled (UniMatch leaves the labelled ones out); Cityscapes is prepared at half resolution
 (1024x512), so its crops are 512x512 where UniMatch's are 769x769 at full resolution, and the
 labelled loss is plain cross-entropy where UniMatch's is OHEM.
+
+UniMatch V2's recipes follow its code (configs/, unimatch_v2.py, model/semseg/dpt.py): the network
+settings of flags/networks/dinov2_small.flags or dinov2_base.flags (AdamW, decoder at 2e-4, encoder at
+1/40 of it, poly decay), an EMA teacher whose decay warms up to 0.996, two strong views with
+complementary dropout, pseudo-labels at 0.95; Pascal at crop 518, a global batch of 16 (its 4 GPUs
+at 4) for 60 epochs; Cityscapes with OHEM (0.7) for 180 epochs at a global batch of 8. What differs:
+Cityscapes is prepared at half resolution, so its crops are 504x504 (a multiple of 14 near the
+DeepLab recipes' 512) where UniMatch V2's are 798x798 at full resolution, OHEM keeps at least the
+same share of the batch's pixels (its 200,000 of two 798x798 crops), and the validation images are
+scored whole where UniMatch V2 slides a 798 window over the full-resolution ones; the complementary
+dropout keeps each image's two views whole with probability 0.5 where the original keeps exactly
+half of a GPU's batch; every training image is also unlabelled.
 """
 import argparse
 import math
@@ -42,6 +55,10 @@ METHODS = {
     "baseline": ("supervised baseline", ["--cons_weight=0"]),
     "fixmatch": ("FixMatch (UniMatch's re-implementation)", ["--perturbation=fixmatch"] + WEAK_TO_STRONG),
     "unimatch": ("UniMatch", ["--perturbation=unimatch"] + WEAK_TO_STRONG),
+    # The same strong views and loss, with an EMA teacher (unimatch_v2.py's model_ema).
+    "unimatch_v2": ("UniMatch V2", ["--perturbation=unimatch_v2", "--model=mean_teacher",
+                                    "--teacher_alpha=0.996", "--teacher_alpha_warmup"]
+                    + WEAK_TO_STRONG[1:]),
 }
 NETWORK = ["--flagfile=flags/networks/deeplab3plus_resnet101.flags", "--nofreeze_bn",
            "--opt_type=sgd", "--sgd_momentum=0.9", "--sgd_weight_decay=1e-4", "--lr_sched=poly",
@@ -61,15 +78,16 @@ PASCAL = {
              "--batch_size=8", "--learning_rate=0.01", "--backbone_lr_scale=0.1"],
     "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2,
 }
+PASCAL_CLASSIC_SPLIT = "--split_file=/path/to/UniMatch/splits/pascal/{n}/labeled.txt"
+PASCAL_CLASSIC_SPLIT_NOTE = ("UniMatch's list of the labelled images (its lines name the JPEG and "
+                             "the mask; the names are read from them)")
 TABLES = {
     "pascal_classic_deeplab3plus": {
         "title": "Pascal VOC 2012, labelled images from the classic 1,464 (UniMatch's splits), "
                  "DeepLab v3+ ResNet-101, crop 321",
         **PASCAL,
         "sizes": (92, 183, 366, 732, 1464),
-        "split": "--split_file=/path/to/UniMatch/splits/pascal/{n}/labeled.txt",
-        "split_note": "UniMatch's list of the labelled images (its lines name the JPEG and the mask; "
-                      "the names are read from them)",
+        "split": PASCAL_CLASSIC_SPLIT, "split_note": PASCAL_CLASSIC_SPLIT_NOTE,
         "data_dir": "/path/to/VOC2012",
         # UniMatch's README (ResNet-101, 321); FixMatch: UniMatch paper Table 1.
         "results": {
@@ -113,32 +131,102 @@ TABLES = {
 }
 
 
+# UniMatch V2's Pascal and Cityscapes settings (configs/pascal.yaml, configs/cityscapes.yaml).
+V2_PASCAL = {
+    "data": ["--dataset=pascal_aug", "--crop_size=518,518", "--aug_max_scale=2", "--aug_hflip",
+             "--batch_size=16"],
+    "total": 10582, "epochs": 60, "gpus": 4, "per_gpu": 4, "sizes": (92, 183, 366, 732, 1464),
+    "split": PASCAL_CLASSIC_SPLIT, "split_note": PASCAL_CLASSIC_SPLIT_NOTE,
+    "data_dir": "/path/to/VOC2012", "source": "UniMatch V2",
+}
+V2_CROP, V2_CITYSCAPES_BATCH = 504, 8
+# UniMatch V2's OHEM keeps at least 200,000 of each GPU's two 798x798 crops' pixels; the same share
+# of this recipe's batch.
+V2_OHEM_MIN_KEPT = round(200000 * V2_CITYSCAPES_BATCH * V2_CROP ** 2 / (2 * 798 ** 2))
+V2_CITYSCAPES = {
+    "data": ["--dataset=cityscapes", f"--crop_size={V2_CROP},{V2_CROP}", "--aug_max_scale=2",
+             "--aug_hflip", f"--batch_size={V2_CITYSCAPES_BATCH}", "--eval_batch_size=4",
+             "--ohem_thresh=0.7", f"--ohem_min_kept={V2_OHEM_MIN_KEPT}"],
+    "total": 2975, "epochs": 180, "gpus": 4, "per_gpu": 2, "sizes": (186, 372, 744, 1488),
+    "split": None, "split_note": None, "data_dir": "/path/to/cityscapes", "source": "UniMatch V2",
+}
+V2_LOG = "the best evaluation in UniMatch V2's training log {log}"
+
+
+def v2_table(title, settings, encoder, published, source, supervised_logs):
+    """A UniMatch V2 table: `published` mIoU per size from `source`; the supervised-only figures of
+    the same network, read from UniMatch V2's logs, for the header."""
+    return {
+        "title": f"{title}, DINOv2-{encoder[0].upper()} ({encoder}) with the DPT decoder",
+        **settings,
+        "network": [f"--flagfile=flags/networks/dinov2_{encoder}.flags"],
+        "weights": f"weights/dinov2-{encoder}",
+        "results": {"unimatch_v2": (published, source)},
+        "supervised": supervised_logs,
+    }
+
+
+TABLES.update({
+    "pascal_classic_dinov2_small": v2_table(
+        "Pascal VOC 2012, labelled images from the classic 1,464 (UniMatch's splits), crop 518",
+        V2_PASCAL, "small", (79.1, 85.6, 85.9, 86.6, 87.9),
+        V2_LOG.format(log="training-logs/table01-pascal_unimatch_v2_{n}labels_dinov2_small.log "
+                      "(its paper gives 79.0 at 92)"),
+        (67.0, 75.6, 81.8, 83.7, 85.6)),
+    "pascal_classic_dinov2_base": v2_table(
+        "Pascal VOC 2012, labelled images from the classic 1,464 (UniMatch's splits), crop 518",
+        V2_PASCAL, "base", (86.3, 87.9, 88.9, 90.0, 90.8), "UniMatch V2's README",
+        (76.9, 82.1, 85.3, 87.2, 88.3)),
+    "cityscapes_dinov2_small": v2_table(
+        f"Cityscapes (prepared at half resolution), crop {V2_CROP}", V2_CITYSCAPES, "small",
+        (80.5, 81.9, 82.4, 82.5),
+        V2_LOG.format(log="training-logs/table02-cityscapes_unimatch_v2_1_{k}labels_dinov2_small.log, "
+                      "at full resolution with crop 798"),
+        (77.2, 80.2, 81.7, 82.4)),
+    "cityscapes_dinov2_base": v2_table(
+        f"Cityscapes (prepared at half resolution), crop {V2_CROP}", V2_CITYSCAPES, "base",
+        (83.6, 84.3, 84.5, 85.1), "UniMatch V2's README, at full resolution with crop 798",
+        (80.8, 82.7, 84.0, 84.4)),
+})
+
+
 def cell_file(name, table, method, index):
     n_sup = table["sizes"][index]
     figures, source = table["results"][method]
     path = f"{OUT}/{name}/{method}_{n_sup}.flags"
     train_steps = steps(table["epochs"], table["total"] - n_sup, table["gpus"], table["per_gpu"])
+    # The Cityscapes logs name a size by its fraction (1_16 for 186 of 2,975).
+    source = source.format(n=n_sup, k=round(table["total"] / n_sup))
     published = (f"# Published: {figures[index]:.1f} mIoU (%), {source}." if figures
                  else f"# Published: {source}.")
+    original = table.get("source", "UniMatch")
     lines = [
         f"# {table['title']}: {METHODS[method][0]}, {n_sup} labelled images.",
         published,
-        f"# {train_steps} steps: UniMatch's {table['epochs']} epochs over the {table['total'] - n_sup}"
-        f" unlabelled images at a global batch of {table['gpus'] * table['per_gpu']}.",
+    ]
+    if "supervised" in table:
+        lines.append(f"# The same network trained on the labelled images alone: "
+                     f"{table['supervised'][index]:.1f} (UniMatch V2's training logs).")
+    lines += [
+        f"# {train_steps} steps: {original}'s {table['epochs']} epochs over the "
+        f"{table['total'] - n_sup} unlabelled images at a global batch of "
+        f"{table['gpus'] * table['per_gpu']}.",
         "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
-        f"#       --data_dir={table['data_dir']} --backbone_weights=weights/resnet101.h5 \\",
+        f"#       --data_dir={table['data_dir']} "
+        f"--backbone_weights={table.get('weights', 'weights/resnet101.h5')} \\",
     ]
     if table["split"]:
         lines.append(f"#       {table['split'].format(n=n_sup)} \\")
     lines += [
         f"#       --workdir=runs/beyond/{name}/{method}_{n_sup}",
-        "# What differs from UniMatch's runs: see semiseg_tf/paper/beyond_recipes.py.",
+        f"# What differs from {original}'s runs: see semiseg_tf/paper/beyond_recipes.py.",
     ]
     if table["split"]:
         lines.append(f"# {table['split_note']} (the placeholder fails until it is given):")
         lines.append(table["split"].format(n=n_sup))
-    lines += NETWORK + table["data"] + LOOP + [f"--n_sup={n_sup}", f"--train_steps={train_steps}"]
+    lines += (table.get("network", NETWORK) + table["data"] + LOOP
+              + [f"--n_sup={n_sup}", f"--train_steps={train_steps}"])
     return path, "\n".join(lines + METHODS[method][1]) + "\n"
 
 

@@ -30,6 +30,8 @@ class MeanTeacher(keras.Model):
       cons_weight: weight of the consistency loss (0: supervised baseline).
       conf_thresh: teacher confidence threshold; 0 turns confidence weighting off.
       teacher_alpha: EMA decay of the teacher.
+      teacher_alpha_warmup: after the t-th update (t from 1) the decay is min(1 - 1/t,
+        teacher_alpha), the mean teacher's and UniMatch V2's warm-up (the first update copies).
       cons_loss_fn: name in `losses.CONSISTENCY_LOSSES`.
       weight_decay: L2 coefficient added to the gradient (the authors' SGD `weight_decay`).
       conf_per_pixel: mask the loss per pixel by teacher confidence instead of scaling it by the
@@ -68,7 +70,8 @@ class MeanTeacher(keras.Model):
     """
 
     def __init__(self, student, teacher, perturbation=None, cons_weight=1.0, conf_thresh=0.97,
-                 teacher_alpha=0.99, cons_loss_fn="var", weight_decay=0.0, conf_per_pixel=False,
+                 teacher_alpha=0.99, teacher_alpha_warmup=False, cons_loss_fn="var",
+                 weight_decay=0.0, conf_per_pixel=False,
                  rampup_steps=0, unsup_batch_ratio=1, bn_stats_from_unlabelled=True,
                  skip_nonfinite=False, sup_weight=1.0, cons_average="pixels",
                  rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD, input_multiple=None,
@@ -82,6 +85,7 @@ class MeanTeacher(keras.Model):
         self.cons_weight = float(cons_weight)
         self.conf_thresh = float(conf_thresh)
         self.teacher_alpha = float(teacher_alpha)
+        self.teacher_alpha_warmup = bool(teacher_alpha_warmup)
         self.cons_loss = losses.CONSISTENCY_LOSSES[cons_loss_fn]
         self.weight_decay = float(weight_decay)
         self.conf_per_pixel = bool(conf_per_pixel)
@@ -212,6 +216,10 @@ class MeanTeacher(keras.Model):
         if self.is_pi_model:
             return
         alpha = self.teacher_alpha
+        if self.teacher_alpha_warmup:
+            # Called after the update, so `iterations` is t, this update's 1-based count.
+            updates = tf.cast(self.optimizer.iterations, tf.float32)
+            alpha = tf.minimum(1.0 - 1.0 / updates, alpha)
         for teacher_var, student_var in self._ema_pairs():
             teacher_var.assign(alpha * teacher_var + (1.0 - alpha) * student_var)
 

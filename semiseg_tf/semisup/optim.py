@@ -122,10 +122,12 @@ class GroupedAdam(LearningRateGroupsMixin, keras.optimizers.Adam):
     here.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, decoupled_weight_decay=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         if self.amsgrad:
             raise NotImplementedError("GroupedAdam has no AMSGrad")
+        # AdamW's (PyTorch's `torch.optim.AdamW`): the weight shrunk by lr x decay before each step.
+        self.decoupled_weight_decay = float(decoupled_weight_decay)
 
     def _single_update(self, gradient, variable, learning_rate):
         self._torch_adam_update(gradient, variable, learning_rate,
@@ -143,6 +145,8 @@ class GroupedAdam(LearningRateGroupsMixin, keras.optimizers.Adam):
         gradient = tf.cast(gradient, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
+        if self.decoupled_weight_decay:
+            self.assign_sub(variable, lr * self.decoupled_weight_decay * variable)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, (gradient - m) * (1 - beta_1))
@@ -155,8 +159,9 @@ class GroupedSGD(LearningRateGroupsMixin, keras.optimizers.SGD):
     """SGD with per-variable learning-rate multipliers."""
 
 
-def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
-    """Adam with PyTorch's defaults (no weight decay) or SGD with momentum, both with learning-rate
+def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False, adamw_weight_decay=0.01):
+    """Adam with PyTorch's defaults (no weight decay), AdamW (PyTorch's, decoupled decay
+    `adamw_weight_decay` at each variable's own rate) or SGD with momentum, all with learning-rate
     groups (`LearningRateGroupsMixin.scale_learning_rate`).
 
     Adam's step is PyTorch's (see `GroupedAdam`).
@@ -168,6 +173,9 @@ def build_optimizer(kind, schedule, sgd_momentum=0.9, sgd_nesterov=False):
     """
     if kind == "adam":
         return GroupedAdam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if kind == "adamw":
+        return GroupedAdam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                           decoupled_weight_decay=adamw_weight_decay)
     if kind == "sgd":
         return GroupedSGD(learning_rate=schedule, momentum=sgd_momentum, nesterov=sgd_nesterov)
     raise ValueError(f"unknown optimiser {kind!r}")

@@ -246,13 +246,16 @@ class UniMatch(FixMatch):
 
     def sample_extras(self, seed, crop_size):
         seeds = tf.random.experimental.stateless_split(seed, 3)
+        return {**self.two_boxes(seeds, crop_size),
+                "feature_noise": tf.random.stateless_uniform(
+                    [FEATURE_NOISE_MAPS, FEATURE_NOISE_CHANNELS], seeds[2])}
+
+    def two_boxes(self, seeds, crop_size):
+        """The strong views' boxes, drawn from `seeds[0]` and `seeds[1]`."""
         height, width = crop_size
-        return {
-            "mix_mask": boxmask.pseudo_label_box_mask(seeds[0], height, width, self.box_params),
-            "mix_mask_2": boxmask.pseudo_label_box_mask(seeds[1], height, width, self.box_params),
-            "feature_noise": tf.random.stateless_uniform(
-                [FEATURE_NOISE_MAPS, FEATURE_NOISE_CHANNELS], seeds[2]),
-        }
+        return {"mix_mask": boxmask.pseudo_label_box_mask(seeds[0], height, width, self.box_params),
+                "mix_mask_2": boxmask.pseudo_label_box_mask(seeds[1], height, width,
+                                                            self.box_params)}
 
     def feature_stream(self, student, teacher, batch_a, training):
         """(weak-view target logits of the first image, the feature stream's logits)."""
@@ -277,11 +280,23 @@ class UniMatch(FixMatch):
         batch_a, batch_b = unlabelled
         logits_b = self.pasted_target(teacher, batch_b, training)
         logits_a, feature_logits = self.feature_stream(student, teacher, batch_a, training)
+        streams = self.strong_streams(
+            lambda images: student(images, training=training), batch_a, batch_b, logits_a,
+            logits_b)
+        feature_terms = _terms_from_logits(feature_logits, logits_a, batch_a["valid"],
+                                           panels={"weak_view": batch_a["image"]})
+        streams.append(WeightedTerms(self.weights[2], "features", feature_terms))
+        return streams
+
+    def strong_streams(self, student_pass, batch_a, batch_b, logits_a, logits_b):
+        """The two strong views' `WeightedTerms`: each view with its own box pasting the second
+        image's view of the same number in, through `student_pass` as one batch (view 1's
+        images, then view 2's), against the weak views' logits mixed by the same box."""
         boxes = (batch_a["mix_mask"], batch_a["mix_mask_2"])
         strong = [student_view(batch_a, k) * (1 - box) + student_view(batch_b, k) * box
                   for k, box in enumerate(boxes)]
         count = tf.shape(strong[0])[0]
-        both = student(tf.concat(strong, 0), training=training)
+        both = tf.cast(student_pass(tf.concat(strong, 0)), tf.float32)
         streams = []
         for k, (box, logits) in enumerate(zip(boxes, (both[:count], both[count:]))):
             terms = _terms_from_logits(
@@ -290,10 +305,82 @@ class UniMatch(FixMatch):
                 panels={f"strong_view_{k + 1}": student_view(batch_a, k), f"paste_box_{k + 1}": box,
                         f"strong_mixed_input_{k + 1}": strong[k]})
             streams.append(WeightedTerms(self.weights[k], f"strong_{k + 1}", terms))
-        feature_terms = _terms_from_logits(feature_logits, logits_a, batch_a["valid"],
-                                           panels={"weak_view": batch_a["image"]})
-        streams.append(WeightedTerms(self.weights[2], "features", feature_terms))
         return streams
+
+
+def complementary_dropout(features, uniform, kept):
+    """UniMatch V2's complementary channel dropout of one batch holding two views of each image
+    (view 1's samples, then view 2's, as `strong_streams` passes them).
+
+    Each channel of a pair goes to one view, doubled, and is zeroed in the other: view 1's mask is
+    2 where the pair's `uniform` [N, >= C] draw is below 0.5, else 0 (Binomial(0.5) x 2), view 2's
+    is 2 minus it; pairs where `kept` [N] is true keep every channel in both views (mask 1). The
+    one mask of a pair scales every feature map (its first C draws for a map of C channels).
+    """
+    kept = tf.reshape(tf.cast(kept, tf.bool), [-1, 1])
+    dropped = []
+    for feature in features:
+        channels = feature.shape[-1]
+        if channels > uniform.shape[-1]:
+            raise ValueError(f"complementary dropout: a feature map of {channels} channels, more "
+                             f"than the {uniform.shape[-1]} the noise holds (FEATURE_NOISE_CHANNELS)")
+        first = 2.0 * tf.cast(uniform[:, :channels] < 0.5, tf.float32)
+        first = tf.where(kept, 1.0, first)
+        mask = tf.cast(tf.concat([first, 2.0 - first], 0), feature.dtype)
+        rank = feature.shape.rank
+        dropped.append(feature * tf.reshape(mask, [-1] + [1] * (rank - 2) + [channels]))
+    return dropped
+
+
+@register("unimatch_v2")
+class UniMatchV2(UniMatch):
+    """UniMatch V2 (Yang et al., TPAMI 2025, `unimatch_v2.py`): one weak view, two strong views,
+    the strong views' encoder features dropped complementarily.
+
+    The target network predicts on the weak views in inference mode (the original's
+    `model_ema.eval()`), the pasted image's alike. Each strong view has its own colour jitter, blur
+    (the pipeline's, `strong_views = 2`) and UniMatch box pasting the second image's view of the
+    same number in (`UniMatch.strong_streams`); the two go through the student's encoder as one
+    batch, whose features pass `complementary_dropout` (`complementary`; off, the two views are
+    plain FixMatch views) before the decoder. The two losses weigh 0.5 each; with --sup_weight=0.5
+    --cons_weight=0.5 the step's loss is UniMatch V2's (loss_x + (s1 + s2) / 2) / 2. Its teacher is
+    an EMA whose decay warms up, min(1 - 1 / (t + 1), 0.996) (--teacher_alpha_warmup).
+
+    Unlike the original, which keeps exactly half of a GPU's pairs undropped (a random permutation
+    of its batch), each pair here is kept with probability `kept_share`, drawn with the sample, so
+    that a step is the same on one device and on several.
+    """
+
+    def __init__(self, box_params=boxmask.PseudoLabelBoxParams(), complementary=True,
+                 kept_share=0.5, weights=(0.5, 0.5)):
+        super().__init__(box_params, mix_source_inference=True, weights=tuple(weights) + (0.0,))
+        self.complementary = bool(complementary)
+        self.kept_share = float(kept_share)
+
+    def sample_extras(self, seed, crop_size):
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        return {**self.two_boxes(seeds, crop_size),
+                "channel_noise": tf.random.stateless_uniform([FEATURE_NOISE_CHANNELS], seeds[2]),
+                "pair_kept": tf.random.stateless_uniform([], seeds[3]) < self.kept_share}
+
+    def student_pass(self, student, batch_a, training):
+        """The student on both strong views (one batch), through the dropout when `complementary`."""
+        if not self.complementary:
+            return lambda images: student(images, training=training)
+        split = models.feature_split(student)
+
+        def dropped(images):
+            features = complementary_dropout(split.encode(images, training),
+                                             batch_a["channel_noise"], batch_a["pair_kept"])
+            return split.decode(images, features, training)
+        return dropped
+
+    def consistency(self, student, teacher, unlabelled, training=True):
+        batch_a, batch_b = unlabelled
+        logits_b = teacher_logits(teacher, batch_b["image"], False)
+        logits_a = teacher_logits(teacher, batch_a["image"], False)
+        return self.strong_streams(self.student_pass(student, batch_a, training), batch_a,
+                                   batch_b, logits_a, logits_b)
 
 
 @register("cutout")

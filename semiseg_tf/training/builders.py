@@ -5,6 +5,7 @@ import sys
 import keras
 
 from semiseg_tf import models
+from semiseg_tf.errors import ConfigError
 from semiseg_tf.augment import boxmask, colour, geometric
 from semiseg_tf.data import base, native, pipeline, prepared, synthetic
 from semiseg_tf.models import precision, weights
@@ -41,6 +42,8 @@ def build_perturbation(cfg):
         "fixmatch": pseudo_labels,
         "unimatch": dict(pseudo_labels, dropout_rate=cfg.unimatch.dropout,
                          weights=cfg.unimatch.weights),
+        "unimatch_v2": dict(box_params=box_params, complementary=cfg.unimatch.complementary,
+                            kept_share=cfg.unimatch.kept_share),
         "cutout": dict(mask_params=mask_params),
         "ict": dict(alpha=cfg.ict.alpha),
         "vat": dict(radius=vat.radius, adaptive_radius=vat.adaptive_radius,
@@ -92,7 +95,8 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
     precision_policy = cfg.distribution.mixed_precision
     schedule = optim.AuthorsSchedule(opt.lr_sched, opt.learning_rate, cfg.training.steps,
                                      opt.lr_poly_power, opt.lr_step_boundaries, opt.lr_step_gamma)
-    optimizer = optim.build_optimizer(opt.opt_type, schedule, opt.sgd_momentum, opt.sgd_nesterov)
+    optimizer = optim.build_optimizer(opt.opt_type, schedule, opt.sgd_momentum, opt.sgd_nesterov,
+                                      opt.adamw_weight_decay)
     grouped_optimizer = optimizer
     if precision_policy == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -106,12 +110,15 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         fold_mean, fold_std = ((rgb_mean, rgb_std) if pixels.photo
                                else (base.IMAGENET_MEAN, base.IMAGENET_STD))
         weights.load_backbone_weights(student, net.backbone_weights, fold_mean, fold_std)
+    if net.freeze_backbone:
+        freeze_backbone(student, teacher, net.arch)
     model = mean_teacher.MeanTeacher(
         student=student,
         teacher=teacher,
         perturbation=build_perturbation(cfg) if method.cons_weight > 0 else None,
         cons_weight=method.cons_weight, conf_thresh=method.conf_thresh,
-        teacher_alpha=method.teacher_alpha, cons_loss_fn=method.cons_loss_fn,
+        teacher_alpha=method.teacher_alpha, teacher_alpha_warmup=method.teacher_alpha_warmup,
+        cons_loss_fn=method.cons_loss_fn,
         weight_decay=opt.sgd_weight_decay if opt.opt_type == "sgd" else 0.0,
         conf_per_pixel=method.conf_per_pixel, rampup_steps=method.rampup,
         unsup_batch_ratio=method.unsup_batch_ratio,
@@ -128,3 +135,14 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         grouped_optimizer.repeat_updates(models.deeplab_v2.authors_update_multiplicities(student),
                                          coupled_weight_decay=model.weight_decay)
     return model
+
+
+def freeze_backbone(student, teacher, arch):
+    """--freeze_backbone: the backbones of both networks made non-trainable, alike, so the two
+    list their weights in the same order for the EMA (Keras lists trainable weights first)."""
+    for network in {id(student): student, id(teacher): teacher}.values():
+        backbone = models.backbone_of(network)
+        if backbone is None:
+            raise ConfigError(f"--freeze_backbone: --arch={arch} has no pretrained backbone to "
+                              "freeze")
+        backbone.trainable = False

@@ -53,6 +53,12 @@ class RunResult:
         return self.scores["miou"]
 
 
+def is_test_size(arch):
+    """Whether `arch` is a network at CPU-test size, which has no pretrained weights: the paper's
+    *_small variants and dinov2_tiny (dinov2_small is DINOv2's ViT-S, a real one)."""
+    return arch == "dinov2_tiny" or (arch.endswith("_small") and not arch.startswith("dinov2"))
+
+
 class Trainer:
     """One run. `Trainer(cfg, flagfile_text).run()` trains to `cfg.training.steps`; a RunResult.
 
@@ -175,12 +181,14 @@ class Trainer:
         from random weights it needs far more labels and steps (the small variants never have
         pretrained weights, and are meant to train without)."""
         cfg = self.cfg
-        if (not cfg.network.backbone_weights and not cfg.network.arch.endswith("_small")
+        arch = cfg.network.arch
+        if (not cfg.network.backbone_weights and not is_test_size(arch)
                 and models.backbone_of(self.model.student) is not None):
-            self.say(f"warning: --arch={cfg.network.arch} trains from random weights: its recipes "
-                     "start from an ImageNet-pretrained backbone (--backbone_weights=FILE, "
-                     "docs/methods.md 'Networks'); without one it needs far more labels and "
-                     "steps")
+            pretrained = ("a DINOv2 checkpoint (--backbone_weights=FOLDER" if arch.startswith("dinov2")
+                          else "an ImageNet-pretrained backbone (--backbone_weights=FILE")
+            self.say(f"warning: --arch={arch} trains from random weights: its recipes start from "
+                     f"{pretrained}, docs/methods.md 'Networks'); without one it needs far more "
+                     "labels and steps")
 
     def _check_batch_divides(self):
         """Under multi_worker each replica reads its own slice of every batch, so the batches
