@@ -151,3 +151,35 @@ def test_dinov2_backbone_weights_that_do_not_fit_are_one_line(hugging_face_tiny_
     with pytest.raises(config.ConfigError, match="^--backbone_weights=/nonexistent: no such folder"):
         parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_tiny", crop_size="56,56",
                     backbone_weights="/nonexistent")
+
+
+def test_a_dinov2_run_scores_its_final_miou_again_from_its_checkpoint_and_its_export(tmp_path):
+    """UniMatch V2 on the tiny DINOv2 trains; evaluate on the run folder (the network rebuilt
+    from the checkpoint) and on its export (from network.keras's graph) give the trainer's final
+    confusion matrix, so every weight of the encoder was saved."""
+    import json
+    import os
+
+    from conftest import TINY_RUN, parse_flags, run_main
+    from semiseg_tf import training
+    cfg, text = parse_flags(**{
+        **TINY_RUN, "workdir": str(tmp_path / "run"), "arch": "dinov2_tiny", "crop_size": "28,28",
+        "synthetic_image_size": 28, "perturbation": "unimatch_v2", "teacher_alpha_warmup": "true",
+        "opt_type": "adamw", "cons_loss_fn": "hard_ce", "conf_per_pixel": "true",
+        "cons_average": "valid"})
+    training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    done = run_main("evaluate", f"--workdir={tmp_path / 'run'}", f"--output_dir={tmp_path}/eval")
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    assert scores["confusion"] == final["confusion"]
+    export_dir = tmp_path / "saved_models" / "run" / "1"
+    done = run_main("export", f"--workdir={tmp_path / 'run'}", f"--export_dir={export_dir}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (export_dir / "network.keras").exists()
+    done = run_main("evaluate", f"--saved_model={export_dir}", "--dataset=synthetic",
+                    "--synthetic_num_train=24", "--synthetic_num_val=6",
+                    "--synthetic_image_size=28", f"--output_dir={tmp_path}/eval_export")
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported = json.loads((tmp_path / "eval_export" / "scores.json").read_text())
+    assert exported["confusion"] == final["confusion"]

@@ -64,6 +64,7 @@ def cubic_weights(in_size, out_size):
     return tf.einsum("ok,oki->oi", weights, tf.one_hot(taps, in_size, dtype=tf.float32))
 
 
+@keras.saving.register_keras_serializable("semiseg_tf")
 class DINOv2Features(keras.layers.Layer):
     """keras-hub's DINOv2 backbone on images of any size (multiples of the patch):
     images [B, H, W, bands] -> the final-normed patch tokens of blocks `taps`, each [B, H / 14,
@@ -79,6 +80,10 @@ class DINOv2Features(keras.layers.Layer):
             num_heads=size.num_heads, intermediate_dim=size.intermediate_dim,
             layer_scale_init_value=1.0, use_mask_token=False, image_shape=(side, side, bands),
             position_embedding_shape=(side, side, bands), name="dinov2")
+        # keras-hub's encoder keeps its blocks in a list, which tf.train.Checkpoint does not follow
+        # (a Keras tracked list is no TensorFlow trackable): named here one by one, they are saved.
+        for index, block in enumerate(self.dinov2.encoder.layers):
+            setattr(self, f"block_{index}", block)
 
     def _position_embeddings(self, rows, columns):
         """The trained embeddings (class token's, then the grid's) interpolated to rows x columns."""
@@ -106,6 +111,15 @@ class DINOv2Features(keras.layers.Layer):
             normed = self.dinov2.layernorm(pyramid[f"stage{tap + 1}"])[:, 1:]
             grids.append(tf.reshape(normed, [shape[0], rows, columns, self.size.hidden_dim]))
         return grids
+
+    def get_config(self):
+        return {**super().get_config(), "size": dataclasses.asdict(self.size), "bands": self.bands}
+
+    @classmethod
+    def from_config(cls, config):
+        size = config.pop("size")
+        size = DINOv2Size(**{k: tuple(v) if isinstance(v, list) else v for k, v in size.items()})
+        return cls(size, **config)
 
     def load_pretrained(self, path):
         """Loads a fetched DINOv2 checkpoint (`load_pretrained`); what --backbone_weights calls."""
