@@ -166,7 +166,7 @@ def test_a_dinov2_run_scores_its_final_miou_again_from_its_checkpoint_and_its_ex
         **TINY_RUN, "workdir": str(tmp_path / "run"), "arch": "dinov2_tiny", "crop_size": "28,28",
         "synthetic_image_size": 28, "perturbation": "unimatch_v2", "teacher_alpha_warmup": "true",
         "opt_type": "adamw", "cons_loss_fn": "hard_ce", "conf_per_pixel": "true",
-        "cons_average": "valid"})
+        "cons_average": "valid", "eval_every": 4, "checkpoint_every": 4})
     training.Trainer(cfg, text, out=open(os.devnull, "w")).run()
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())
     done = run_main("evaluate", f"--workdir={tmp_path / 'run'}", f"--output_dir={tmp_path}/eval")
