@@ -125,13 +125,19 @@ def repeatability(table, runs, metrics, command):
     return "\n".join(lines)
 
 
+def network_baselines(rows):
+    """{network: the name of its first row}, for rows whose `note` names their network."""
+    baselines = {}
+    for row in rows:
+        baselines.setdefault(row.note, row.name)
+    return baselines
+
+
 def networks_table(table, runs, metrics, command):
     """Markdown: mIoU per seed, mean and std of each row, and its gain over the first row of the
     same network (a row's `note` names its network); then the mean IoU of each class."""
     seeds = table.seeds
-    baselines = {}
-    for row in table.rows:
-        baselines.setdefault(row.note, row.name)
+    baselines = network_baselines(table.rows)
     lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
              "| method | network | " + " | ".join(f"seed {s}" for s in seeds)
              + " | mean | std | vs the network's baseline, mean ± std |",
@@ -281,9 +287,9 @@ def step_times(command):
     """The training step of each method of the dinov2 table, each run alone (one training at a
     time): steps/s, ms per step, and the step relative to its network's baseline."""
     rows = [row for row in TABLES["dinov2"].rows if not row.extra]
-    rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, list(row.extra))
+    rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, [])
              for row in rows}
-    baselines = {}
+    baselines = network_baselines(rows)
     lines = [textwrap.fill(
         f"Code at commit {harness.code_commit()}; measured {time.strftime('%Y-%m-%d')} on "
         f"{harness.describe_machine(harness.machine())}, each alone for {STEP_TIME_STEPS} steps "
@@ -292,7 +298,7 @@ def step_times(command):
         "| method | network | steps/s | ms per step | vs the network's baseline |",
         "|---|---|---|---|---|"]
     for row in rows:
-        base = baselines.setdefault(row.note, row.name)
+        base = baselines[row.note]
         rate = rates[row.name]
         lines.append(f"| {row.name} | {row.note} | {rate:.1f} | {1000 / rate:.0f} | "
                      f"{rates[base] / rate:.2f}x |")
