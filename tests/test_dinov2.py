@@ -153,6 +153,45 @@ def test_dinov2_backbone_weights_that_do_not_fit_are_one_line(hugging_face_tiny_
                     backbone_weights="/nonexistent")
 
 
+def _damaged_copies(folder, root):
+    """Copies of a good checkpoint folder, each damaged in one way a download or a disk does."""
+    import shutil
+    damages = {
+        "config_not_json": lambda f: (f / "config.json").write_text("{not json"),
+        "config_of_another_model": lambda f: (f / "config.json").write_text(
+            '{"model_type": "bert", "hidden_size": 32}'),
+        "weights_truncated": lambda f: (f / "model.safetensors").write_bytes(
+            (f / "model.safetensors").read_bytes()[:-1000]),
+        "weights_missing": lambda f: (f / "model.safetensors").unlink(),
+        "weights_not_safetensors": lambda f: (f / "model.safetensors").write_bytes(b"\0" * 4096),
+    }
+    for name, damage in damages.items():
+        copy = root / name
+        shutil.copytree(folder, copy)
+        damage(copy)
+        yield name, copy
+
+
+def test_dinov2_damaged_checkpoint_folders_are_one_line_and_left_as_they_were(
+        hugging_face_tiny_dinov2, tmp_path):
+    from semiseg_tf.errors import WeightsError
+    from semiseg_tf.models import dinov2
+    _, folder = hugging_face_tiny_dinov2
+    features = dinov2.DINOv2Features(dinov2.SIZES["dinov2_tiny"])
+    features(np.zeros((1, 28, 28, 3), np.float32))
+    before = [w.numpy() for w in features.weights]
+    for name, copy in _damaged_copies(__import__("pathlib").Path(folder), tmp_path):
+        contents = {p.name: p.read_bytes() for p in copy.iterdir()}
+        with pytest.raises(WeightsError) as error:
+            dinov2.load_pretrained(features, str(copy))
+        message = str(error.value)
+        assert message.startswith(f"--backbone_weights={copy}: "), (name, message)
+        assert "\n" not in message, (name, message)
+        assert {p.name: p.read_bytes() for p in copy.iterdir()} == contents, name
+        for value, weight in zip(before, features.weights, strict=True):
+            np.testing.assert_array_equal(weight.numpy(), value, err_msg=name)
+
+
 def test_a_dinov2_run_scores_its_final_miou_again_from_its_checkpoint_and_its_export(tmp_path):
     """UniMatch V2 on the tiny DINOv2 trains; evaluate on the run folder (the network rebuilt
     from the checkpoint) and on its export (from network.keras's graph) give the trainer's final
