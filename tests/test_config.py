@@ -62,6 +62,11 @@ def test_sections_hold_parsed_values_under_their_own_names(tmp_path):
     ("--cons_average=confident", "--cons_average=confident: averages over confident pixels"),
     ("--aug_colour_hue=0.7", "--aug_colour_hue=0.7: must lie in [0, 0.5]"),
     ("--aug_strong_blur=2", "--aug_strong_blur=2.0: must lie in [0, 1]"),
+    ("--aug_blur_sigma=2,1", "--aug_blur_sigma=2.0,1.0: expected 'LO,HI' with 0 < LO <= HI"),
+    ("--aug_blur_sigma=0,1", "--aug_blur_sigma=0.0,1.0: expected 'LO,HI' with 0 < LO <= HI"),
+    ("--aug_blur_sigma=1", "--aug_blur_sigma=1.0: expected 'LO,HI'"),
+    ("--aug_blur_sigma=0.1,inf", "--aug_blur_sigma=0.1,inf: expected 'LO,HI' with 0 < LO <= HI <= 100"),
+    ("--aug_blur_reference_crop=-1", "--aug_blur_reference_crop=-1: must be >= 0"),
     ("--lr_sched=stepped", "--lr_step_boundaries=: --lr_sched=stepped needs at least one"),
     ("--deeplab2_authors_repeated_updates", "--deeplab2_authors_repeated_updates=true: only "
      "DeepLab v2"),
@@ -84,3 +89,15 @@ def test_a_section_made_in_python_checks_itself_and_is_frozen():
     with pytest.raises(errors.ConfigError, match=r"^--vat_probe_scale=0: must be positive"):
         vat.Vat(radius=1.0, adaptive_radius=False, dir_from_student=False, probe_scale=0,
                 authors_probe=False, authors_eval_mode=False)
+
+
+@pytest.mark.parametrize("arguments, sigma", [
+    ((), (0.1, 2.0)),                                       # as published: pixels of any crop
+    (("--aug_blur_reference_crop=518",), (0.1 * 64 / 518, 2.0 * 64 / 518)),
+    (("--aug_blur_reference_crop=321", "--aug_blur_sigma=0.5,1", "--crop_size=32,48"),
+     (0.5 * 32 / 321, 1.0 * 32 / 321)),                     # the shorter side
+])
+def test_the_blur_is_sized_to_the_crop_when_given_a_reference_crop(tmp_path, arguments, sigma):
+    from semiseg_tf import training
+    cfg = parsed(tmp_path, "--aug_strong_blur=0.5", *arguments)
+    assert training.pipeline_params(cfg).student_blur_sigma == pytest.approx(sigma, rel=1e-12)

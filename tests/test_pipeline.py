@@ -366,6 +366,21 @@ def test_student_view_blur_is_a_gaussian_blur_of_the_teachers_view(source):
     assert "student_image" not in batch["labelled"]
 
 
+def test_student_view_blur_takes_its_sigma_from_the_given_range(source):
+    """A range of one value: every student view is the Gaussian blur of that sigma of the
+    teacher's (on a kernel of 3 of its standard deviations a side)."""
+    sigma = 0.35
+    params = pipeline.PipelineParams(batch_size=4, seed=0, student_blur_prob=1.0,
+                                     student_blur_sigma=(sigma, sigma),
+                                     geometric=geometric.GeometricParams(crop_size=(16, 16)))
+    batch, = take(pipeline_with(source, params, "cutout").train_dataset(), 1)
+    stream, = batch["unlabelled"]
+    for teacher_view, student_view in zip(stream["image"], stream["student_image"]):
+        expected = blur.gaussian_blur(tf.constant(teacher_view), sigma, blur.kernel_radius(sigma))
+        np.testing.assert_allclose(student_view, expected.numpy(), atol=1e-6)
+        assert np.abs(student_view - teacher_view).max() > 0.01
+
+
 def test_unimatch_gets_two_independent_strong_views_and_the_first_is_fixmatchs(source):
     """UniMatch's two strong views: each the colour jitter and blur of the same crop, drawn
     independently; the first is the view FixMatch (one view) gets from the same seed."""

@@ -27,8 +27,10 @@ class PipelineParams:
     # Unlabelled batches hold this many times `batch_size` samples (--unsup_batch_ratio).
     unlabelled_batch_ratio: int = 1
     # Probability of a Gaussian blur of the student's copy (after its colour augmentation), with a
-    # standard deviation from `blur.SIGMA_RANGE` (FixMatch's and UniMatch's strong view); 0: none.
+    # standard deviation from U(student_blur_sigma) pixels (FixMatch's and UniMatch's strong view:
+    # 0.5, U(0.1, 2.0)); 0: none.
     student_blur_prob: float = 0.0
+    student_blur_sigma: tuple = blur.SIGMA_RANGE
 
 
 def _fold(seed, value):
@@ -191,7 +193,8 @@ class InputPipeline:
                 if student_blur_prob > 0:
                     # The normalisation is affine per channel and the kernel sums to 1, so
                     # blurring the normalised image is blurring the colours.
-                    image = blur.random_blur(blur_seed, image, student_blur_prob)
+                    image = blur.random_blur(blur_seed, image, student_blur_prob,
+                                             self.params.student_blur_sigma)
                 if image is not base or view:
                     sample[key] = image
             if extras_fn is not None:

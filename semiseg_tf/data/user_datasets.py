@@ -9,7 +9,7 @@ through a shuffle buffer of its own (so that CutMix's two streams pair different
 """
 import tensorflow as tf
 
-from semiseg_tf.augment import colour, geometric
+from semiseg_tf.augment import blur, colour, geometric
 from semiseg_tf.data import pipeline
 
 DEFAULT_SHUFFLE_BUFFER = 256
@@ -67,6 +67,7 @@ def _image_and_label(element, with_label):
 
 def training_batches(labelled, unlabelled, model, crop_size, batch_size, seed=0,
                      augmentation=None, student_colour=None, student_blur_prob=0.0,
+                     student_blur_sigma=blur.SIGMA_RANGE,
                      shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, start_step=0):
     """Endless training batches for `model.fit` (with `steps_per_epoch`) from your own datasets.
 
@@ -85,6 +86,8 @@ def training_batches(labelled, unlabelled, model, crop_size, batch_size, seed=0,
       augmentation: a `GeometricParams` (scale, rotation, flips); None: random crops only.
       student_colour: a `ColourParams` for the student's views of unlabelled images, or None.
       student_blur_prob: probability of a Gaussian blur of the student's views.
+      student_blur_sigma: (low, high): its standard deviation is drawn from U(low, high) pixels
+        (the published 0.1 to 2.0 were set for crops of 321 to 801 pixels; scale them to yours).
       shuffle_buffer: images each stream shuffles through (0: the datasets' own order).
       start_step: the step the batches start at (to continue a run where it stopped).
     Returns:
@@ -102,10 +105,15 @@ def training_batches(labelled, unlabelled, model, crop_size, batch_size, seed=0,
                          f"crop_size {crop_size}")
     if student_colour is not None and not isinstance(student_colour, colour.ColourParams):
         raise ValueError("student_colour must be a ColourParams or None")
+    low, high = (float(v) for v in student_blur_sigma)
+    if not 0 < low <= high:
+        raise ValueError(f"student_blur_sigma {student_blur_sigma}: expected (low, high) with "
+                         "0 < low <= high")
     params = pipeline.PipelineParams(
         batch_size=int(batch_size), geometric=augmentation, seed=int(seed),
         student_colour=student_colour, unlabelled_batch_ratio=model.unsup_batch_ratio,
-        student_blur_prob=float(student_blur_prob))
+        student_blur_prob=float(student_blur_prob),
+        student_blur_sigma=(low, high))
     streams = _DatasetPipeline(labelled, unlabelled, params, perturbation, model.rgb_mean,
                                model.rgb_std, int(shuffle_buffer))
     return streams.train_dataset(int(start_step))

@@ -78,7 +78,8 @@ def pipeline_params(cfg):
         batch_size=cfg.training.batch_size, seed=cfg.training.seed,
         geometric=geometric_params(cfg), student_colour=student_colour_params(cfg),
         unlabelled_batch_ratio=cfg.method.unsup_batch_ratio,
-        student_blur_prob=cfg.strong_augmentation.blur_prob)
+        student_blur_prob=cfg.strong_augmentation.blur_prob,
+        student_blur_sigma=cfg.strong_augmentation.blur_sigma_for(cfg.augmentation.crop_size))
 
 
 def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD,
