@@ -55,14 +55,17 @@ def seed_table(table, runs, metrics, command):
     """Markdown: mIoU per seed, mean and std per row; the mean IoU of each class; where it came from."""
     seeds, first = table.seeds, table.rows[0].name
     versus = len(table.rows) > 2             # two rows get the gain sentence instead
+    noted = any(row.note for row in table.rows)
     lines = [textwrap.fill(harness.provenance(runs, command), 100), "",
-             "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |"
+             "| method | " + ("what it changes | " if noted else "")
+             + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |"
              + (f" vs {first}, per seed |" if versus else ""),
-             "|---|" + "---|" * (len(seeds) + 2 + versus)]
+             "|---|" + "---|" * (len(seeds) + 2 + versus + noted)]
     for row in table.rows:
         values = [100 * metrics[row.name, s]["miou"] for s in seeds]
         mean, std = harness.mean_std(values)
-        cells = [row.name, *(f"{v:.2f}" for v in values), f"{mean:.2f}", f"{std:.2f}"]
+        cells = [row.name, *([row.note] if noted else []), *(f"{v:.2f}" for v in values),
+                 f"{mean:.2f}", f"{std:.2f}"]
         if versus:
             cells.append("" if row.name == first else ", ".join(
                 f"{100 * (metrics[row.name, s]['miou'] - metrics[first, s]['miou']):+.2f}"
@@ -173,7 +176,7 @@ def rare_class_table(table, runs, metrics, command):
              textwrap.fill(f"The rare class: {name}, {share:.2f}% of the training pixels and "
                            f"{labelled_share:.2f}% of the {len(labelled)} labelled images' "
                            f"(`{' '.join(RARE)}`).", 100), "",
-             f"| run | class weights | {name} IoU, " + ", ".join(f"seed {s}" for s in seeds)
+             f"| run | what it changes | {name} IoU, " + ", ".join(f"seed {s}" for s in seeds)
              + f" | {name} IoU, mean ± std | mIoU, mean ± std |", "|---|---|---|---|---|"]
     for row in table.rows:
         rare = [100 * metrics[row.name, s]["per_class_iou"][name] for s in seeds]
@@ -184,48 +187,91 @@ def rare_class_table(table, runs, metrics, command):
     return "\n".join(lines)
 
 
+BASELINE, CUTMIX = Row("baseline", "flags/demo/baseline.flags"), Row("cutmix", "flags/demo/cutmix.flags")
+NO_BN = ("--nobn_stats_from_unlabelled",)
+PUBLISHED = "flags/demo/as_published"
+# OHEM at UniMatch's Cityscapes threshold, keeping at least its share of the batch (200,000 of two
+# 801x801 crops) of the demo's 8 64x64 crops.
+OHEM = ("--ohem_thresh=0.7", f"--ohem_min_kept={round(200000 * 8 * 64 ** 2 / (2 * 801 ** 2))}")
+
 TABLES = {
     # The main job of scripts/demo.sh, and how much one seed of it varies.
-    "demo": Table(rows=(Row("baseline", "flags/demo/baseline.flags"),
-                        Row("cutmix", "flags/demo/cutmix.flags")),
-                  seeds=(0, 1, 2),
+    "demo": Table(rows=(BASELINE, CUTMIX), seeds=(0, 1, 2),
                   renderers=(("README.md", demo_block), ("BENCHMARKS.md", seed_table))),
-    # The paper's six methods (its Table 1 rows) through one trainer, with the paper's weights.
-    "methods": Table(rows=(Row("baseline", "flags/demo/baseline.flags"),
-                           Row("cutmix", "flags/demo/cutmix.flags"),
+    # The paper's six methods (its Table 1 rows) through one trainer, with the paper's weights, with
+    # the authors' batch-norm behaviour (the default) and without it (_nobn).
+    "methods": Table(rows=(BASELINE, CUTMIX,
                            Row("cutout", "flags/demo/cutout.flags"),
                            Row("augment", "flags/demo/augment.flags"),
                            Row("ict", "flags/demo/ict.flags"),
-                           Row("vat", "flags/demo/vat.flags")),
+                           Row("vat", "flags/demo/vat.flags"),
+                           Row("cutmix_nobn", "flags/demo/cutmix.flags", extra=NO_BN),
+                           Row("cutout_nobn", "flags/demo/cutout.flags", extra=NO_BN),
+                           Row("augment_nobn", "flags/demo/augment.flags", extra=NO_BN),
+                           Row("ict_nobn", "flags/demo/ict.flags", extra=NO_BN),
+                           Row("vat_nobn", "flags/demo/vat.flags", extra=NO_BN)),
                      seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
-    # The paper's CutMix beside FixMatch and UniMatch as published, and FixMatch without hue jitter.
+    # Why Cutout falls below the baseline here: its batch-norm behaviour, its boxes against the
+    # dataset's objects, and its mask (the box kept or the box erased).
+    "cutout": Table(
+        rows=(BASELINE,
+              Row("cutout", "flags/demo/cutout.flags"),
+              Row("cutout_nobn", "flags/demo/cutout.flags", extra=NO_BN),
+              Row("cutout_large_boxes", "flags/demo/cutout.flags",
+                  extra=("--mask_prop_range=0.5:1.0",)),
+              Row("cutout_large_boxes_nobn", "flags/demo/cutout.flags",
+                  extra=("--mask_prop_range=0.5:1.0", *NO_BN)),
+              Row("cutout_erase_box", "flags/demo/cutout.flags", extra=("--boxmask_no_invert",))),
+        seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
+    # The paper's CutMix beside FixMatch and UniMatch, each with the strong view adapted to this
+    # dataset (flags/demo/) and as published (flags/demo/as_published/).
     "weak_to_strong": Table(
-        rows=(Row("baseline", "flags/demo/baseline.flags"),
-              Row("cutmix", "flags/demo/cutmix.flags"),
+        rows=(BASELINE, CUTMIX,
               Row("fixmatch", "flags/demo/fixmatch.flags"),
+              Row("fixmatch_published", f"{PUBLISHED}/fixmatch.flags"),
               Row("unimatch", "flags/demo/unimatch.flags"),
-              Row("fixmatch_nohue", "flags/demo/fixmatch.flags", extra=("--aug_colour_hue=0",))),
+              Row("unimatch_published", f"{PUBLISHED}/unimatch.flags")),
+        seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
+    # What of the published strong view costs FixMatch here: each step from the published view to
+    # the adapted one turns one piece off.
+    "strong_view": Table(
+        rows=(BASELINE,
+              Row("fixmatch_published", f"{PUBLISHED}/fixmatch.flags",
+                  note="as published: hue 0.25, greyscale 0.2, blur sigma 0.1-2.0 px"),
+              Row("fixmatch_published_nohue", f"{PUBLISHED}/fixmatch.flags",
+                  extra=("--aug_colour_hue=0",), note="no hue jitter"),
+              Row("fixmatch_published_nohue_nogrey", f"{PUBLISHED}/fixmatch.flags",
+                  extra=("--aug_colour_hue=0", "--aug_colour_greyscale_prob=0"),
+                  note="no hue jitter, no greyscale"),
+              Row("fixmatch", "flags/demo/fixmatch.flags",
+                  note="no hue jitter, no greyscale, blur scaled from 321 px crops (adapted)")),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", seed_table),)),
     # The tiny DINOv2 network (random weights) beside the U-net, through baseline, CutMix and
-    # UniMatch V2; UniMatch V2 also without the hue jitter (see weak_to_strong's text).
+    # UniMatch V2 (adapted to this dataset, and as published).
     "dinov2": Table(
         rows=(Row("baseline", "flags/demo/baseline.flags", note="U-net"),
               Row("cutmix", "flags/demo/cutmix.flags", note="U-net"),
               Row("unimatch_v2", "flags/demo/unimatch_v2.flags", note="U-net"),
+              Row("unimatch_v2_published", f"{PUBLISHED}/unimatch_v2.flags", note="U-net"),
               Row("dinov2_baseline", "flags/demo/dinov2_baseline.flags", note="DINOv2 tiny"),
               Row("dinov2_cutmix", "flags/demo/dinov2_cutmix.flags", note="DINOv2 tiny"),
               Row("dinov2_unimatch_v2", "flags/demo/dinov2_unimatch_v2.flags",
                   note="DINOv2 tiny"),
-              Row("dinov2_unimatch_v2_nohue", "flags/demo/dinov2_unimatch_v2.flags",
-                  extra=("--aug_colour_hue=0",), note="DINOv2 tiny")),
+              Row("dinov2_unimatch_v2_published", f"{PUBLISHED}/dinov2_unimatch_v2.flags",
+                  note="DINOv2 tiny")),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", networks_table),)),
-    # A class made rare on the embedded dataset, trained with and without class weights.
+    # A class made rare on the embedded dataset: CutMix without and with class weights, with OHEM,
+    # and with twice the labelled images.
     "rare_class": Table(
         rows=(Row("cutmix_rare", "flags/demo/cutmix.flags", extra=RARE, note="none"),
               Row("cutmix_rare_inverse", "flags/demo/cutmix.flags",
-                  extra=(*RARE, "--class_weights=inverse"), note="inverse frequency"),
+                  extra=(*RARE, "--class_weights=inverse"), note="inverse frequency weights"),
               Row("cutmix_rare_median", "flags/demo/cutmix.flags",
-                  extra=(*RARE, "--class_weights=median"), note="median frequency")),
+                  extra=(*RARE, "--class_weights=median"), note="median frequency weights"),
+              Row("cutmix_rare_ohem", "flags/demo/cutmix.flags", extra=(*RARE, *OHEM),
+                  note=f"OHEM (`{' '.join(OHEM)}`)"),
+              Row("cutmix_rare_20_labels", "flags/demo/cutmix.flags",
+                  extra=(*RARE, "--n_sup=20"), note="20 labelled images instead of 10")),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", rare_class_table),)),
     # What changes the digits of a run, and what does not: the demo's baseline, seed 0.
     "repeatability": Table(
@@ -286,7 +332,7 @@ STEP_TIME_STEPS = 200
 def step_times(command):
     """The training step of each method of the dinov2 table, each run alone (one training at a
     time): steps/s, ms per step, and the step relative to its network's baseline."""
-    rows = [row for row in TABLES["dinov2"].rows if not row.extra]
+    rows = [row for row in TABLES["dinov2"].rows if not row.flagfile.startswith(PUBLISHED)]
     rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, [])
              for row in rows}
     baselines = network_baselines(rows)

@@ -73,6 +73,7 @@ _API = {
     "evaluation_batches": ("semiseg_tf.data.user_datasets", "evaluation_batches"),
     "GeometricParams": ("semiseg_tf.augment.geometric", "GeometricParams"),
     "ColourParams": ("semiseg_tf.augment.colour", "ColourParams"),
+    "check_colour_cue": ("semiseg_tf.augment.colour_cue", "check"),
     # inference and scores
     "Segmenter": ("semiseg_tf.inference", "Segmenter"),
     "InferenceOptions": ("semiseg_tf.inference", "InferenceOptions"),

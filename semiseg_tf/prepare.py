@@ -16,8 +16,10 @@ from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import limits as limits_flags
+from semiseg_tf.options import strong_augmentation
 
 # Loaded by main, after any --help.
+colour_cue = lazy.module("semiseg_tf.augment.colour_cue")
 prepared = lazy.module("semiseg_tf.data.prepared")
 records = lazy.module("semiseg_tf.data.records")
 
@@ -36,8 +38,29 @@ def summary(manifest, prepared_dir):
         size = sum(s["bytes"] for s in split["shards"])
         lines.append(f"  {name}: {len(split['names'])} images ({sum(split['labelled'])} labelled), "
                      f"{len(split['shards'])} shard(s), {size / 2 ** 20:.1f} MiB")
+    colour = colour_line(manifest, prepared_dir)
+    if colour:
+        lines.append(f"  colour: {colour}")
     lines.append(f"  records in {prepared_dir}")
     return "\n".join(lines)
+
+
+def colour_line(manifest, prepared_dir):
+    """How much colour alone tells the classes apart on the labelled training images, and how much
+    of it the published strong view of FixMatch, UniMatch and UniMatch V2 leaves (one line), or
+    None for images that are not photos or a dataset without labelled training images."""
+    pixels = manifest.get("pixels") or {}
+    train = records.PreparedSplit.from_manifest(prepared_dir, manifest["splits"]["train"])
+    labelled = [i for i, has_label in enumerate(train.labelled) if has_label]
+    if (pixels.get("bands", 3), pixels.get("dtype", "uint8")) != (3, "uint8") or not labelled:
+        return None
+    reader = records.RecordReader(train)
+    images, labels = colour_cue.labelled_images(
+        lambda index: records.decode_example(reader.read_serialised(index)), labelled)
+    result = colour_cue.check(images, labels, len(manifest["class_names"]),
+                              colour_cue.PUBLISHED_VIEW)
+    return colour_cue.report(result, "the published strong view of FixMatch, UniMatch and "
+                                     "UniMatch V2", strong_augmentation.TOPIC.fields)
 
 
 def main(argv):

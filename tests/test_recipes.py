@@ -214,6 +214,25 @@ def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
             assert cfg.by_flag()[flag] == parsed["cutmix"].by_flag()[flag], flag
 
 
+@pytest.mark.parametrize("name, reference_crop", [
+    ("fixmatch", 321), ("unimatch", 321), ("unimatch_v2", 518), ("dinov2_unimatch_v2", 518)])
+def test_demo_weak_to_strong_recipes_keep_colour_and_their_published_twins_do_not(
+        tmp_path, name, reference_crop):
+    """flags/demo/NAME.flags is flags/demo/as_published/NAME.flags with the strong view adapted
+    to the embedded dataset, nothing else: no hue jitter, no greyscale, the blur sized to the crop."""
+    adapted, _ = parse_flags(flagfile=f"flags/demo/{name}.flags", workdir=str(tmp_path / "a"))
+    published, _ = parse_flags(flagfile=f"flags/demo/as_published/{name}.flags",
+                               workdir=str(tmp_path / "p"))
+    changed = {flag: value for flag, value in adapted.by_flag().items()
+               if value != published.by_flag()[flag] and flag != "workdir"}
+    assert changed == {"aug_colour_hue": 0.0, "aug_colour_greyscale_prob": 0.0,
+                       "aug_blur_reference_crop": reference_crop}
+    view = published.strong_augmentation
+    assert (view.colour, view.brightness, view.contrast, view.saturation, view.hue,
+            view.colour_prob, view.greyscale_prob, view.blur_prob, view.blur_sigma,
+            view.blur_reference_crop) == (True, 0.5, 0.5, 0.5, 0.25, 0.8, 0.2, 0.5, (0.1, 2.0), 0)
+
+
 def test_paper_tables_runs_every_cell_per_seed_and_collects_mean_and_std(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "semiseg_tf.paper.tables", "cityscapes_deeplab2", "--dry_run",

@@ -57,7 +57,8 @@ def jitter_factors(seed, params):
     """(brightness, contrast, saturation, hue) as torchvision draws them, and the order of application."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     u = tf.random.stateless_uniform([4], seeds[0], -1.0, 1.0)
-    strengths = tf.constant([params.brightness, params.contrast, params.saturation, params.hue])
+    strengths = tf.constant([params.brightness, params.contrast, params.saturation, params.hue],
+                            tf.float32)
     # Multiplicative factors are 1 + s*u (torchvision clamps the lower end at 0); hue is a shift h*u.
     values = strengths * u + tf.constant([1.0, 1.0, 1.0, 0.0])
     values = tf.concat([tf.maximum(values[:3], 0.0), values[3:]], axis=0)

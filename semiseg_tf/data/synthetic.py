@@ -57,9 +57,11 @@ def _texture(rng, kind, ys, xs, cy, cx):
     return 0.5 + 0.5 * np.cos(2 * np.pi * np.hypot(u, v) / period)
 
 
-def _object_colours(rng, kind):
-    """Two colours of one object: hue from a broad band per class that overlaps its neighbours'."""
-    hue = (kind / 5 + rng.normal(0, _HUE_STD)) % 1.0
+def _object_colours(rng, kind, hue_by_class=True):
+    """Two colours of one object: hue from a broad band per class that overlaps its neighbours'
+    (`hue_by_class`), or from the band of a class drawn at random, whatever the object's."""
+    band = kind if hue_by_class else int(rng.integers(1, len(CLASS_NAMES)))
+    hue = (band / 5 + rng.normal(0, _HUE_STD)) % 1.0
     saturation, value = rng.uniform(0.45, 1.0), rng.uniform(0.5, 1.0)
     light = np.array(colorsys.hsv_to_rgb(hue, saturation, value))
     return light, light * rng.uniform(0.25, 0.7)
@@ -85,9 +87,11 @@ def _signed_distance(kind, ys, xs, cy, cx, radius, angle):
     return np.minimum(bar_u, bar_v)
 
 
-def make_scene(rng, size, rare=None):
+def make_scene(rng, size, rare=None, hue_by_class=True):
     """Draws one scene. `rare`: None, or (class, keep): an object of that class is drawn as such
     with probability `keep`, and otherwise as one of the other classes (uniformly).
+    `hue_by_class=False`: objects take their hue from a class drawn apart from theirs, so colour
+    says nothing of the class (shape and texture still do).
 
     Returns:
       (image uint8 [size, size, 3], label uint8 [size, size]).
@@ -113,7 +117,7 @@ def make_scene(rng, size, rare=None):
         # Anti-aliased coverage: boundary pixels mix both sides, so there is no gap between classes.
         coverage = np.clip(0.5 - distance / 1.5, 0, 1)[..., None]
         pattern = _texture(rng, _TEXTURES[kind - 1], ys, xs, cy, cx)[..., None]
-        fg_a, fg_b = _object_colours(rng, kind)
+        fg_a, fg_b = _object_colours(rng, kind, hue_by_class)
         fill = fg_a * pattern + fg_b * (1 - pattern)
         image = image * (1 - coverage) + fill * coverage
         label[coverage[..., 0] >= 0.5] = kind
@@ -121,14 +125,14 @@ def make_scene(rng, size, rare=None):
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), label
 
 
-def make_scenes(seed, count, size, rare=None):
+def make_scenes(seed, count, size, rare=None, hue_by_class=True):
     """`count` scenes from one seed, as stacked arrays ([count, size, size, 3], [count, size, size]);
-    `rare` as `make_scene`'s."""
+    `rare` and `hue_by_class` as `make_scene`'s."""
     rng = np.random.default_rng(seed)
     images = np.empty((count, size, size, 3), np.uint8)
     labels = np.empty((count, size, size), np.uint8)
     for i in range(count):
-        images[i], labels[i] = make_scene(rng, size, rare)
+        images[i], labels[i] = make_scene(rng, size, rare, hue_by_class)
     return images, labels
 
 

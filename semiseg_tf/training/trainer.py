@@ -19,11 +19,13 @@ import tensorflow as tf
 from semiseg_tf import checkpoints
 from semiseg_tf import config as config_lib
 from semiseg_tf import models, run_info
+from semiseg_tf.augment import colour_cue
 from semiseg_tf.data import pipeline
 from semiseg_tf.errors import WorkerLost
 from semiseg_tf.evaluation import Evaluator
 from semiseg_tf.semisup import class_weights
 from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.options import strong_augmentation
 from semiseg_tf.training import builders, callbacks, devices, run_folder
 from semiseg_tf.training.checkpoint_store import CheckpointStore
 from semiseg_tf.training.reporting import Reports
@@ -109,6 +111,7 @@ class Trainer:
                 f"{cfg.data.dataset} have {self.source.pixels} (add --noaug_strong_colour)")
         labelled, unlabelled = self.source.labelled_split(cfg.labelled.n_sup, cfg.labelled.split_seed)
         self._warn_small_images()
+        self._warn_colour_cue(labelled)
         weights = self._class_weights(labelled)
         with self.strategy.scope():
             self.model = builders.build_model(cfg, self.source.num_classes, self.source.rgb_mean,
@@ -175,6 +178,17 @@ class Trainer:
                      f"of the {len(sizes)} training images (the smallest is "
                      f"{smallest[0]}x{smallest[1]}, height x width): their crops are padded with "
                      "the mean colour and ignored labels")
+
+    def _warn_colour_cue(self, labelled):
+        """A warning when the student's colour jitter contradicts classes that colour tells apart
+        (augment/colour_cue.py): measured on the labelled images, before any training."""
+        params = builders.student_colour_params(self.cfg)
+        if params is None or self.cfg.method.cons_weight == 0:
+            return
+        result = colour_cue.check_source(self.source, labelled, params)
+        if result.cue.contradicted:
+            self.say("warning: " + colour_cue.report(result, "this run's strong view",
+                                                     strong_augmentation.TOPIC.fields))
 
     def _warn_untrained_backbone(self):
         """A warning when a network whose recipes start from ImageNet weights trains without them:
