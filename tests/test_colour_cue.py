@@ -48,6 +48,12 @@ def test_a_grey_view_leaves_saturated_classes_nothing():
     assert cue.contradicted
 
 
+def test_one_class_has_nothing_to_tell_apart():
+    image, label = solid((200, 30, 30)), np.ones((8, 8), np.uint8)
+    cue = colour_cue.measure([image, image], [label, label], 3, colour_cue.PUBLISHED_VIEW)
+    assert cue.classes == 1 and cue.strength == 0 and not cue.contradicted
+
+
 @pytest.fixture(scope="module")
 def embedded():
     """The demo's 10 labelled images of the embedded dataset."""

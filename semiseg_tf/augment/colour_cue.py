@@ -53,8 +53,9 @@ class ColourCue:
 
     @property
     def strength(self):
-        """How far colour alone goes from chance towards telling every pixel's class (0 to 1)."""
-        return (self.alone - self.chance) / (1.0 - self.chance)
+        """How far colour alone goes from chance towards telling every pixel's class (0 to 1);
+        0 where there is one class (nothing to tell apart)."""
+        return 0.0 if self.classes < 2 else (self.alone - self.chance) / (1.0 - self.chance)
 
     @property
     def kept(self):
