@@ -3,6 +3,7 @@
   .venv/bin/python -m benchmarks.tables            # every table
   .venv/bin/python -m benchmarks.tables demo       # one
   .venv/bin/python -m benchmarks.tables demo --jobs 2 --runs runs/results
+  .venv/bin/python -m benchmarks.tables published --recipe=flags/paper/... --data_dir=...  # your data
 
 Each table is data below: its rows (a name and a flagfile, plus flags), its seeds, and the
 documents and marked regions (`<!-- results:NAME -->`) it fills. Runs go to RUNS/NAME/seed_S and
@@ -17,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness, litert, step_time
+from benchmarks import harness, litert, published, step_time
 from semiseg_tf import compare_runs
 
 
@@ -358,6 +359,8 @@ MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command)),
 
 
 def main():
+    if sys.argv[1:2] == ["published"]:
+        return published.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tables", nargs="*", metavar="TABLE",
                         help=f"which tables (default: all of {', '.join([*TABLES, *MEASUREMENTS])}; "

@@ -1,5 +1,6 @@
 """The results harness (benchmarks/): which runs it reuses, and the text it writes."""
 import io
+import json
 
 import pytest
 
@@ -47,3 +48,40 @@ def test_the_gain_is_the_mean_and_sample_std_of_the_per_seed_gains():
     # gains 10 and 20 points: mean 15, sample std sqrt(((10-15)^2 + (20-15)^2) / 1) = 7.07
     assert tables.gain_sentence(table, metrics) == (
         "b - a: +15.00 ± 7.07 mIoU points over seeds 0, 1 (per seed: +10.00, +20.00).")
+
+
+def test_a_paper_recipe_run_on_the_embedded_dataset_writes_its_published_vs_measured_row(
+        tmp_path, monkeypatch):
+    """`tables published` with the embedded dataset standing in for Pascal VOC: one row per recipe,
+    the header's published figure beside the seeds' mIoU; a second run of the same recipe replaces
+    its row, another recipe adds one."""
+    monkeypatch.setattr(harness, "code_commit", lambda: "abc1234")
+    document = tmp_path / "doc.md"
+    document.write_text("x\n<!-- results:published -->\nnone yet\n<!-- /results:published -->\n")
+    stand_in = ["--", *(f"--{k}={v}" for k, v in TINY_RUN.items()), "--train_steps=2"]
+
+    def published(recipe, *seeds):
+        tables.published.main([f"--recipe={recipe}", "--data_dir=/data/VOC2012",
+                               f"--runs={tmp_path / 'runs'}", f"--document={document}",
+                               "--seeds", *map(str, seeds), *stand_in])
+        return document.read_text().split("<!-- results:published -->\n")[1].split("\n<!--")[0]
+
+    pascal = "flags/paper/pascal_deeplab2/cutmix_106.flags"
+    table = published(pascal, 1, 2)
+    header, rule, row = table.splitlines()
+    assert header.startswith("| recipe | published mIoU | measured mIoU, per seed |")
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    runs = tmp_path / "runs" / "published" / "paper"
+    miou = [100 * json.loads((runs / "pascal_deeplab2" / "cutmix_106" / f"seed_{seed}" /
+                              "metrics.json").read_text())["miou"] for seed in (1, 2)]
+    assert cells[:4] == [f"`{pascal}`", "53.79", f"{miou[0]:.2f}, {miou[1]:.2f}",
+                         "{:.2f} ± {:.2f}".format(*harness.mean_std(miou))]
+    assert cells[4] == "abc1234" and "--data_dir=..." in cells[7]
+    # Cityscapes' cells differ by their labelled split: the seed goes to --split_seed too.
+    cityscapes = "flags/paper/cityscapes_deeplab2/cutmix_372.flags"
+    lines = published(cityscapes, 12345).splitlines()
+    assert [line.split("`")[1] for line in lines[2:]] == [cityscapes, pascal]
+    record = json.loads((runs / "cityscapes_deeplab2" / "cutmix_372" / "seed_12345" /
+                         harness.RECORD).read_text())
+    assert "--split_seed=12345" in record["command"] and "| 60.34 |" in lines[2]
+    assert len(published(pascal, 1, 2).splitlines()) == 4          # replaced, reused
