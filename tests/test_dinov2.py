@@ -1,4 +1,6 @@
 """The DINOv2 networks: the DPT decoder against UniMatch V2's, written in torch (torch_reference)."""
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -145,8 +147,9 @@ def test_dinov2_backbone_weights_that_do_not_fit_are_one_line(hugging_face_tiny_
         builders.build_model(cfg, num_classes=5)
     cfg, _ = parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_small", crop_size="56,56",
                          backbone_weights=folder)
-    with pytest.raises(WeightsError, match=r"a DINOv2 of width 32, 4 blocks, 2 heads; the network "
-                                           r"is 384, 12, 6$"):
+    with pytest.raises(WeightsError, match=r"a DINOv2 of width 32, 4 blocks, 2 heads, MLP 64, "
+                                           r"patch 14; the network is 384, 12, 6, MLP 1536, "
+                                           r"patch 14$"):
         builders.build_model(cfg, num_classes=5)
     with pytest.raises(config.ConfigError, match="^--backbone_weights=/nonexistent: no such folder"):
         parse_flags(workdir=str(tmp_path / "run"), arch="dinov2_tiny", crop_size="56,56",
@@ -180,7 +183,7 @@ def test_dinov2_damaged_checkpoint_folders_are_one_line_and_left_as_they_were(
     features = dinov2.DINOv2Features(dinov2.SIZES["dinov2_tiny"])
     features(np.zeros((1, 28, 28, 3), np.float32))
     before = [w.numpy() for w in features.weights]
-    for name, copy in _damaged_copies(__import__("pathlib").Path(folder), tmp_path):
+    for name, copy in _damaged_copies(pathlib.Path(folder), tmp_path):
         contents = {p.name: p.read_bytes() for p in copy.iterdir()}
         with pytest.raises(WeightsError) as error:
             dinov2.load_pretrained(features, str(copy))
@@ -190,6 +193,62 @@ def test_dinov2_damaged_checkpoint_folders_are_one_line_and_left_as_they_were(
         assert {p.name: p.read_bytes() for p in copy.iterdir()} == contents, name
         for value, weight in zip(before, features.weights, strict=True):
             np.testing.assert_array_equal(weight.numpy(), value, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["hugging_face", "keras_hub"])
+def test_a_dinov2_folder_declaring_another_size_is_refused_before_anything_is_built(
+        tmp_path, monkeypatch, kind):
+    """A small config.json declaring a huge backbone (width 16384, 48 blocks) beside garbage
+    weights: refused from the config alone, keras-hub never asked to build it."""
+    import json
+
+    import keras_hub
+
+    from semiseg_tf.errors import WeightsError
+    from semiseg_tf.models import dinov2
+    declared = ({"model_type": "dinov2", "hidden_size": 16384, "num_hidden_layers": 48,
+                 "num_attention_heads": 128, "mlp_ratio": 4, "patch_size": 14}
+                if kind == "hugging_face" else
+                {"class_name": "DINOV2Backbone", "config": {
+                    "hidden_dim": 16384, "num_layers": 48, "num_heads": 128,
+                    "intermediate_dim": 65536, "patch_size": 14}})
+    (tmp_path / "config.json").write_text(json.dumps(declared))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1024)
+    assert dinov2.declared_size(str(tmp_path)) == (16384, 48, 128, 65536, 14)
+    monkeypatch.setattr(keras_hub.models.DINOV2Backbone, "from_preset",
+                        lambda *a, **k: pytest.fail("built before the sizes were compared"))
+    features = dinov2.DINOv2Features(dinov2.SIZES["dinov2_tiny"])
+    features(np.zeros((1, 28, 28, 3), np.float32))
+    with pytest.raises(WeightsError, match=r"a DINOv2 of width 16384, 48 blocks, 128 heads, MLP "
+                                           r"65536, patch 14; the network is 32, 4, 2"):
+        dinov2.load_pretrained(features, str(tmp_path))
+
+
+def test_dinov2_config_and_weight_files_over_their_budget_are_refused_unread(
+        hugging_face_tiny_dinov2, tmp_path, monkeypatch):
+    """Sparse files of 1 GiB in place of config.json or model.safetensors: one line each from
+    their size, neither read."""
+    import builtins
+    import shutil
+
+    from semiseg_tf.errors import WeightsError
+    from semiseg_tf.models import dinov2
+    _, folder = hugging_face_tiny_dinov2
+    features = dinov2.DINOv2Features(dinov2.SIZES["dinov2_tiny"])
+    features(np.zeros((1, 28, 28, 3), np.float32))
+    for name, message in (("config.json", "more than a DINOv2 config's"),
+                          ("model.safetensors", "more than twice this network's encoder")):
+        copy = tmp_path / name.replace(".", "_")
+        shutil.copytree(folder, copy)
+        with open(copy / name, "wb") as f:
+            f.truncate(2 ** 30)
+        opened = builtins.open
+        monkeypatch.setattr(builtins, "open", lambda file, *a, **k: pytest.fail(f"read {file}")
+                            if str(file).endswith(name) else opened(file, *a, **k))
+        with pytest.raises(WeightsError, match=f"^--backbone_weights={copy}: {name} has "
+                                               f"{2 ** 30} bytes, {message}"):
+            dinov2.load_pretrained(features, str(copy))
+        monkeypatch.setattr(builtins, "open", opened)
 
 
 def test_a_dinov2_run_scores_its_final_miou_again_from_its_checkpoint_and_its_export(tmp_path):

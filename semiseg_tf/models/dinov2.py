@@ -147,6 +147,54 @@ for _name in SIZES:
         lambda num_classes, _size=_name: dinov2_dpt(num_classes, _size))
 
 
+# A DINOv2 config.json is a few kilobytes; a larger one is not read.
+MAX_CONFIG_BYTES = 2 ** 20
+# The weight files of either folder kind hold the encoder in float32 at most (and a few small
+# tensors besides): a file larger than twice that is not read.
+WEIGHT_FILES = ("model.safetensors", "model.weights.h5")
+
+
+def declared_size(path):
+    """(width, blocks, heads, MLP width, patch) that the config.json of checkpoint folder `path`
+    declares, read and checked before anything is built from it (keras-hub would build the whole
+    declared backbone first). WeightsError, one line, for a config that is missing, too large, not
+    JSON, or not a DINOv2's."""
+    import json
+    import os
+
+    from semiseg_tf.errors import WeightsError
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise WeightsError(f"--backbone_weights={path}: not a DINOv2 checkpoint folder (no "
+                           "config.json; give a Hugging Face checkpoint folder or a keras-hub "
+                           "preset folder)")
+    if os.path.getsize(config_path) > MAX_CONFIG_BYTES:
+        raise WeightsError(f"--backbone_weights={path}: config.json has "
+                           f"{os.path.getsize(config_path)} bytes, more than a DINOv2 config's "
+                           f"{MAX_CONFIG_BYTES}")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        if config.get("class_name") == "DINOV2Backbone":          # a keras-hub preset
+            c = config["config"]
+            size = (c["hidden_dim"], c["num_layers"], c["num_heads"], c["intermediate_dim"],
+                    c["patch_size"])
+        elif config.get("model_type") == "dinov2":                 # a Hugging Face checkpoint
+            size = (config["hidden_size"], config["num_hidden_layers"],
+                    config["num_attention_heads"],
+                    round(config["hidden_size"] * config.get("mlp_ratio", 4)), config["patch_size"])
+        else:
+            raise KeyError("model_type")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            raise ValueError("sizes that are not positive integers")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = "not JSON" if isinstance(error, json.JSONDecodeError) else (
+            f"no DINOv2 sizes ({str(error)[:80]})")
+        raise WeightsError(f"--backbone_weights={path}: config.json is not a DINOv2 checkpoint's "
+                           f"config ({reason})") from None
+    return size
+
+
 def load_pretrained(features, path):
     """Loads DINOv2 weights into a `DINOv2Features` layer from `path`: a Hugging Face checkpoint
     folder (config.json and model.safetensors, converted by keras-hub) or a keras-hub preset
@@ -163,20 +211,27 @@ def load_pretrained(features, path):
     if not os.path.isdir(path):
         raise WeightsError(f"--backbone_weights={path}: not a folder (give a Hugging Face DINOv2 "
                            "checkpoint folder or a keras-hub preset folder)")
+    size, ours = features.size, features.dinov2
+    found = declared_size(path)
+    expected = (size.hidden_dim, size.num_layers, size.num_heads, size.intermediate_dim,
+                PATCH_SIZE)
+    if found != expected:
+        raise WeightsError(f"--backbone_weights={path}: a DINOv2 of width {found[0]}, {found[1]} "
+                           f"blocks, {found[2]} heads, MLP {found[3]}, patch {found[4]}; the "
+                           f"network is {expected[0]}, {expected[1]}, {expected[2]}, MLP "
+                           f"{expected[3]}, patch {expected[4]}")
+    largest = 2 * 4 * ours.count_params() + MAX_CONFIG_BYTES
+    for name in WEIGHT_FILES:
+        weight_path = os.path.join(path, name)
+        if os.path.isfile(weight_path) and os.path.getsize(weight_path) > largest:
+            raise WeightsError(f"--backbone_weights={path}: {name} has "
+                               f"{os.path.getsize(weight_path)} bytes, more than twice this "
+                               f"network's encoder in float32 ({largest} bytes at most)")
     try:
         source = keras_hub.models.DINOV2Backbone.from_preset(path)
     except Exception as error:   # keras-hub raises many kinds for a folder it cannot read
         raise WeightsError(f"--backbone_weights={path}: not a DINOv2 checkpoint keras-hub reads "
                            f"({str(error).splitlines()[0][:160]})") from None
-    size, ours = features.size, features.dinov2
-    found = (source.hidden_dim, source.num_layers, source.num_heads, source.intermediate_dim,
-             source.patch_size)
-    expected = (size.hidden_dim, size.num_layers, size.num_heads, size.intermediate_dim,
-                PATCH_SIZE)
-    if found != expected:
-        raise WeightsError(f"--backbone_weights={path}: a DINOv2 of width {found[0]}, {found[1]} "
-                           f"blocks, {found[2]} heads; the network is {expected[0]}, "
-                           f"{expected[1]}, {expected[2]}")
     loaded = 0
     # Part by part (the same keras-hub layers, built alike): their variables come in one order,
     # whatever the two backbones are named.
