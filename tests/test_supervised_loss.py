@@ -112,8 +112,17 @@ def test_a_class_weights_file_is_read_and_a_wrong_one_is_one_line(tmp_path):
     bad.write_text("1, x\n")
     with pytest.raises(errors.ConfigError, match=r"bad.txt: not a file of numbers"):
         class_weights.read(str(bad), 2)
-    bad.write_text("1 -2\n")
-    with pytest.raises(errors.ConfigError, match=r"must be finite, >= 0 and not all 0"):
+    # Negative, infinite in float32, subnormal in float32 (a loss of 0), all 0, not finite.
+    for text in ("1 -2", "1 1e300", "1e-320 1e-320", "0 0", "1 nan", "inf 1"):
+        bad.write_text(text + "\n")
+        with pytest.raises(errors.ConfigError, match=r"bad.txt: each weight must be 0 or between "
+                           r"1.18e-38 and 1e\+20 \(the loss runs in float32\), and not all 0$"):
+            class_weights.read(str(bad), 2)
+    np.testing.assert_array_equal(class_weights.read(str(good), 2).astype(np.float32), [0.5, 2.5])
+    with open(bad, "wb") as f:
+        f.truncate(3 * 2 ** 30)             # sparse: refused from its size, not read
+    with pytest.raises(errors.ConfigError, match=rf"^--class_weights=.*bad.txt: {3 * 2 ** 30} "
+                       r"bytes, more than a file of one number per class needs"):
         class_weights.read(str(bad), 2)
 
 

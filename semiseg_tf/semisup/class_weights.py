@@ -9,11 +9,18 @@ Computed from the labelled masks' pixel counts per class (which preparation reco
 
 A class with no labelled pixel gets weight 1; no pixel of the loss carries it.
 """
+import os
+
 import numpy as np
 
 from semiseg_tf.errors import ConfigError
 
 KINDS = ("none", "inverse", "median")
+# A weights file holds one number per class: one larger than this is not read.
+MAX_FILE_BYTES = 2 ** 20
+# The loss runs in float32: a nonzero weight must be a normal float32 number, and small enough
+# that weights times a batch's pixels (and their cross-entropies) stay finite.
+SMALLEST, LARGEST = float(np.finfo(np.float32).tiny), 1e20
 
 
 def from_counts(counts, kind):
@@ -38,8 +45,16 @@ def from_counts(counts, kind):
 
 
 def read(path, num_classes):
-    """The weights of a text file: `num_classes` numbers >= 0 (separated by commas, spaces or
-    lines; '#' starts a comment); ConfigError naming the file otherwise."""
+    """The weights of a text file: `num_classes` numbers, each 0 or between SMALLEST and LARGEST
+    (separated by commas, spaces or lines; '#' starts a comment), not all 0; ConfigError naming
+    the file otherwise. A file over MAX_FILE_BYTES is refused unread."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:
+        raise ConfigError(f"--class_weights={path}: not a file of numbers ({error})") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"--class_weights={path}: {size} bytes, more than a file of one number "
+                          f"per class needs ({MAX_FILE_BYTES} at most)")
     try:
         with open(path, encoding="utf-8") as f:
             text = " ".join(line.split("#", 1)[0] for line in f)
@@ -49,8 +64,10 @@ def read(path, num_classes):
     if len(weights) != num_classes:
         raise ConfigError(f"--class_weights={path}: holds {len(weights)} weights; the dataset has "
                           f"{num_classes} classes (one weight per class, in class order)")
-    if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() == 0:
-        raise ConfigError(f"--class_weights={path}: weights must be finite, >= 0 and not all 0")
+    usable = (weights == 0) | ((weights >= SMALLEST) & (weights <= LARGEST))
+    if not usable.all() or weights.max() == 0:
+        raise ConfigError(f"--class_weights={path}: each weight must be 0 or between {SMALLEST:.3g} "
+                          f"and {LARGEST:.0e} (the loss runs in float32), and not all 0")
     return weights
 
 
