@@ -123,8 +123,14 @@ class ServingModule(tf.Module):
                    self._check_request(shape[0], shape[1], shape[2])]
         with tf.control_dependencies(checks):
             images = tf.identity(images)
-        outputs = self.segmenter(images)
-        return {"labels": outputs["labels"], "probabilities": outputs["probabilities"]}
+        # An empty request gets empty outputs of its size: the network is given one blank image,
+        # whose outputs are cut off (a graph without a branch, which ONNX converts).
+        count = shape[0]
+        blank = tf.zeros(tf.stack([tf.maximum(1 - count, 0), shape[1], shape[2], shape[3]]),
+                         images.dtype)
+        outputs = self.segmenter(tf.concat([images, blank], axis=0))
+        return {"labels": outputs["labels"][:count],
+                "probabilities": outputs["probabilities"][:count]}
 
     def _serve_encoded(self, image_bytes):
         count = tf.shape(image_bytes)[0]

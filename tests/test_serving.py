@@ -172,6 +172,14 @@ def test_saved_model_cli_lists_both_signatures(exported):
         ("outputs", "image_size"): ("DT_INT32", "-1, 2")}
 
 
+def test_the_exports_signatures_answer_an_empty_request_with_empty_outputs(exported):
+    loaded = tf.saved_model.load(exported)
+    served = loaded.signatures["serving_default"](images=tf.zeros([0, 12, 20, 3], tf.uint8))
+    assert served["labels"].shape == (0, 12, 20) and served["probabilities"].shape == (0, 12, 20, 6)
+    served = loaded.signatures["encoded"](image_bytes=tf.constant([], tf.string))
+    assert served["labels"].shape == (0, 0, 0) and served["image_size"].shape == (0, 2)
+
+
 def test_export_folder_assets_keras_and_onnx(run, exported):
     assert exported.endswith(os.path.join("saved_models", "run", "1"))
     assets = os.path.join(exported, "assets")

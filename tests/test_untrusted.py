@@ -165,10 +165,13 @@ def test_serving_default_refuses_other_channel_counts_and_images_over_budget(exp
     assert small_budget.serve(tf.zeros([2, 100, 100, 3], tf.uint8))["labels"].shape == (2, 100, 100)
 
 
-def test_an_empty_request_gets_empty_outputs(small_budget):
+def test_an_empty_request_gets_empty_outputs_in_both_signatures(small_budget):
     served = small_budget.serve_encoded(tf.constant([], tf.string))
     assert served["labels"].shape == (0, 0, 0) and served["label_png_bytes"].shape == (0,)
     assert served["image_size"].shape == (0, 2)
+    served = small_budget.serve(tf.zeros([0, 16, 24, 3], tf.uint8))
+    assert served["labels"].shape == (0, 16, 24) and served["labels"].dtype == tf.int32
+    assert served["probabilities"].shape == (0, 16, 24, 6)
 
 
 def test_sizes_read_from_headers_equal_pils(tmp_path):
