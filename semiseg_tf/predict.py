@@ -128,7 +128,9 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
         check_output(images, {path: stem + os.path.splitext(path)[1]
                               for path, stem in stems.items()}, pseudo_labels, ["images"])
         check_output(images, names, pseudo_labels, ["masks"])
+        image_files.mark_as_output(pseudo_labels, "semiseg_tf.predict --pseudo_labels")
         folder = confidence_lib.PseudoLabelFolder(pseudo_labels, model.info.class_names, palette)
+    image_files.mark_as_output(output, "semiseg_tf.predict --output")
     unopened = 0
     # The size from each header groups the images without decoding them; one that cannot even
     # be opened is reported here.
@@ -203,6 +205,13 @@ def main(argv):
     config.check_max_image_pixels(values.max_image_pixels)
     native.set_max_image_pixels(values.max_image_pixels)
     broken = []
+    input_folder = os.path.realpath(os.path.expanduser(values.input))
+    if os.path.isdir(input_folder) and os.path.commonpath(
+            [input_folder, os.path.realpath(values.output)]) == os.path.realpath(values.output):
+        raise config.ConfigError(f"--output={values.output}: "
+                                 + ("is the --input folder" if input_folder == os.path.realpath(
+                                     values.output) else f"holds the --input folder {values.input}")
+                                 + "; predictions go to a folder of their own")
     images = image_files.list_images(values.input, exclude=values.output, broken=broken)
     if pseudo_labels:
         images = [(path, rel) for path, rel in images

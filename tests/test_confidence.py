@@ -81,6 +81,29 @@ def test_predict_writes_confidence_marks_unsure_pixels_and_a_pseudo_label_datase
     assert "not empty" in done.stderr and not (tmp_path / "out2").exists()
 
 
+def test_predict_never_reads_an_earlier_predicts_outputs_inside_its_input(run, tmp_path):
+    """Outputs and pseudo-labels written inside the pool are marked, and a second predict over
+    the pool reads its photos only (not 2 -> 6 -> 18 images); an output that is the input, or
+    holds it, is one line."""
+    synthetic.write_samples(str(tmp_path / "pool"), 2, image_size=16)
+    pool = tmp_path / "pool"
+    for round_ in (1, 2, 3):
+        done = run_main("predict", f"--workdir={run}", f"--input={pool}",
+                        f"--output={pool}/out{round_}", f"--pseudo_labels={pool}/ds{round_}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        # The pool's images and masks folders hold 2 PNGs each (the masks read as photos too).
+        assert "wrote 4 label maps and overlays" in done.stdout, (round_, done.stdout)
+    for folder in ("out1", "ds1"):
+        assert (pool / folder / ".semiseg_tf_output").exists()
+    # Named directly, a marked folder is read: the user asked for it.
+    done = run_main("predict", f"--workdir={run}", f"--input={pool}/ds1/images",
+                    f"--output={tmp_path}/again")
+    assert done.returncode == 0 and "wrote 4 label maps" in done.stdout, done.stdout
+    for output, message in ((pool, "is the --input folder"), (tmp_path, "holds the --input folder")):
+        done = run_main("predict", f"--workdir={run}", f"--input={pool}", f"--output={output}")
+        assert done.returncode == 2 and f"error: --output={output}: {message}" in done.stderr
+
+
 def test_the_encoded_signature_can_return_the_confidence(run, tmp_path):
     import tensorflow as tf
 

@@ -12,13 +12,29 @@ from semiseg_tf.data import base, layouts, native
 from semiseg_tf.data.native import DataError, FileRef
 
 
+# Every folder a command writes images into holds this file, so that a later command given a
+# folder that contains it (a second predict over the same pool) does not read them as input.
+OUTPUT_MARK = ".semiseg_tf_output"
+
+
+def mark_as_output(folder, command):
+    """Creates `folder` if need be and marks it as `command`'s output (see OUTPUT_MARK)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, OUTPUT_MARK)
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(f"Written by {command}. Folders holding this file are skipped when a folder "
+                    "above them is given as input.\n")
+
+
 def list_images(pattern, flag="input", exclude=None, out=None, broken=None):
     """The image files of `pattern`: a folder (searched recursively), a glob (`photos/*.jpg`,
     `**` for any depth) or one file. Returns sorted [(path, relative path)], the relative path
     from the folder (or from the glob's fixed leading folders), so outputs can keep sub-folders.
 
     Symbolic links are followed, each folder and each file taken once (by its real path), so a
-    link loop ends; files under `exclude` (a command's output folder) are left out. Broken links
+    link loop ends; files under `exclude` (a command's output folder) and under folders marked as
+    an earlier command's output (OUTPUT_MARK) below the one named are left out. Broken links
     are reported in one line each on `out` (default: stderr) and added to the list `broken`.
     DataError, naming `--flag`, when the pattern goes up ('..') after a wildcard or nothing
     matches."""
@@ -80,6 +96,8 @@ def _walk_matching(root, parts, hidden, out, broken):
         if (real, tuple(parts)) in visited:
             return
         visited.add((real, tuple(parts)))
+        if relative and os.path.exists(os.path.join(folder, OUTPUT_MARK)):
+            return
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
