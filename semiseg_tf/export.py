@@ -133,10 +133,20 @@ def _litert_settings(model, values):
         size = options.parse_ints(2)("tflite_size", values.tflite_size)
     else:
         size = tuple(model.info.crop_size)
-    if values.tflite_representative_images <= 0:
-        raise ConfigError(f"--tflite_representative_images={values.tflite_representative_images}: "
-                          "must be positive")
-    images = training_images(model, values.tflite_representative_images, size)
+    count = values.tflite_representative_images
+    if count <= 0:
+        raise ConfigError(f"--tflite_representative_images={count}: must be positive")
+    # The file serves one image of this size, and its check holds `count` of them at once: both
+    # within the budgets the export states for its own requests.
+    pixels = size[0] * size[1]
+    if pixels > values.max_image_pixels:
+        raise ConfigError(f"--tflite_size={size[0]},{size[1]}: {pixels} pixels, over "
+                          f"--max_image_pixels={values.max_image_pixels}")
+    if count * pixels > values.max_request_pixels:
+        raise ConfigError(f"--tflite_representative_images={count}: {count} images of "
+                          f"{size[0]}x{size[1]} are {count * pixels} pixels, over "
+                          f"--max_request_pixels={values.max_request_pixels}")
+    images = training_images(model, count, size)
     return serving.LiteRT(variants, size, values.tflite_probabilities, images)
 
 

@@ -50,4 +50,14 @@ def test_bad_tflite_flags_are_one_line(run, tmp_path):
     done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
                     "--format=tflite", "--tflite_size=20")
     assert done.returncode == 2 and "--tflite_size='20': expected 2" in done.stderr
-    assert not (tmp_path / "e").exists()
+    # A size the export would not serve, and a check that would hold more than a request may.
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
+                    "--format=tflite", "--tflite_size=100000,100000")
+    assert done.returncode == 2 and ("error: --tflite_size=100000,100000: 10000000000 pixels, over "
+                                     "--max_image_pixels=40000000") in done.stderr, done.stderr
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
+                    "--format=tflite", "--tflite_size=4000,4000", "--max_request_pixels=20000000")
+    assert done.returncode == 2 and ("error: --tflite_representative_images=32: 32 images of "
+                                     "4000x4000 are 512000000 pixels, over --max_request_pixels="
+                                     "20000000") in done.stderr, done.stderr
+    assert not (tmp_path / "e").exists() and "Traceback" not in done.stderr
