@@ -1,5 +1,7 @@
 """Images of other band counts and bit depths, read as stored (against the arrays written)."""
 import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -66,6 +68,99 @@ def test_a_tiff_over_the_pixel_budget_is_refused_from_its_header():
             native.decode_bands(tiff(np.zeros((10, 20, 4), np.uint16)))
     finally:
         native.set_max_image_pixels(native.DEFAULT_MAX_IMAGE_PIXELS)
+
+
+def hand_tiff(width, height, samples=1, pages=1, bits=8, compression=1, strip=b"\0" * 16):
+    """A little-endian TIFF whose header declares `pages` pages of width x height x `samples`,
+    each one strip of `compression` (1: none, 8: Deflate), every page pointing at the same strip
+    bytes: a file of a few kilobytes can declare gigabytes."""
+    out = bytearray(b"II*\x00\0\0\0\0") + strip
+    bits_at = len(out)
+    out += struct.pack(f"<{samples}H", *[bits] * samples) + b"\0" * (len(out) % 2)
+    previous = 4                           # where the offset of the next IFD is written
+    for _ in range(pages):
+        out[previous:previous + 4] = struct.pack("<I", len(out))
+        entries = [(256, 4, 1, width), (257, 4, 1, height),
+                   (258, 3, samples, bits if samples == 1 else bits_at), (259, 3, 1, compression),
+                   (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, samples), (278, 4, 1, height),
+                   (279, 4, 1, len(strip)), (284, 3, 1, 1)]
+        out += struct.pack("<H", len(entries))
+        for tag, kind, count, value in entries:
+            packed = struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack(
+                "<I", value)
+            out += struct.pack("<HHI", tag, kind, count) + packed
+        previous = len(out)
+        out += b"\0\0\0\0"
+    return bytes(out)
+
+
+def deflated_zeros(size, chunk=2 ** 24):
+    """A Deflate stream of `size` zero bytes, made a chunk at a time (about a thousandth of it)."""
+    engine, parts = zlib.compressobj(9), []
+    for start in range(0, size, chunk):
+        parts.append(engine.compress(bytes(min(chunk, size - start))))
+    return b"".join(parts) + engine.flush()
+
+
+# Files of a few kilobytes or megabytes declaring or inflating to gigabytes.
+HOSTILE_TIFFS = {
+    "pages": (lambda: hand_tiff(2000, 2000, pages=600, compression=8,
+                                strip=zlib.compress(bytes(4_000_000))),
+              "a TIFF of 600 pages of 2000x2000; at most 256 bands of one image are read"),
+    "samples": (lambda: hand_tiff(2000, 2000, samples=200),
+                "2000x2000 pixels of 200 band(s) of 8 bits decode to 800,000,000 bytes, over the "
+                "limit of 320,000,000 (8 bytes a pixel of --max_image_pixels); skipped before "
+                "decoding"),
+    "inflating": (lambda: hand_tiff(100, 100, bits=16, compression=8,
+                                    strip=deflated_zeros(2 * 2 ** 30)),
+                  "a Deflate strip or tile inflates beyond the size its header declares; not "
+                  "decoded further"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_tiffs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    for name, (make, _) in HOSTILE_TIFFS.items():
+        (folder / f"{name}.tif").write_bytes(make())
+    return folder
+
+
+def test_tiffs_declaring_or_inflating_to_gigabytes_are_one_line_in_a_bounded_process(
+        hostile_tiffs):
+    """Each refused in one line by decode_bands (every raster path's decoder), the first two from
+    their headers alone; a fresh process doing all three peaks under 1.5 GB, TensorFlow
+    included, where the pages alone would decode to 2.4 GB and the strip inflate to 2 GiB."""
+    import subprocess
+    import sys
+    for name, (_, message) in HOSTILE_TIFFS.items():
+        path = hostile_tiffs / f"{name}.tif"
+        assert path.stat().st_size < 4 * 2 ** 20
+        with pytest.raises(DataError) as refused:
+            native.decode_bands(native.FileRef(str(path)))
+        assert str(refused.value) == f"{path}: {message}"
+    probe = ("import resource\n"
+             "from semiseg_tf.data import native\n"
+             f"for name in {list(HOSTILE_TIFFS)!r}:\n"
+             "    try:\n"
+             f"        native.decode_bands(native.FileRef({str(hostile_tiffs)!r} + f'/{{name}}.tif'))\n"
+             "    except native.DataError:\n"
+             "        pass\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 1.5e9
+
+
+def test_a_tiffs_pages_are_its_bands_when_they_are_one_images():
+    """Three pages of one size: read as three bands (GDAL-like files that store bands as pages)."""
+    array = np.random.default_rng(2).integers(0, 65535, (3, 6, 9)).astype(np.uint16)
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:
+        for page in array:
+            writer.write(page, photometric="minisblack", contiguous=True)
+    np.testing.assert_array_equal(native.decode_bands(Bytes(buffer.getvalue(), "pages.tif")),
+                                  np.moveaxis(array, 0, -1))
 
 
 # --- Datasets of other bands and bit depths, end to end: prepare, train, evaluate, predict, export.
@@ -229,3 +324,37 @@ def test_display_rgb_stretches_each_shown_band_between_its_percentiles():
     assert grey.shape == (10, 12, 3) and (grey == grey[..., :1]).all()
     photo = image[..., :3].astype(np.uint8)
     assert visualise.display_rgb(photo) is photo
+
+
+def test_every_raster_command_refuses_the_hostile_tiffs_in_one_line(rasters, hostile_tiffs,
+                                                                     tmp_path):
+    """prepare (which train runs), predict and evaluate --images of a 4-band run: each hostile
+    file named in one line (predict skips it and goes on; prepare and evaluate stop)."""
+    import shutil
+
+    from conftest import run_main
+    root, written, run = rasters["four_band_uint16_tiff"]
+    for name, (_, message) in HOSTILE_TIFFS.items():
+        data = tmp_path / name / "data"
+        shutil.copytree(root / "data", data)
+        bomb = data / "images" / "train_002.tif"
+        shutil.copy(hostile_tiffs / f"{name}.tif", bomb)
+        done = run_main("prepare", "--dataset=folder", f"--data_dir={data}",
+                        f"--prepared_dir={tmp_path / name / 'prepared'}")
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1] == f"error: {bomb}: {message}", name
+        pool = tmp_path / name / "pool"
+        pool.mkdir()
+        shutil.copy(hostile_tiffs / f"{name}.tif", pool / "bomb.tif")
+        shutil.copy(root / "data" / "val" / "images" / "val_000.tif", pool / "good.tif")
+        done = run_main("predict", f"--workdir={run}", f"--input={pool}",
+                        f"--output={tmp_path / name / 'out'}")
+        assert done.returncode == 1 and f"skipped: {pool}/bomb.tif: {message}" in done.stderr
+        assert (tmp_path / name / "out" / "labels" / "good.png").exists()
+        masks = tmp_path / name / "masks"
+        masks.mkdir()
+        for stem in ("bomb", "good"):
+            shutil.copy(root / "data" / "val" / "masks" / "val_000.png", masks / f"{stem}.png")
+        done = run_main("evaluate", f"--workdir={run}", f"--images={pool}", f"--masks={masks}",
+                        f"--output_dir={tmp_path / name / 'eval'}")
+        assert done.returncode == 2 and f"{pool}/bomb.tif: {message}" in done.stderr, done.stderr

@@ -277,16 +277,14 @@ def image_size(ref):
     with open(ref.path, "rb") as f:
         magic = f.read(4)
     if magic in TIFF_MAGIC:
-        import tifffile
-        try:
-            with tifffile.TiffFile(ref.path) as tiff:
-                series = tiff.series[0]
-                height = series.shape[series.axes.index("Y")]
-                width = series.shape[series.axes.index("X")]
-        except Exception as error:      # tifffile raises many kinds for a damaged or odd file
-            raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") \
-                from None
-        check_pixels(ref, width, height)
+        with _open_tiff(ref, ref.path) as tiff:
+            try:
+                height, width, _, _ = _tiff_layout(ref, tiff)
+            except DataError:
+                raise
+            except Exception as error:      # tifffile raises many kinds for an odd file
+                raise DataError(f"{ref}: not a readable TIFF "
+                                f"({str(error).splitlines()[0][:120]})") from None
         return height, width
     with open_image(ref, None, "a readable image") as image:
         return image.size[1], image.size[0]
@@ -309,26 +307,108 @@ def band_moments(array):
     return sums
 
 
-def _decode_tiff(ref, data):
+# A raster's bands: at most this many (as run.json allows), and its decoded pixels at most this many
+# bytes per pixel of the pixel budget (four 16-bit bands at the whole budget), checked from the
+# header before anything is decoded.
+MAX_BANDS = 256
+MAX_BYTES_PER_PIXEL = 8
+# The TIFF compressions read (none, Deflate, LZMA), each inflated to the size its strip or tile
+# declares at most; others (which would need imagecodecs, or inflate without a bound) are refused.
+_TIFF_COMPRESSIONS = {1: "none", 8: "Deflate", 32946: "Deflate", 50013: "Deflate", 34925: "LZMA"}
+
+
+def max_image_bytes():
+    return _max_image_pixels * MAX_BYTES_PER_PIXEL
+
+
+class _Inflating(Exception):
+    """A strip or tile that inflates beyond its declared size (its compression's name)."""
+
+
+def _bounded(decompressor, name):
+    """A tifffile decompress function that inflates at most the `out` bytes tifffile asks for
+    (the declared size of the strip or tile); _Inflating beyond."""
+    def decompress(data, out=None, **_):
+        engine = decompressor()
+        limit = out if isinstance(out, int) else max_image_bytes()
+        inflated = engine.decompress(bytes(data), limit)
+        if getattr(engine, "unconsumed_tail", b"") or (len(inflated) >= limit
+                                                       and not engine.eof):
+            raise _Inflating(name)
+        return inflated
+    return decompress
+
+
+def _tiff_layout(ref, tiff):
+    """(height, width, bands, bands_first) of the first image of an open `tifffile.TiffFile`,
+    checked against the budgets before anything is decoded: one image (its bands as samples,
+    channels or pages), at most MAX_BANDS bands of 8 or 16 bits, at most the pixel budget, at most
+    `max_image_bytes()` decoded, a compression this reader bounds. DataError, one line, else."""
+    series = tiff.series[0]
+    axes, shape = series.axes, series.shape
+    if "Y" not in axes or "X" not in axes:
+        raise DataError(f"{ref}: a TIFF of axes {axes}; expected an image's rows and columns")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    check_pixels(ref, width, height)
+    others = [(axis, size) for axis, size in zip(axes, shape) if axis not in "YX" and size > 1]
+    if len(others) > 1:
+        raise DataError(f"{ref}: a TIFF of axes {axes} and shape {tuple(shape)}: more than one "
+                        "image (pages, depth or time); expected one image, its bands last or first")
+    bands = others[0][1] if others else 1
+    if bands > MAX_BANDS:
+        raise DataError(f"{ref}: a TIFF of {bands} {'pages' if others[0][0] in 'IQ' else 'bands'} "
+                        f"of {width}x{height}; at most {MAX_BANDS} bands of one image are read")
+    if series.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{ref}: {series.dtype} pixels; expected 8- or 16-bit unsigned integers")
+    decoded = height * width * bands * series.dtype.itemsize
+    if decoded > max_image_bytes():
+        raise DataError(f"{ref}: {width}x{height} pixels of {bands} band(s) of "
+                        f"{series.dtype.itemsize * 8} bits decode to {decoded:,} bytes, over the "
+                        f"limit of {max_image_bytes():,} ({MAX_BYTES_PER_PIXEL} bytes a pixel of "
+                        "--max_image_pixels); skipped before decoding")
+    for page in series.pages:
+        compression = int(getattr(page, "compression", 1))
+        if compression not in _TIFF_COMPRESSIONS:
+            raise DataError(f"{ref}: a TIFF compressed with scheme {compression}, which is not "
+                            "read; save it uncompressed, or with Deflate or LZMA")
+    bands_first = bool(others) and axes.index(others[0][0]) < axes.index("Y")
+    return height, width, bands, bands_first
+
+
+def _open_tiff(ref, source):
+    """tifffile.TiffFile of `source`, its decompressors bounded; DataError if it cannot be read."""
+    import lzma
+
     import tifffile
-    # A damaged file is reported in one line below; tifffile's own warnings about it are not.
+    # A damaged file is reported in one line; tifffile's own warnings about it are not.
     logging.getLogger("tifffile").setLevel(logging.ERROR)
+    codecs = tifffile.TIFF.DECOMPRESSORS._codecs
+    for key, name in _TIFF_COMPRESSIONS.items():
+        if key != 1 and getattr(codecs.get(key), "__name__", "") != "decompress":
+            codecs[key] = _bounded(zlib.decompressobj if name == "Deflate"
+                                   else lzma.LZMADecompressor, name)
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
-            series = tiff.series[0]
-            axes, shape = series.axes, series.shape
-            height, width = shape[axes.index("Y")], shape[axes.index("X")]
-            check_pixels(ref, width, height)
-            array = series.asarray()
-    except DataError:
-        raise
+        return tifffile.TiffFile(source)
     except Exception as error:      # tifffile raises many kinds for a damaged or odd file
         raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") from None
-    if array.ndim == 3 and axes.index("Y") == 1:
-        array = np.moveaxis(array, 0, -1)   # planar: bands first in the file
-    if array.ndim not in (2, 3):
-        raise DataError(f"{ref}: a TIFF of axes {axes}; expected one image, bands last or first")
-    return array
+
+
+def _decode_tiff(ref, data):
+    with _open_tiff(ref, io.BytesIO(data)) as tiff:
+        try:
+            height, width, bands, bands_first = _tiff_layout(ref, tiff)
+            array = tiff.series[0].asarray(maxworkers=1)
+        except DataError:
+            raise
+        except _Inflating as error:
+            raise DataError(f"{ref}: a {error} strip or tile inflates beyond the size its header "
+                            "declares; not decoded further") from None
+        except Exception as error:      # tifffile raises many kinds for a damaged or odd file
+            raise DataError(f"{ref}: not a readable TIFF ({str(error).splitlines()[0][:120]})") \
+                from None
+    if bands_first:
+        array = np.moveaxis(array, 0, -1)   # planar, or pages: bands first in the file
+    return array.reshape(height, width, bands)
 
 
 def decode_label(ref, palette=None):
