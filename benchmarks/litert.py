@@ -51,7 +51,8 @@ def table(workdir, export_dir, heading):
     source = synthetic.SyntheticSource()
     images, truth = source.val_images, source.val_labels
     size = images.shape[1:3]
-    serving.export(model, export_dir, onnx=True, keras_file=False, out=open(os.devnull, "w"),
+    serving.export(model, export_dir, onnx=source.train_images[:8], keras_file=False,
+                   out=open(os.devnull, "w"),
                    litert=serving.LiteRT(litert.VARIANTS, size, False, source.train_images[:32]))
     served = tf.saved_model.load(export_dir).signatures["serving_default"]
     reference = served(images=tf.constant(images))["labels"].numpy()

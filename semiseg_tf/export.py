@@ -72,6 +72,14 @@ TOPIC.define("integer", "max_request_pixels", 100_000_000, "The most pixels one 
 TOPIC.define("boolean", "encoded_confidence", False, "The encoded signature also returns "
         "confidence_png_bytes: each image's max class probability as a 16-bit greyscale PNG "
         "(0-65535 for 0-1), as predict --confidence=max_probability writes it.")
+# serving.MIN_AGREEMENT (a test holds the two equal).
+TOPIC.define("float", "min_agreement", 0.99, "--format=onnx or tflite: each converted file must "
+        "label at least this share of the pixels of the run's own images (its training images, "
+        "at the file's input size) as the SavedModel does, or the export fails, naming the file "
+        "and its share; 0 keeps any file.")
+TOPIC.define("integer", "check_images", 8, "--format=onnx: how many of the run's training images "
+        "(at its crop size) check model.onnx against the SavedModel (--format=tflite checks on "
+        "its --tflite_representative_images).")
 TOPIC.define("boolean", "keras_file", True, "Also write network.keras (the network alone, on "
         "normalised images) into the export folder, for fine-tuning in Keras.")
 
@@ -98,13 +106,21 @@ def main(argv):
             raise ConfigError(f"--encoded_confidence: the encoded signature reads 8-bit RGB image "
                               f"files; this run's images have {model.info.pixels}, and its export "
                               "has no encoded signature")
+        if not 0 <= values.min_agreement <= 1:
+            raise ConfigError(f"--min_agreement={values.min_agreement}: must lie in [0, 1]")
         print(f"exporting {model.description}", flush=True)
         litert = _litert_settings(model, values) if values.format == "tflite" else None
+        onnx = None
+        if values.format == "onnx":
+            if values.check_images <= 0:
+                raise ConfigError(f"--check_images={values.check_images}: must be positive")
+            onnx = training_images(model, values.check_images, tuple(model.info.crop_size))
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
-                                    onnx=values.format == "onnx", litert=litert,
+                                    onnx=onnx, litert=litert,
                                     max_image_pixels=values.max_image_pixels,
                                     max_request_pixels=values.max_request_pixels,
-                                    encoded_confidence=values.encoded_confidence)
+                                    encoded_confidence=values.encoded_confidence,
+                                    min_agreement=values.min_agreement)
     except OSError as error:
         # A full disk or a read-only folder: serving.export has removed its temporary folder.
         target = values.export_dir or "the export folder"

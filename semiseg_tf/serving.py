@@ -184,9 +184,18 @@ class ServingModule(tf.Module):
         return result
 
 
-def _write_litert(model, settings, folder, scratch, module, out):
+def check_agreement(name, agree, count, min_agreement):
+    """ConfigError, one line, when a converted file labels fewer than `min_agreement` of the
+    pixels of the run's `count` images as the SavedModel does (`agree`)."""
+    if agree < min_agreement:
+        raise ConfigError(f"--min_agreement={min_agreement}: {name} labels {100 * agree:.2f}% of "
+                          f"the pixels of {count} of the run's images as the SavedModel does; the "
+                          "export is not written (--min_agreement=0 keeps such a file)")
+
+
+def _write_litert(model, settings, folder, scratch, module, out, min_agreement):
     """The .tflite files of `settings` into `folder`, each checked against the SavedModel's labels
-    on the settings' images (one line each on `out`)."""
+    on the settings' images (one line each on `out`; ConfigError under `min_agreement`)."""
     from semiseg_tf import litert
     expected = module.serve(images=tf.constant(settings.images))["labels"].numpy()
     for variant in settings.variants:
@@ -201,6 +210,7 @@ def _write_litert(model, settings, folder, scratch, module, out):
         print(f"  {litert.file_name(variant)}: {len(content) / 2 ** 20:.2f} MiB, "
               f"{settings.size[0]}x{settings.size[1]} input; labels {100 * agree:.2f}% the "
               f"SavedModel's on {len(settings.images)} training images", file=out, flush=True)
+        check_agreement(litert.file_name(variant), agree, len(settings.images), min_agreement)
 
 
 def default_export_dir(workdir, root=None):
@@ -243,12 +253,14 @@ def _write_assets(folder, model, limits):
     return paths
 
 
-def convert_to_onnx(saved_model_dir, onnx_path):
+def convert_to_onnx(saved_model_dir, onnx_path, images):
     """Converts the serving_default signature with tf2onnx (its command, in a child process: it
-    logs and exits as a command) and checks the result with onnxruntime against the SavedModel.
+    logs and exits as a command) and checks the result with onnxruntime against the SavedModel
+    on `images` ([N, H, W, bands] of the run's pixel type: its own images, whose probabilities are
+    not saturated as random ones' are).
 
     Returns:
-      the largest probability difference between the two on a test image.
+      (the share of pixels both label alike, the largest probability difference between them).
     """
     try:
         import onnxruntime
@@ -265,13 +277,15 @@ def convert_to_onnx(saved_model_dir, onnx_path):
         detail = lines[-1] if lines else f"exit status {done.returncode}"
         raise ConfigError(f"--format=onnx: tf2onnx failed ({detail})")
     served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
-    spec = served.structured_input_signature[1]["images"]
-    image = np.random.default_rng(0).integers(0, np.iinfo(spec.dtype.as_numpy_dtype).max, (
-        1, 67, 91, spec.shape[-1]), endpoint=True).astype(spec.dtype.as_numpy_dtype)
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    onnx_probabilities = session.run(["probabilities"], {"images": image})[0]
-    tf_probabilities = served(images=tf.constant(image))["probabilities"].numpy()
-    return float(np.abs(onnx_probabilities - tf_probabilities).max())
+    onnx_labels, onnx_probabilities = session.run(["labels", "probabilities"], {"images": images})
+    expected = served(images=tf.constant(images))
+    agree = float((onnx_labels == expected["labels"].numpy()).mean())
+    return agree, float(np.abs(onnx_probabilities - expected["probabilities"].numpy()).max())
+
+
+# The least share of pixels an ONNX or LiteRT file must label as the SavedModel does.
+MIN_AGREEMENT = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,13 +299,17 @@ class LiteRT:
     images: object
 
 
-def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
+def export(model, export_dir=None, keras_file=True, onnx=None, out=None,
            max_image_pixels=native.DEFAULT_MAX_IMAGE_PIXELS,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False, litert=None):
-    """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically
-    (`onnx`: and model.onnx beside it); its signatures refuse images over `max_image_pixels` and
-    requests over `max_request_pixels`; `encoded_confidence`: the encoded signature also returns
-    each image's max-probability map; `litert`: a LiteRT, the .tflite files to write beside it.
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, encoded_confidence=False, litert=None,
+           min_agreement=MIN_AGREEMENT):
+    """Writes the SavedModel of `model` (a `trained.RunModel`) to `export_dir`, atomically; its
+    signatures refuse images over `max_image_pixels` and requests over `max_request_pixels`;
+    `encoded_confidence`: the encoded signature also returns each image's max-probability map.
+    `onnx`: None, or images of the run ([N, H, W, bands]) to check model.onnx, written beside it,
+    against the SavedModel; `litert`: a LiteRT, the .tflite files to write beside it. A file
+    labelling fewer than `min_agreement` of those images' pixels as the SavedModel does fails the
+    export (ConfigError).
     `export_dir` None: the next version beside the run
     (`default_export_dir`), and the one after if another export takes it meanwhile.
 
@@ -326,12 +344,15 @@ def export(model, export_dir=None, keras_file=True, onnx=False, out=None,
             if keras_file:
                 model.network.save(os.path.join(saved, "network.keras"))
             if litert is not None:
-                _write_litert(model, litert, saved, scratch, module, out or sys.stdout)
+                _write_litert(model, litert, saved, scratch, module, out or sys.stdout,
+                              min_agreement)
         shutil.rmtree(scratch)
-        if onnx:
-            difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE))
-            print(f"  {ONNX_FILE}: onnxruntime's probabilities differ from the SavedModel's by at "
-                  f"most {difference:.1e}", file=out or sys.stdout, flush=True)
+        if onnx is not None:
+            agree, difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE), onnx)
+            print(f"  {ONNX_FILE}: labels {100 * agree:.2f}% the SavedModel's on {len(onnx)} of the "
+                  f"run's images, probabilities within {difference:.1e}", file=out or sys.stdout,
+                  flush=True)
+            check_agreement(ONNX_FILE, agree, len(onnx), min_agreement)
         # A server running as another user must read it (mkdtemp's folder is private).
         umask = os.umask(0)
         os.umask(umask)

@@ -21,9 +21,11 @@ def run(trained_tiny_run):
 
 def test_every_litert_variant_agrees_with_the_saved_model_within_its_tolerance(run, tmp_path):
     export_dir = tmp_path / "saved_models" / "run" / "1"
+    # The tiny run's classes are nearly tied, which int8 tips over: kept on purpose here.
     done = run_main("export", f"--workdir={run}", f"--export_dir={export_dir}", "--format=tflite",
                     f"--tflite_variants={','.join(litert.VARIANTS)}", "--tflite_size=20,24",
-                    "--tflite_probabilities", "--tflite_representative_images=8", "--nokeras_file")
+                    "--tflite_probabilities", "--tflite_representative_images=8", "--nokeras_file",
+                    "--min_agreement=0")
     assert done.returncode == 0, done.stderr[-2000:]
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)
@@ -61,3 +63,21 @@ def test_bad_tflite_flags_are_one_line(run, tmp_path):
                                      "4000x4000 are 512000000 pixels, over --max_request_pixels="
                                      "20000000") in done.stderr, done.stderr
     assert not (tmp_path / "e").exists() and "Traceback" not in done.stderr
+
+
+def test_a_file_that_labels_under_the_agreement_fails_the_export_with_its_figure(run, tmp_path):
+    """The same int8 file with the default --min_agreement (99%): the export fails in one line
+    naming the file and its share, and writes nothing."""
+    export_dir = tmp_path / "saved_models" / "run" / "1"
+    done = run_main("export", f"--workdir={run}", f"--export_dir={export_dir}", "--format=tflite",
+                    "--tflite_variants=float32,int8", "--tflite_size=20,24",
+                    "--tflite_representative_images=8", "--nokeras_file")
+    assert done.returncode == 2, done.stdout[-2000:]
+    shown = [line for line in done.stdout.splitlines() if "model-int8.tflite: " in line]
+    share = float(shown[0].split("labels ")[1].split("%")[0])
+    assert share < 99
+    assert done.stderr.strip() == (
+        f"error: --min_agreement=0.99: model-int8.tflite labels {share:.2f}% of the pixels of 8 of "
+        "the run's images as the SavedModel does; the export is not written (--min_agreement=0 "
+        "keeps such a file)")
+    assert not export_dir.exists() and not list((tmp_path / "saved_models" / "run").iterdir())

@@ -44,8 +44,9 @@ def exported(run, tmp_path_factory):
     """The run exported, with model.onnx, under saved_models/run/1 of a fresh folder."""
     root = tmp_path_factory.mktemp("exports")
     export_dir = serving.default_export_dir(run.cfg.run.workdir, root=str(root / "saved_models"))
-    serving.export(trained.RunModel(run.cfg.run.workdir), export_dir, onnx=True,
-                  out=open(os.devnull, "w"))
+    model = trained.RunModel(run.cfg.run.workdir)
+    serving.export(model, export_dir, onnx=export.training_images(model, 4, (16, 16)),
+                   out=open(os.devnull, "w"))
     return export_dir
 
 

@@ -433,6 +433,7 @@ def test_the_budgets_flags_default_to_the_librarys_defaults():
     assert limits.DEFAULT_MAX_IMAGE_PIXELS == native.DEFAULT_MAX_IMAGE_PIXELS
     assert flags.FLAGS["max_image_pixels"].default == native.DEFAULT_MAX_IMAGE_PIXELS
     assert flags.FLAGS["max_request_pixels"].default == serving.DEFAULT_MAX_REQUEST_PIXELS
+    assert flags.FLAGS["min_agreement"].default == serving.MIN_AGREEMENT
 
 
 def test_prepare_and_train_stop_at_an_image_over_the_budget_naming_it(tmp_path):
