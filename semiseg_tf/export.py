@@ -23,6 +23,7 @@ export.json (what was exported, with which options); network.keras beside them i
 for fine-tuning in Keras. The export is written to a temporary folder and renamed into place, so a
 server watching saved_models/NAME/ never sees a half-written version.
 """
+import importlib.util
 import os
 import sys
 import time
@@ -47,18 +48,22 @@ TOPIC.define("string", "export_dir", None, "Where to write the SavedModel, a VER
         "Serving's layout (saved_models/NAME/VERSION). Default: saved_models/RUN/N beside the run "
         "folder (runs/x/RUN -> runs/x/saved_models/RUN/N), N one more than the highest version "
         "already there. An existing folder is never overwritten.")
-TOPIC.define("enum", "format", "saved_model", ["saved_model", "onnx", "tflite"], "saved_model: "
-        "the SavedModel (and network.keras). onnx: also model.onnx in the export folder, the "
-        "serving_default graph converted by tf2onnx (pip install -e .[onnx]) and checked with "
-        "onnxruntime against the SavedModel. tflite: also LiteRT files, model-VARIANT.tflite, one "
-        "per --tflite_variants, at the fixed input size --tflite_size, each checked against the "
-        "SavedModel on the representative images (the share of their pixels labelled alike).")
+FORMATS = ("saved_model", "onnx", "tflite")
+# What each format beyond the SavedModel needs installed: the setup.cfg extra, and its modules.
+EXTRAS = {"onnx": ("onnx", ("tf2onnx", "onnxruntime")), "tflite": ("litert", ("ai_edge_litert",))}
+TOPIC.define("list", "format", ["saved_model"], "Comma-separated, any of: saved_model (always "
+        "written: the SavedModel and network.keras); onnx (also model.onnx in the export folder, "
+        "the serving_default graph converted by tf2onnx and checked with onnxruntime against the "
+        "SavedModel; needs pip install -e .[onnx]); tflite (also LiteRT files, model-VARIANT.tflite, "
+        "one per --tflite_variants, at the fixed input size --tflite_size, each checked against "
+        "the SavedModel; needs pip install -e .[litert]). E.g. --format=onnx,tflite.")
 TOPIC.define("list", "tflite_variants", ["float32"], "--format=tflite: the LiteRT files to "
         "write: float32; float16 (weights stored as float16, half the size); dynamic_int8 "
         "(weights int8, a quarter); int8 (weights and activations int8, calibrated on "
         "--tflite_representative_images of the run's training images).")
 TOPIC.define("string", "tflite_size", None, "--format=tflite: the files' fixed input size 'H,W' "
-        "(on-device runtimes prefer one). Default: the run's --crop_size.")
+        "(on-device runtimes prefer one). Default: the size of the run's images where they share "
+        "one, else its --crop_size.")
 TOPIC.define("boolean", "tflite_probabilities", False, "--format=tflite: the files also return the "
         "class probabilities (float32 [1, H, W, C]; the labels alone are C x 4 times smaller to "
         "hand on).")
@@ -84,6 +89,51 @@ TOPIC.define("boolean", "keras_file", True, "Also write network.keras (the netwo
         "normalised images) into the export folder, for fine-tuning in Keras.")
 
 
+# The flags that apply to one format only.
+FORMAT_FLAGS = {"tflite": ("tflite_variants", "tflite_size", "tflite_probabilities",
+                           "tflite_representative_images"),
+                "onnx": ("check_images",)}
+
+
+def check_flags(values):
+    """The formats asked for (a tuple of FORMATS); ConfigError, one line, for an unknown format,
+    a flag given for a format not asked for, or a format whose packages are missing, before any
+    work is done."""
+    formats = tuple(dict.fromkeys(values.format))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"--format={','.join(values.format)}: expected some of "
+                          f"{', '.join(FORMATS)}, comma-separated")
+    for fmt, names in FORMAT_FLAGS.items():
+        given = [name for name in names if values[name].present]
+        if given and fmt not in formats:
+            raise ConfigError(f"--{given[0]}: applies to --format={fmt}, which was not asked for "
+                              f"(--format={','.join(formats)})")
+    for fmt, (extra, modules) in EXTRAS.items():
+        missing = [m for m in modules if fmt in formats and importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"--format={fmt}: needs {' and '.join(missing)}, not installed: "
+                              f"pip install -e '.[{extra}]'")
+    if not 0 <= values.min_agreement <= 1:
+        raise ConfigError(f"--min_agreement={values.min_agreement}: must lie in [0, 1]")
+    for name in ("max_image_pixels", "max_request_pixels", "check_images",
+                 "tflite_representative_images"):
+        if values[name].value <= 0:
+            raise ConfigError(f"--{name}={values[name].value}: must be positive")
+    return formats
+
+
+def serving_hint(export_dir):
+    """How TF Serving serves the export: it reads MODEL/VERSION folders, VERSION a number."""
+    version, folder = os.path.basename(export_dir), os.path.dirname(export_dir)
+    if not version.isdigit():
+        return (f"  serve it:  TF Serving reads numbered versions: move it to MODEL/1 (e.g. "
+                f"saved_models/{version}/1) and serve saved_models/{version}")
+    name = os.path.basename(folder)
+    return (f"  serve it:  docker run -p 8501:8501 -v {folder}:/models/{name} -e MODEL_NAME={name} "
+            "tensorflow/serving")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -94,27 +144,24 @@ def main(argv):
             raise ConfigError("--saved_model: export reads a training run; give --workdir")
         if not values.workdir:
             raise ConfigError("--workdir: give the training run to export")
+        formats = check_flags(values)
         start = time.perf_counter()
         model = trained.open_model(workdir=values.workdir, network=values.network,
                                    checkpoint=values.checkpoint,
                                    options=config.inference_options(values))
-        for name in ("max_image_pixels", "max_request_pixels"):
-            if values[name].value <= 0:
-                raise ConfigError(f"--{name}={values[name].value}: must be a positive number of "
-                                  "pixels")
         if values.encoded_confidence and not model.info.pixels.photo:
             raise ConfigError(f"--encoded_confidence: the encoded signature reads 8-bit RGB image "
                               f"files; this run's images have {model.info.pixels}, and its export "
                               "has no encoded signature")
-        if not 0 <= values.min_agreement <= 1:
-            raise ConfigError(f"--min_agreement={values.min_agreement}: must lie in [0, 1]")
         print(f"exporting {model.description}", flush=True)
-        litert = _litert_settings(model, values) if values.format == "tflite" else None
+        source = None
+        if "onnx" in formats or "tflite" in formats:
+            cfg = config.from_flags(config.read_run_flags(model.flags_path))
+            source = builders.build_source(cfg, out=sys.stderr)
+        litert = _litert_settings(model, values, source) if "tflite" in formats else None
         onnx = None
-        if values.format == "onnx":
-            if values.check_images <= 0:
-                raise ConfigError(f"--check_images={values.check_images}: must be positive")
-            onnx = training_images(model, values.check_images, tuple(model.info.crop_size))
+        if "onnx" in formats:
+            onnx = training_images(source, values.check_images, tuple(model.info.crop_size))
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
                                     onnx=onnx, litert=litert,
                                     max_image_pixels=values.max_image_pixels,
@@ -127,19 +174,16 @@ def main(argv):
         detail = error.strerror or str(error)
         print(f"error: {target}: cannot write the export ({detail})", file=sys.stderr)
         return 2
-    name = os.path.basename(os.path.dirname(export_dir))
     print(f"wrote {export_dir} ({serving.folder_size(export_dir) / 2 ** 20:.1f} MiB, "
-          f"{time.perf_counter() - start:.1f}s)\n"
-          f"  serve it:  docker run -p 8501:8501 -v {os.path.dirname(export_dir)}:/models/{name} "
-          f"-e MODEL_NAME={name} tensorflow/serving\n"
+          f"{time.perf_counter() - start:.1f}s)\n{serving_hint(export_dir)}\n"
           f"  use it:    python -m semiseg_tf.predict --saved_model={export_dir} --input=... "
           "--output=...")
     return 0
 
 
-def _litert_settings(model, values):
-    """serving.LiteRT of the --tflite_* flags, with the run's training images as representative
-    images; ConfigError naming a bad flag."""
+def _litert_settings(model, values, source):
+    """serving.LiteRT of the --tflite_* flags, with the run's training images (of `source`, its
+    data source) as representative images; ConfigError naming a bad flag."""
     variants = tuple(values.tflite_variants)
     unknown = [v for v in variants if v not in litert.VARIANTS]
     if unknown or not variants:
@@ -148,10 +192,8 @@ def _litert_settings(model, values):
     if values.tflite_size:
         size = options.parse_ints(2)("tflite_size", values.tflite_size)
     else:
-        size = tuple(model.info.crop_size)
+        size = tuple(source.fixed_image_size or model.info.crop_size)
     count = values.tflite_representative_images
-    if count <= 0:
-        raise ConfigError(f"--tflite_representative_images={count}: must be positive")
     # The file serves one image of this size, and its check holds `count` of them at once: both
     # within the budgets the export states for its own requests.
     pixels = size[0] * size[1]
@@ -162,18 +204,15 @@ def _litert_settings(model, values):
         raise ConfigError(f"--tflite_representative_images={count}: {count} images of "
                           f"{size[0]}x{size[1]} are {count * pixels} pixels, over "
                           f"--max_request_pixels={values.max_request_pixels}")
-    images = training_images(model, count, size)
+    images = training_images(source, count, size)
     return serving.LiteRT(variants, size, values.tflite_probabilities, images)
 
 
-def training_images(model, count, size):
-    """`count` of the run's training images, spread over the set, resized to `size` (H, W): [count,
-    H, W, bands] of the run's pixel type. Its data are read as its flags say (ConfigError or
-    DataError if they are not there any more)."""
+def training_images(source, count, size):
+    """`count` of the training images of `source` (a run's data source, read as its flags say),
+    spread over the set, resized to `size` (H, W): [count, H, W, bands] of its pixel type."""
     import cv2
     import numpy as np
-    cfg = config.from_flags(config.read_run_flags(model.flags_path))
-    source = builders.build_source(cfg, out=sys.stderr)
     count = min(count, source.num_train)
     images = []
     for i in range(count):

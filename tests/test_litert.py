@@ -45,6 +45,49 @@ def test_every_litert_variant_agrees_with_the_saved_model_within_its_tolerance(r
         assert np.all((outputs["labels"] == expected.argmax(-1)) | close), variant
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--format=png"], "--format=png: expected some of saved_model, onnx, tflite, comma-separated"),
+    (["--tflite_size=20,24"], "--tflite_size: applies to --format=tflite, which was not asked for "
+                              "(--format=saved_model)"),
+    (["--format=tflite", "--check_images=4"], "--check_images: applies to --format=onnx, which "
+                                              "was not asked for (--format=tflite)"),
+    (["--format=onnx", "--min_agreement=2"], "--min_agreement=2.0: must lie in [0, 1]"),
+    (["--format=onnx", "--check_images=0"], "--check_images=0: must be positive"),
+])
+def test_export_flags_that_do_not_apply_or_do_not_parse_are_one_line_before_any_work(
+        run, tmp_path, arguments, message):
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e", *arguments)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: {message}", done.stderr
+    assert "exporting" not in done.stdout and not (tmp_path / "e").exists()
+
+
+def test_a_format_whose_packages_are_missing_is_named_before_any_work(run, tmp_path, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a))
+    done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
+                    "--format=tflite,onnx")
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "error: --format=onnx: needs tf2onnx, not installed: pip install -e '.[onnx]'")
+    assert "exporting" not in done.stdout
+
+
+def test_one_export_writes_onnx_and_litert_at_the_runs_image_size(run, tmp_path):
+    """--format=onnx,tflite: both files, each checked; the LiteRT input is the embedded images'
+    size (16x16 here), which they all share; a folder not named by a number gets TF Serving's
+    layout explained instead of a docker command that would not serve it."""
+    export_dir = tmp_path / "my_export"
+    done = run_main("export", f"--workdir={run}", f"--export_dir={export_dir}",
+                    "--format=onnx,tflite", "--check_images=2", "--tflite_representative_images=2",
+                    "--min_agreement=0", "--nokeras_file")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (export_dir / "model.onnx").exists() and (export_dir / "model-float32.tflite").exists()
+    assert "model.onnx: labels " in done.stdout and "16x16 input" in done.stdout
+    assert "TF Serving reads numbered versions: move it to MODEL/1" in done.stdout
+    assert "docker run" not in done.stdout
+
+
 def test_bad_tflite_flags_are_one_line(run, tmp_path):
     done = run_main("export", f"--workdir={run}", f"--export_dir={tmp_path}/e",
                     "--format=tflite", "--tflite_variants=int4")

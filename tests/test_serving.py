@@ -45,7 +45,7 @@ def exported(run, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     export_dir = serving.default_export_dir(run.cfg.run.workdir, root=str(root / "saved_models"))
     model = trained.RunModel(run.cfg.run.workdir)
-    serving.export(model, export_dir, onnx=export.training_images(model, 4, (16, 16)),
+    serving.export(model, export_dir, onnx=export.training_images(run.source, 4, (16, 16)),
                    out=open(os.devnull, "w"))
     return export_dir
 
