@@ -52,7 +52,8 @@ def colour_line(manifest, prepared_dir):
     pixels = manifest.get("pixels") or {}
     train = records.PreparedSplit.from_manifest(prepared_dir, manifest["splits"]["train"])
     labelled = [i for i, has_label in enumerate(train.labelled) if has_label]
-    if (pixels.get("bands", 3), pixels.get("dtype", "uint8")) != (3, "uint8") or not labelled:
+    if not native.Pixels(pixels.get("bands", 3), pixels.get("dtype", "uint8")).photo \
+            or not labelled:
         return None
     reader = records.RecordReader(train)
     images, labels = colour_cue.labelled_images(
