@@ -41,6 +41,14 @@ def code_commit():
     return commit + ("+changes" if dirty else "")
 
 
+def peak_gib():
+    """This process's peak resident memory in GiB: the kernel's high-water mark of its own memory.
+    Not getrusage's ru_maxrss, which Linux carries from a parent into a child across fork and exec
+    (a measurement started by a large process would report that process's peak)."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 2 ** 20
+
+
 @functools.cache
 def machine():
     """The CPU model, its widest vector extension, the cores, and TensorFlow's version.

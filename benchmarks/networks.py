@@ -15,11 +15,12 @@ out-of-memory killer.
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks import harness
 
 
 def measure(arch, crop, batch, steps, cutmix):
@@ -61,7 +62,7 @@ def measure(arch, crop, batch, steps, cutmix):
     if tf.config.list_physical_devices("GPU"):
         gpu_peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 30
     return {"seconds": statistics.median(times[1:]), "first": times[0],
-            "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "rss_gib": harness.peak_gib(),
             "gpu_gib": gpu_peak}
 
 

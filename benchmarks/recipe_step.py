@@ -15,11 +15,12 @@ that `--iterations` steps would take. Each config is `PRECISION` or `PRECISION+x
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks import harness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +65,7 @@ def measure(flagfile, config, batch_size, steps, extra):
         gpu_gib = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 30
         device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
     return {"seconds": statistics.median(times[1:]), "first": times[0], "device": device,
-            "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "rss_gib": harness.peak_gib(),
             "gpu_gib": gpu_gib}
 
 

@@ -16,7 +16,6 @@ PyTorch `--rounds` times (these machines drift). PyTorch 2.x; torchvision is not
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "flags", "paper", "pascal_deeplab2", "cutmix_106.flags")
+
+
+def peak_gib():
+    """As harness.peak_gib (not ru_maxrss, which a child inherits from its parent); written out
+    because this file also runs alone under a PyTorch environment's interpreter."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 2 ** 20
 
 
 def torch_step_seconds(batch, crop, steps, threads):
@@ -124,7 +130,7 @@ def torch_step_seconds(batch, crop, steps, threads):
         iteration()
         times.append(time.perf_counter() - start)
     return {"seconds": statistics.median(times[1:]), "first": times[0],
-            "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+            "rss_gib": peak_gib()}
 
 
 def main():

@@ -25,6 +25,12 @@ TINY_RUN = {
 }
 
 
+# The peak resident memory of the process that runs this line, in bytes: the kernel's high-water
+# mark of its own memory. Not getrusage's ru_maxrss, which Linux carries from a parent into a child
+# across fork and exec: a child started by a large pytest worker would report the worker's peak.
+PEAK_BYTES = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024"
+
+
 def parse_flags(**values):
     """Parses `--name=value` for each keyword (everything else at its default); returns (Config, text)."""
     flags.FLAGS.unparse_flags()

