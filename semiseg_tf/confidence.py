@@ -30,15 +30,6 @@ def normalised_entropy(probabilities):
     return (-(p * logs).sum(-1) / np.log(p.shape[-1])).clip(0, 1).astype(np.float32)
 
 
-def confidence_map(probabilities, kind):
-    """The map of `kind` (KINDS, not 'none') of [..., C] probabilities."""
-    if kind == "max_probability":
-        return max_probability(probabilities)
-    if kind == "entropy":
-        return normalised_entropy(probabilities)
-    raise ValueError(f"kind={kind!r}: expected one of {KINDS[1:]}")
-
-
 def png16(values):
     """[H, W] values in [0, 1] as a 16-bit greyscale PNG's bytes (value * 65535, rounded)."""
     scaled = (np.clip(values, 0, 1) * 65535 + 0.5).astype(np.uint16)
@@ -47,12 +38,12 @@ def png16(values):
     return buffer.getvalue()
 
 
-def ignore_unsure(labels, probabilities, min_confidence):
-    """`labels` with 255 (ignore) where the max probability is below `min_confidence`."""
+def ignore_unsure(labels, surest, min_confidence):
+    """`labels` with 255 (ignore) where the max probability (`surest`, [H, W]) is below
+    `min_confidence`."""
     if min_confidence <= 0:
         return labels
-    return np.where(max_probability(probabilities) < min_confidence, IGNORE_LABEL,
-                    labels).astype(np.asarray(labels).dtype)
+    return np.where(surest < min_confidence, IGNORE_LABEL, labels).astype(np.asarray(labels).dtype)
 
 
 class PseudoLabelFolder:
@@ -66,13 +57,13 @@ class PseudoLabelFolder:
         self.folder, self.class_names, self.palette = folder, class_names, palette
         self.entries = []      # (mean confidence, name)
 
-    def add(self, path, stem, mask_png, probabilities):
+    def add(self, path, stem, mask_png, surest):
         """`path`: the input image; `stem`: its name in the dataset (predict's output name without
-        .png); `mask_png`: its label map's PNG bytes."""
+        .png); `mask_png`: its label map's PNG bytes; `surest`: its max-probability map."""
         with open(path, "rb") as f:
             _write(os.path.join(self.folder, "images", stem + os.path.splitext(path)[1]), f.read())
         _write(os.path.join(self.folder, "masks", stem + ".png"), mask_png)
-        self.entries.append((float(max_probability(probabilities).mean()), stem))
+        self.entries.append((float(np.asarray(surest, np.float32).mean()), stem))
 
     def close(self):
         order = sorted(self.entries, key=lambda entry: (-entry[0], entry[1]))

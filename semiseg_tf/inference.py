@@ -8,6 +8,8 @@ images larger than the training crops. Every option averages class probabilities
 logits, so that passes of different sizes weigh alike.
 """
 import dataclasses
+import functools
+import math
 
 import tensorflow as tf
 
@@ -16,6 +18,18 @@ from semiseg_tf.models.layers import centre_padding
 
 # The scales users pass for multi-scale testing (DeepLab's and mmsegmentation's aug-test).
 USUAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# An image of more pixels than this (a full-resolution Cityscapes frame has half as many) goes
+# through the network in tiles when no tile size is given (`auto_tile`), so that the network's
+# activations take a tile's memory whatever the image's size.
+DEFAULT_MAX_PASS_PIXELS = 2048 * 2048
+
+
+def auto_tile(max_pass_pixels):
+    """The tiles of an image over `max_pass_pixels`: squares of 512 pixels, or of the largest side
+    within the limit where it is smaller. (The sums held while tiling are a row of tiles high and
+    the image's width: smaller tiles hold less, at a little more time.)"""
+    side = min(512, math.isqrt(max_pass_pixels))
+    return (side, side)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +41,14 @@ class InferenceOptions:
       image's size, average.
     tile_size: (height, width) of sliding-window tiles, or None for one pass over the whole image;
       tiles overlap their neighbours by `tile_overlap` of their size and the overlaps are averaged.
+    max_pass_pixels: with no `tile_size`, images (at each scale) of more pixels than this go in
+      tiles of `auto_tile(max_pass_pixels)`; None: every image in one pass.
     """
     flip: bool = False
     scales: tuple = (1.0,)
     tile_size: tuple = None
     tile_overlap: float = 1 / 3
+    max_pass_pixels: int = DEFAULT_MAX_PASS_PIXELS
 
     def describe(self):
         """A short human-readable summary, e.g. 'flip, scales 0.5-1.75 (6), tiles 512x1024'."""
@@ -57,7 +74,7 @@ class InferenceOptions:
     def to_json(self):
         return {"flip": self.flip, "scales": list(self.scales),
                 "tile_size": list(self.tile_size) if self.tile_size else None,
-                "tile_overlap": self.tile_overlap}
+                "tile_overlap": self.tile_overlap, "max_pass_pixels": self.max_pass_pixels}
 
 
 def tile_starts(size, tile, overlap):
@@ -129,45 +146,92 @@ class Segmenter(tf.Module):
         self.input_multiple = int(input_multiple)
         self.options = options
         self.fill_holes = fill_holes
-        self._traced = None
+        self._traced = {}       # (method, one_pass, options) -> its tf.function
         self._network_pass = lambda images: self.network(images, training=False)
         if jit_compile:
             self._network_pass = tf.function(self._network_pass, jit_compile=True)
 
-    def __call__(self, images):
+    def __call__(self, images, one_pass=False):
         """Images [N, H, W, B] of `dtype` -> {'labels': int32 [N, H, W], 'probabilities': float32
-        [N, H, W, C]} (traceable: the exported graph is this)."""
-        probabilities = self.probabilities(images)
+        [N, H, W, C]} (traceable: the exported graph is this). `one_pass`: the caller knows that
+        the images are within `max_pass_pixels` at every scale (no tiles are considered)."""
+        probabilities = self.probabilities(images, one_pass)
         labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         if self.fill_holes:
             labels = fill_holes(labels)
         return {"labels": labels, "probabilities": probabilities}
 
     def predict(self, images):
-        """`__call__` as one tf.function traced once for every batch and image size."""
-        if self._traced is None:
-            self._traced = tf.function(self.__call__, input_signature=[
-                tf.TensorSpec([None, None, None, self.bands], self.dtype)])
-        return self._traced(tf.convert_to_tensor(images, self.dtype))
+        """`__call__` as a tf.function traced once for every batch and image size within
+        `max_pass_pixels` (the graph of a single pass), and once for those over it."""
+        return self._traced_call("__call__", images)
 
-    def probabilities(self, images):
+    def predict_label_maps(self, images, max_probability=True):
+        """`label_maps`, traced as `predict` is."""
+        return self._traced_call("label_maps", images, max_probability=max_probability)
+
+    def _traced_call(self, method, images, **options):
+        images = tf.convert_to_tensor(images, self.dtype)
+        one_pass = self.options.tile_size is None and self._within_pass(*images.shape[1:3])
+        key = (method, one_pass, *sorted(options.items()))
+        if key not in self._traced:
+            self._traced[key] = tf.function(
+                functools.partial(getattr(self, method), one_pass=one_pass, **options),
+                input_signature=[tf.TensorSpec([None, None, None, self.bands], self.dtype)])
+        return self._traced[key](images)
+
+    def _within_pass(self, height, width):
+        """Whether an image of height x width is within `max_pass_pixels` at every scale."""
+        limit, scale = self.options.max_pass_pixels, max(self.options.scales)
+        return limit is None or (math.floor(height * scale + 0.5)
+                                 * math.floor(width * scale + 0.5) <= limit)
+
+    def probabilities(self, images, one_pass=False):
         """Class probabilities [N, H, W, C] of images [N, H, W, B], every option applied."""
-        images = normalise(images, self.rgb_mean, self.rgb_std)
+        return self._passes(images, _whole, one_pass)["probabilities"]
+
+    def label_maps(self, images, one_pass=False, max_probability=True):
+        """{'labels': int32 [N, H, W], 'max_probability': float32 [N, H, W]} (the second only if
+        asked), those of `__call__`; with no flip and one scale of 1, an image predicted by tiles
+        never holds its whole class probabilities, only these maps (each finished strip of rows
+        is reduced to them)."""
+        reduce = functools.partial(_label_maps, max_probability=max_probability)
+        if self.options.flip or tuple(self.options.scales) != (1.0,):
+            maps = reduce(self.probabilities(images, one_pass))
+        else:
+            maps = self._passes(images, reduce, one_pass)
+        maps["labels"] = tf.cast(maps["labels"], tf.int32)
+        if self.fill_holes:
+            maps["labels"] = fill_holes(maps["labels"])
+        return maps
+
+    def _passes(self, images, reduce, one_pass=False):
+        """reduce(probabilities) of every option's pass (one: a dict of maps of [N, H, W, ...]),
+        the passes' probabilities averaged first where there are several."""
         size = tf.shape(images)[1:3]
         passes = []
         for scale in self.options.scales:
+            # Normalised before resizing (so a scaled pass is as it always was); at scale 1 each
+            # tile is normalised alone, the same values without a whole normalised copy.
             scaled = images if scale == 1 else tf.image.resize(
-                images, tf.maximum(tf.cast(tf.floor(tf.cast(size, tf.float32) * scale + 0.5),
-                                           tf.int32), 1), method="bilinear")
+                self._normalise(images),
+                tf.maximum(tf.cast(tf.floor(tf.cast(size, tf.float32) * scale + 0.5), tf.int32), 1),
+                method="bilinear")
+            prepare = self._normalise if scale == 1 else tf.identity
             for mirrored in ((False, True) if self.options.flip else (False,)):
                 view = tf.reverse(scaled, axis=[2]) if mirrored else scaled
-                probabilities = self._tiled(view)
+                if tuple(self.options.scales) == (1.0,) and not self.options.flip:
+                    return self._tiled(view, prepare, reduce, one_pass)
+                probabilities = self._tiled(view, prepare, _whole, one_pass)["probabilities"]
                 if mirrored:
                     probabilities = tf.reverse(probabilities, axis=[2])
                 if scale != 1:
                     probabilities = tf.image.resize(probabilities, size, method="bilinear")
                 passes.append(probabilities)
-        return passes[0] if len(passes) == 1 else tf.add_n(passes) / len(passes)
+        return reduce(tf.add_n(passes) / len(passes))
+
+    def _normalise(self, images):
+        return normalise(images, self.rgb_mean, self.rgb_std)
 
     def _one_pass(self, images):
         """Probabilities of normalised images from one network call: padded centrally with 0 (the
@@ -183,14 +247,34 @@ class Segmenter(tf.Module):
             logits = logits[:, top:top + height, left:left + width]
         return tf.nn.softmax(logits, axis=-1)
 
-    def _tiled(self, images):
-        """Probabilities of normalised images, in sliding-window tiles when `tile_size` is set."""
-        if not self.options.tile_size:
-            return self._one_pass(images)
+    def _tiled(self, images, prepare, reduce, one_pass=False):
+        """reduce(probabilities) of images (`prepare` normalises a slice of them): in one pass,
+        or in sliding-window tiles when `tile_size` is set or the image has more than
+        `max_pass_pixels` pixels (then in tiles of `auto_tile`)."""
+        def whole():
+            return reduce(self._one_pass(prepare(images)))
+
+        if self.options.tile_size:
+            return self._strips(images, self.options.tile_size, prepare, reduce)
+        limit = self.options.max_pass_pixels
+        height, width = images.shape[1], images.shape[2]
+        if one_pass or limit is None or (height is not None and width is not None
+                                         and height * width <= limit):
+            return whole()
+        tile_size = auto_tile(limit)
+        if height is not None and width is not None:
+            return self._strips(images, tile_size, prepare, reduce)
+        shape = tf.shape(images, out_type=tf.int64)
+        return tf.cond(shape[1] * shape[2] > limit,
+                       lambda: self._strips(images, tile_size, prepare, reduce), whole)
+
+    def _strips(self, images, tile_size, prepare, reduce):
+        """reduce(probabilities) in sliding-window tiles of `tile_size`, row by row of tiles (see
+        `finish`)."""
         shape = tf.shape(images)
         height, width = shape[1], shape[2]
-        tile_height = tf.minimum(self.options.tile_size[0], height)
-        tile_width = tf.minimum(self.options.tile_size[1], width)
+        tile_height = tf.minimum(tile_size[0], height)
+        tile_width = tf.minimum(tile_size[1], width)
         # As `tile_starts`, in graph ops (image sizes are known only when images arrive).
         stride_height = tf.maximum(1, tile_height - tf.cast(
             tf.round(tf.cast(tile_height, tf.float32) * self.options.tile_overlap), tf.int32))
@@ -199,21 +283,68 @@ class Segmenter(tf.Module):
         rows = (height - tile_height + stride_height - 1) // stride_height + 1
         cols = (width - tile_width + stride_width - 1) // stride_width + 1
 
-        def tile_sums(index):
-            """Tile `index`'s probabilities and a count of 1, both padded to the image's size."""
-            top = tf.minimum(index // cols * stride_height, height - tile_height)
+        def top_of(row):
+            return tf.minimum(row * stride_height, height - tile_height)
+
+        def tile_probabilities(index):
+            top, left = top_of(index // cols), tf.minimum(index % cols * stride_width,
+                                                          width - tile_width)
+            return self._one_pass(prepare(images[:, top:top + tile_height,
+                                                 left:left + tile_width]))
+
+        def add_tile_sums(index, total, count, tile):
+            """The sums with `tile` (tile `index`'s probabilities) and a count of 1 added in its
+            columns (the sums rebuilt around it: no copy of the tile padded to the image's width)."""
             left = tf.minimum(index % cols * stride_width, width - tile_width)
-            tile = self._one_pass(images[:, top:top + tile_height, left:left + tile_width])
-            paddings = [[top, height - top - tile_height], [left, width - left - tile_width]]
-            return (tf.pad(tile, [[0, 0]] + paddings + [[0, 0]]),
-                    tf.pad(tf.ones([tile_height, tile_width, 1]), paddings + [[0, 0]]))
+            right = left + tile_width
+            return (tf.concat([total[:, :, :left], total[:, :, left:right] + tile,
+                               total[:, :, right:]], axis=2),
+                    tf.concat([count[:, :left], count[:, left:right] + 1, count[:, right:]],
+                              axis=1))
 
-        def add_tile(index, total, count):
-            tile_total, tile_count = tile_sums(index)
-            return index + 1, total + tile_total, count + tile_count
+        def finish(index, total, count, strips):
+            """After a row's last tile, the rows above the next row of tiles (all, after the last
+            row) are averaged, reduced and joined to `strips`, and the sums move up by as many
+            rows; after any other tile, nothing (a graph without branches, which ONNX converts).
+            The sums are one row of tiles high and the image's width, never the whole image."""
+            row = index // cols
+            next_top = tf.where(row + 1 < rows, top_of(row + 1), height)
+            finished = tf.where(index % cols == cols - 1, next_top - top_of(row), 0)
+            maps = reduce(total[:, :finished] / count[:finished])
+            strips = maps if strips is None else {
+                key: tf.concat([strips[key], value], axis=1) for key, value in maps.items()}
+            return (tf.pad(total[:, finished:], [[0, 0], [0, finished], [0, 0], [0, 0]]),
+                    tf.pad(count[finished:], [[0, finished], [0, 0], [0, 0]]), strips)
 
-        # The first tile outside the loop gives the sums their shape (the number of classes).
-        total, count = tile_sums(tf.constant(0))
-        _, total, count = tf.while_loop(lambda index, *_: index < rows * cols, add_tile,
-                                        [tf.constant(1), total, count])
-        return total / count
+        def add_tile(index, total, count, strips):
+            sums = add_tile_sums(index, total, count, tile_probabilities(index))
+            return (index + 1, *finish(index, *sums, strips))
+
+        # The first tile outside the loop gives the sums and maps their shapes (the classes).
+        # One tile at a time: the runtime would otherwise run up to ten tiles' network passes at
+        # once (their inputs do not depend on each other).
+        first = tile_probabilities(tf.constant(0))
+        zeros = tf.zeros(tf.stack([tf.shape(first)[0], tile_height, width, tf.shape(first)[3]]))
+        total, count, strips = finish(0, *add_tile_sums(
+            0, zeros, tf.zeros(tf.stack([tile_height, width, 1])), first), None)
+        _, _, _, strips = tf.while_loop(
+            lambda index, *_: index < rows * cols, add_tile,
+            [tf.constant(1), total, count, strips], parallel_iterations=1,
+            shape_invariants=[tf.TensorShape([]), total.shape, count.shape,
+                              {key: tf.TensorShape([None] * value.shape.rank)
+                               for key, value in strips.items()}])
+        return strips
+
+
+def _whole(probabilities):
+    return {"probabilities": probabilities}
+
+
+def _label_maps(probabilities, max_probability=True):
+    """The maps `Segmenter.label_maps` keeps of each strip: labels as uint8 where the classes fit
+    (a quarter of the int32 map while strips are joined), the max probability if asked."""
+    labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    maps = {"labels": tf.cast(labels, tf.uint8) if probabilities.shape[-1] <= 256 else labels}
+    if max_probability:
+        maps["max_probability"] = tf.reduce_max(probabilities, axis=-1)
+    return maps

@@ -157,10 +157,20 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                 print(f"skipped: {error}", file=out, flush=True)
                 failed += 1
         if kept:
-            predicted = model.predict(np.stack(pixels))
-            for path, image, label, probabilities in zip(kept, pixels, predicted["labels"],
-                                                         predicted["probabilities"]):
-                label = confidence_lib.ignore_unsure(label, probabilities, min_confidence)
+            if confidence == "entropy":
+                predicted = model.predict(np.stack(pixels))
+                predicted["entropy"] = confidence_lib.normalised_entropy(predicted["probabilities"])
+                predicted["max_probability"] = confidence_lib.max_probability(
+                    predicted.pop("probabilities"))
+            else:
+                # The two maps alone: a large image predicted in tiles never holds its class
+                # probabilities.
+                predicted = model.label_maps(np.stack(pixels), max_probability=(
+                    confidence != "none" or min_confidence > 0 or folder is not None))
+            for index, (path, image) in enumerate(zip(kept, pixels)):
+                surest = predicted.get("max_probability", [None] * len(kept))[index]
+                label = confidence_lib.ignore_unsure(predicted["labels"][index], surest,
+                                                     min_confidence)
                 label_png = visualise.label_png(label, palette)
                 _write(os.path.join(output, "labels", names[path]), label_png)
                 if overlays:
@@ -169,9 +179,9 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                                                                  alpha)))
                 if confidence != "none":
                     _write(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
-                        confidence_lib.confidence_map(probabilities, confidence)))
+                        predicted[confidence][index]))
                 if folder is not None:
-                    folder.add(path, stems[path], label_png, probabilities)
+                    folder.add(path, stems[path], label_png, surest)
                 written += 1
         done += len(paths)
         progress.skipped = failed

@@ -128,7 +128,9 @@ class ServingModule(tf.Module):
         count = shape[0]
         blank = tf.zeros(tf.stack([tf.maximum(1 - count, 0), shape[1], shape[2], shape[3]]),
                          images.dtype)
-        outputs = self.segmenter(tf.concat([images, blank], axis=0))
+        # One pass, however large the request (its budget bounds it): a graph without tiles'
+        # branch, which ONNX converts; the encoded signature tiles large images.
+        outputs = self.segmenter(tf.concat([images, blank], axis=0), one_pass=True)
         return {"labels": outputs["labels"][:count],
                 "probabilities": outputs["probabilities"][:count]}
 
@@ -163,12 +165,15 @@ class ServingModule(tf.Module):
             # A header that lied about the size is caught before the network runs.
             tf.debugging.assert_equal(tf.shape(image, out_type=tf.int64)[:2], sizes[i],
                                       message="an image's data do not match its header's size")
-            outputs = self.segmenter(image[None])
+            # Its labels and confidence alone: a large image in tiles never holds its whole
+            # class probabilities.
+            outputs = self.segmenter.label_maps(image[None],
+                                                max_probability=self.encoded_confidence)
             image_labels = outputs["labels"][0]
             pngs = pngs.write(i, tf.io.encode_png(tf.cast(image_labels, tf.uint8)[..., None]))
             if self.encoded_confidence:
                 # As predict --confidence=max_probability writes it: 0-65535 for 0-1.
-                surest = tf.reduce_max(outputs["probabilities"][0], axis=-1)
+                surest = outputs["max_probability"][0]
                 confidence_pngs = confidence_pngs.write(i, tf.io.encode_png(
                     tf.cast(tf.floor(surest * 65535 + 0.5), tf.uint16)[..., None]))
             size = tf.shape(image_labels)

@@ -91,6 +91,12 @@ class RunModel:
     def predict(self, images):
         return {k: v.numpy() for k, v in self.segmenter.predict(images).items()}
 
+    def label_maps(self, images, max_probability=True):
+        """{'labels', 'max_probability'} of images (numpy; the second if asked), without the whole
+        class probabilities of an image predicted in tiles."""
+        maps = self.segmenter.predict_label_maps(images, max_probability)
+        return {k: v.numpy() for k, v in maps.items()}
+
 
 class SavedModel:
     """An exported SavedModel (python -m semiseg_tf.export), through its serving signature."""
@@ -140,6 +146,14 @@ class SavedModel:
         outputs = self.serve(images=tf.convert_to_tensor(images, self.info.pixels.dtype))
         return {k: v.numpy() for k, v in outputs.items()}
 
+    def label_maps(self, images, max_probability=True):
+        """As RunModel.label_maps, from the signature's outputs (which hold the probabilities)."""
+        outputs = self.predict(images)
+        maps = {"labels": outputs["labels"]}
+        if max_probability:
+            maps["max_probability"] = outputs["probabilities"].max(-1)
+        return maps
+
 
 def _export_options(export_info):
     """(InferenceOptions, step) of an export.json; ValueError naming a wrong value."""
@@ -148,14 +162,18 @@ def _export_options(export_info):
         flip, scales = options["flip"], tuple(float(v) for v in options["scales"])
         tile_size = tuple(int(v) for v in options["tile_size"]) if options["tile_size"] else None
         overlap, step = float(options["tile_overlap"]), export_info.get("step")
-    except (KeyError, TypeError, ValueError) as error:
+        # Exports written before the automatic tiles had none.
+        max_pass = options.get("max_pass_pixels")
+        max_pass = None if max_pass is None else int(max_pass)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"options: missing or malformed ({error})") from None
     if not (isinstance(flip, bool) and scales and min(scales) > 0 and 0 <= overlap < 1
             and (tile_size is None or (len(tile_size) == 2 and min(tile_size) > 0))
+            and (max_pass is None or max_pass > 0)
             and (step is None or isinstance(step, int))):
         raise ValueError(f"options={str(options)[:120]}, step={step}: out of range")
     return inference.InferenceOptions(flip=flip, scales=scales, tile_size=tile_size,
-                                      tile_overlap=overlap), step
+                                      tile_overlap=overlap, max_pass_pixels=max_pass), step
 
 
 def _read_json(path):
@@ -174,8 +192,9 @@ def open_model(workdir=None, saved_model=None, network=None, checkpoint=None,
             raise ConfigError("--network and --checkpoint choose from a --workdir; a --saved_model "
                               "holds one network")
         if options_given:
-            raise ConfigError("--flip, --scales, --tile_size and --tile_overlap are baked into a "
-                              "--saved_model at export; export again to change them")
+            raise ConfigError("--flip, --scales, --tile_size, --tile_overlap and --max_pass_pixels "
+                              "are baked into a --saved_model at export; export again to change "
+                              "them")
         return SavedModel(os.path.abspath(os.path.expanduser(saved_model)))
     workdir = os.path.abspath(os.path.expanduser(workdir))
     if not os.path.isdir(workdir):

@@ -57,11 +57,17 @@ def label_png(labels, palette=None):
     return out.getvalue()
 
 
-def overlay(image, labels, palette=None, alpha=0.5):
-    """uint8 RGB [H, W, 3]: the label colours blended over `image` with weight `alpha`."""
-    colours = colourise(labels, palette).astype(np.float32)
-    blend = (1 - alpha) * np.asarray(image, np.float32) + alpha * colours
-    return (blend + 0.5).astype(np.uint8)
+def overlay(image, labels, palette=None, alpha=0.5, rows=256):
+    """uint8 RGB [H, W, 3]: the label colours blended over `image` with weight `alpha`, `rows` rows
+    at a time (the float copies of a large image would take 16 bytes a pixel each)."""
+    image, labels = np.asarray(image), np.asarray(labels)
+    blended = np.empty(image.shape[:-1] + (3,), np.uint8)
+    for top in range(0, image.shape[-3], rows):
+        colours = colourise(labels[..., top:top + rows, :], palette).astype(np.float32)
+        blend = ((1 - alpha) * image[..., top:top + rows, :, :].astype(np.float32)
+                 + alpha * colours)
+        blended[..., top:top + rows, :, :] = (blend + 0.5).astype(np.uint8)
+    return blended
 
 
 def to_uint8_rgb(image, mean, std):

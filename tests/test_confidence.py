@@ -19,8 +19,8 @@ def test_normalised_entropy_and_max_probability_hand_worked():
                                [1, 0, np.log(2) / np.log(4)], atol=1e-6)
     np.testing.assert_allclose(confidence.max_probability(probabilities), [0.25, 1, 0.5])
     labels = np.array([3, 0, 1], np.uint8)
-    np.testing.assert_array_equal(confidence.ignore_unsure(labels, probabilities, 0.5),
-                                  [255, 0, 1])
+    np.testing.assert_array_equal(confidence.ignore_unsure(
+        labels, confidence.max_probability(probabilities), 0.5), [255, 0, 1])
 
 
 def test_a_16_bit_confidence_png_reads_back_as_its_values():

@@ -102,6 +102,69 @@ def test_one_tile_the_size_of_the_image_is_exactly_the_single_pass():
     np.testing.assert_array_equal(bigger, whole)
 
 
+def tile_average(network, images, tile, overlap):
+    """Oracle of sliding windows: each tile through the network alone (numpy softmax), each pixel
+    the mean of the tiles that cover it."""
+    count, height, width, _ = images.shape
+    total, covered = 0, np.zeros((height, width, 1))
+    for top in inference.tile_starts(height, tile[0], overlap):
+        for left in inference.tile_starts(width, tile[1], overlap):
+            rows, cols = slice(top, top + tile[0]), slice(left, left + tile[1])
+            probabilities = softmax(network(normalised(images[:, rows, cols]),
+                                            training=False).numpy().astype(np.float64))
+            if isinstance(total, int):
+                total = np.zeros((count, height, width, probabilities.shape[-1]))
+            total[:, rows, cols] += probabilities
+            covered[rows, cols] += 1
+    return total / covered
+
+
+@pytest.mark.parametrize("size,tile,overlap", [((50, 37), (16, 12), 1 / 3),   # 4 rows x 4 cols
+                                               ((23, 40), (23, 9), 0.0),      # one row, no overlap
+                                               ((31, 20), (7, 20), 0.5)])     # one column
+def test_tiles_are_the_mean_of_each_tile_run_alone_a_row_of_tiles_at_a_time(size, tile, overlap):
+    """The strips of rows (only a row of tiles is summed at once) give each pixel the mean of the
+    tiles covering it, on a batch of two; the label maps are the probabilities' argmax and max."""
+    network = conv_net(num_classes=4)
+    images = random_images((2, *size, 3), seed=5)
+    segmenter = inference.Segmenter(network, MEAN, STD, options=inference.InferenceOptions(
+        tile_size=tile, tile_overlap=overlap))
+    probabilities = segmenter.probabilities(images).numpy()
+    np.testing.assert_allclose(probabilities, tile_average(network, images, tile, overlap),
+                               atol=1e-6)
+    maps = segmenter.label_maps(tf.constant(images))
+    np.testing.assert_array_equal(maps["labels"].numpy(), probabilities.argmax(-1))
+    np.testing.assert_allclose(maps["max_probability"].numpy(), probabilities.max(-1), atol=1e-7)
+
+
+def test_an_image_over_the_pass_limit_goes_in_tiles_and_one_within_it_in_one_pass():
+    """With no tile size, --max_pass_pixels decides: an image of more pixels goes in square tiles
+    (of the largest side within the limit, here 10), whether its size is known when the graph is
+    made or only when the image arrives; one within the limit is the single pass."""
+    network = conv_net()
+    options = inference.InferenceOptions(max_pass_pixels=100)
+    assert inference.auto_tile(100) == (10, 10)
+    assert inference.auto_tile(inference.DEFAULT_MAX_PASS_PIXELS) == (512, 512)
+    large, small = random_images((1, 26, 33, 3), seed=6), random_images((1, 10, 10, 3), seed=7)
+    expected = tile_average(network, large, (10, 10), 1 / 3)
+    segmenter = inference.Segmenter(network, MEAN, STD, options=options)
+    np.testing.assert_allclose(segmenter.probabilities(large).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(segmenter.predict(large)["probabilities"].numpy(), expected,
+                               atol=1e-6)
+    never = inference.Segmenter(network, MEAN, STD, options=inference.InferenceOptions(
+        max_pass_pixels=None))
+    np.testing.assert_array_equal(segmenter.predict(small)["probabilities"].numpy(),
+                                  never.predict(small)["probabilities"].numpy())
+    np.testing.assert_array_equal(segmenter.probabilities(small).numpy(),
+                                  never.probabilities(small).numpy())
+    # The exported graph decides when the image arrives.
+    served = tf.function(segmenter.__call__, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    np.testing.assert_allclose(served(large)["probabilities"].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(served(small)["probabilities"].numpy(),
+                               never.probabilities(small).numpy(), atol=1e-6)
+
+
 def test_overlapping_tiles_agree_with_the_whole_image_away_from_tile_seams():
     """A fully convolutional network with a 5x5 receptive field: a tile's prediction equals the whole
     image's wherever the pixel's 5x5 neighbourhood lies inside the tile (or is cut by the image's own
@@ -254,6 +317,18 @@ def test_confusion_picture_is_row_normalised():
     x, y = layout.cell_centre(0, 0)
     assert (picture[y - 8:y + 8, :layout.left - 2] < 128).any()
     assert (picture[:layout.top - 2, x - 8:x + 8] < 128).any()
+
+
+def test_an_overlay_blended_a_strip_of_rows_at_a_time_is_the_whole_blend():
+    image = random_images((600, 7, 3), seed=8)
+    labels = np.random.default_rng(9).integers(0, 6, (600, 7))
+    colours = visualise.colourise(labels).astype(np.float64)
+    expected = np.floor(0.7 * image + 0.3 * colours + 0.5)
+    blended = visualise.overlay(image, labels, alpha=0.3)
+    assert blended.dtype == np.uint8
+    # float32 arithmetic against float64: a value at .5 may round either way.
+    assert np.abs(blended.astype(int) - expected).max() <= 1
+    np.testing.assert_array_equal(blended, visualise.overlay(image, labels, alpha=0.3, rows=600))
 
 
 def test_label_png_reads_back_as_ids_in_the_palette():

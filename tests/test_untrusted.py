@@ -129,6 +129,57 @@ print("ok", send("ok.png")["labels"].shape)
     assert int(lines["after"]) - int(lines["before"]) < 20000 * 20000 * 3 // 10, lines
 
 
+def test_a_large_image_is_served_and_predicted_by_tiles_in_memory_of_a_few_bytes_a_pixel(
+        run, exported, tmp_path):
+    """A 632-byte JPEG declaring 4000x4000 (16 Mpx: over --max_pass_pixels, within the image
+    budget) through the encoded signature and through predict's own path, each in a process that
+    has served or predicted a small image first: it is served whole, and adds under 30 bytes a
+    pixel to the peak in the signature (the decoded image, the label maps and their PNG) and under
+    45 in predict (which also traces the tiles' graph then, and draws the overlay); the network run
+    over the whole image at once added 55 to the signature's."""
+    lying_jpeg(tmp_path / "large.jpg", 4000, 4000)
+    (tmp_path / "pool").mkdir()
+    png(tmp_path / "pool" / "small.png", 20, 30)
+    # Two processes: the first one's peak would hide the second's.
+    serve = f"""
+import tensorflow as tf
+def peak():
+    return {PEAK_BYTES}
+encoded = tf.saved_model.load({exported!r}).signatures["encoded"]
+def send(name):
+    return encoded(image_bytes=tf.constant([open({str(tmp_path)!r} + name, "rb").read()]))
+send("/pool/small.png")
+before = peak()
+print("encoded", send("/large.jpg")["labels"].shape, peak() - before)
+print("next", send("/pool/small.png")["labels"].shape)
+"""
+    predict = f"""
+from semiseg_tf import predict, trained
+def peak():
+    return {PEAK_BYTES}
+folder = {str(tmp_path)!r}
+model = trained.RunModel({run.cfg.run.workdir!r})
+predict.predict_files(model, [(folder + "/pool/small.png", "small.png")], folder + "/out", 1)
+before = peak()
+written, failed = predict.predict_files(model, [(folder + "/large.jpg", "large.jpg")],
+                                        folder + "/out", 1)
+print("predict", written, failed, peak() - before)
+"""
+    lines = {}
+    for script in (serve, predict):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines.update(line.split(" ", 1) for line in done.stdout.splitlines())
+    shape, added = lines["encoded"].rsplit(" ", 1)
+    assert shape == "(1, 4000, 4000)" and int(added) < 30 * 4000 ** 2, lines
+    assert lines["next"] == "(1, 20, 30)"
+    written, failed, added = lines["predict"].split()
+    assert (written, failed) == ("1", "0") and int(added) < 45 * 4000 ** 2, lines
+    labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "large.png"))
+    assert labels.shape == (4000, 4000)
+
+
 @pytest.fixture(scope="module")
 def small_budget(run):
     """The run's segmenter served with budgets of 10,000 pixels an image and 20,000 a request."""

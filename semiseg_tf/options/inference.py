@@ -22,6 +22,10 @@ TOPIC.define("string", "tile_size", None, "'H,W': predict images (at each scale)
 TOPIC.define("float", "tile_overlap", 1 / 3, "Sliding window: the share of a tile that overlaps "
         "its neighbour, in [0, 1) (1/3, as mmsegmentation's Cityscapes setting: 1024-px tiles every "
         "683 px).")
+TOPIC.define("integer", "max_pass_pixels", 2048 * 2048, "With no --tile_size, an image (at each "
+        "scale) of more pixels than this goes through the network in 512x512 tiles (smaller where "
+        "this limit is under 512x512) overlapping by --tile_overlap, so that the network's memory "
+        "is a tile's whatever the image's size; smaller images go in one pass, as validated.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,16 +37,19 @@ class Inference(Section):
     scales: tuple
     tile_size: tuple
     tile_overlap: float
+    max_pass_pixels: int
 
     def check(self):
         self.require(self.eval_batch_size > 0, "eval_batch_size", "must be positive")
         self.require(self.scales and min(self.scales) > 0, "scales",
                      "expected one or more positive numbers")
         self.require(0 <= self.tile_overlap < 1, "tile_overlap", "must lie in [0, 1)")
+        self.require(self.max_pass_pixels > 0, "max_pass_pixels", "must be positive")
 
     def options(self):
         """The semiseg_tf.inference.InferenceOptions these flags describe."""
         from semiseg_tf import inference   # TensorFlow: not for --help
         return inference.InferenceOptions(flip=self.flip, scales=self.scales,
                                           tile_size=self.tile_size,
-                                          tile_overlap=self.tile_overlap)
+                                          tile_overlap=self.tile_overlap,
+                                          max_pass_pixels=self.max_pass_pixels)
