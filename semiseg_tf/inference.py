@@ -71,6 +71,14 @@ class InferenceOptions:
             parts.append(f"tiles{self.tile_size[0]}x{self.tile_size[1]}")
         return "_".join(parts)
 
+    def one_pass_pixels(self):
+        """The most pixels, over all the images of one call, that a single pass of the network
+        (no tiles) may take: `max_pass_pixels` over the largest scale's area. None where there is
+        no such limit, or where `tile_size` tiles every image anyway."""
+        if self.tile_size or self.max_pass_pixels is None:
+            return None
+        return int(self.max_pass_pixels / max(self.scales) ** 2)
+
     def to_json(self):
         return {"flip": self.flip, "scales": list(self.scales),
                 "tile_size": list(self.tile_size) if self.tile_size else None,

@@ -156,17 +156,15 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
             except DataError as error:
                 print(f"skipped: {error}", file=out, flush=True)
                 failed += 1
+        try:
+            predicted = None if not kept else _predict(model, np.stack(pixels), confidence, (
+                confidence != "none" or min_confidence > 0 or folder is not None))
+        except DataError as error:         # over what an export takes in one pass
+            for path in kept:
+                print(f"skipped: {path}: {error}", file=out, flush=True)
+            failed += len(kept)
+            kept = []
         if kept:
-            if confidence == "entropy":
-                predicted = model.predict(np.stack(pixels))
-                predicted["entropy"] = confidence_lib.normalised_entropy(predicted["probabilities"])
-                predicted["max_probability"] = confidence_lib.max_probability(
-                    predicted.pop("probabilities"))
-            else:
-                # The two maps alone: a large image predicted in tiles never holds its class
-                # probabilities.
-                predicted = model.label_maps(np.stack(pixels), max_probability=(
-                    confidence != "none" or min_confidence > 0 or folder is not None))
             for index, (path, image) in enumerate(zip(kept, pixels)):
                 surest = predicted.get("max_probability", [None] * len(kept))[index]
                 label = confidence_lib.ignore_unsure(predicted["labels"][index], surest,
@@ -189,6 +187,19 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
     if folder is not None:
         folder.close()
     return written, failed
+
+
+def _predict(model, images, confidence, max_probability):
+    """The label maps of `images`, with the confidence maps that `confidence` and
+    `max_probability` ask for."""
+    if confidence == "entropy":
+        predicted = model.predict(images)
+        predicted["entropy"] = confidence_lib.normalised_entropy(predicted["probabilities"])
+        predicted["max_probability"] = confidence_lib.max_probability(
+            predicted.pop("probabilities"))
+        return predicted
+    # The two maps alone: a large image predicted in tiles never holds its class probabilities.
+    return model.label_maps(images, max_probability=max_probability)
 
 
 def _write(path, data):

@@ -113,6 +113,19 @@ class ServingModule(tf.Module):
                                     "pixels (padded to the largest), over the limit of",
                                     self.max_request_pixels, "per request"])
 
+    def _check_pass(self, count, height, width):
+        """[the assertion that `count` images of height x width (int64) fit one pass of the
+        network (`InferenceOptions.one_pass_pixels`)], or [] where the export tiles every image anyway."""
+        limit = self.segmenter.options.one_pass_pixels()
+        if limit is None:
+            return []
+        # An empty request counts as the one blank image that goes through the network for it.
+        return [tf.debugging.Assert(tf.maximum(count, 1) * height * width <= limit, [
+            "the request:", count, "images of", width, "x", height, "pixels, over the", limit,
+            "pixels that serving_default takes in one pass of the network (the export's "
+            "--max_pass_pixels, at its largest scale): send fewer images at a time, or image "
+            "files to the encoded signature, which goes by tiles"])]
+
     def _serve(self, images):
         # A loaded signature does not check its inputs' shapes against its own: the graph does.
         shape = tf.shape(images, out_type=tf.int64)
@@ -120,7 +133,8 @@ class ServingModule(tf.Module):
         checks = [tf.debugging.Assert(tf.equal(shape[3], bands),
                                       [f"images: [N, H, W, {bands}] expected; got", shape])]
         checks += [self._check_image(shape[1], shape[2], ["images of"]),
-                   self._check_request(shape[0], shape[1], shape[2])]
+                   self._check_request(shape[0], shape[1], shape[2]),
+                   *self._check_pass(shape[0], shape[1], shape[2])]
         with tf.control_dependencies(checks):
             images = tf.identity(images)
         # An empty request gets empty outputs of its size: the network is given one blank image,
@@ -128,8 +142,8 @@ class ServingModule(tf.Module):
         count = shape[0]
         blank = tf.zeros(tf.stack([tf.maximum(1 - count, 0), shape[1], shape[2], shape[3]]),
                          images.dtype)
-        # One pass, however large the request (its budget bounds it): a graph without tiles'
-        # branch, which ONNX converts; the encoded signature tiles large images.
+        # One pass over the whole request, held within one pass's pixels (`_check_pass`): a graph
+        # without tiles' branch, which ONNX converts; the encoded signature tiles large images.
         outputs = self.segmenter(tf.concat([images, blank], axis=0), one_pass=True)
         return {"labels": outputs["labels"][:count],
                 "probabilities": outputs["probabilities"][:count]}

@@ -5,11 +5,13 @@ exported SavedModel (whose graph holds the same path, options baked in). Both an
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from semiseg_tf import inference, models, run_info
 from semiseg_tf.checkpoints import CHECKPOINTS_DIR, first_line
 from semiseg_tf.config import ConfigError
+from semiseg_tf.errors import DataError
 
 # What an export adds to the SavedModel's assets/ besides the run's own files.
 EXPORT_INFO_FILE = "export.json"
@@ -143,8 +145,20 @@ class SavedModel:
                             f"{self.options.describe()})")
 
     def predict(self, images):
-        outputs = self.serve(images=tf.convert_to_tensor(images, self.info.pixels.dtype))
-        return {k: v.numpy() for k, v in outputs.items()}
+        """The signature's outputs for images [N, H, W, B], in as many calls as its one pass
+        takes (`InferenceOptions.one_pass_pixels`); DataError for an image over it alone."""
+        height, width = images.shape[1:3]
+        limit = self.options.one_pass_pixels()
+        per_call = len(images) if limit is None else limit // max(height * width, 1)
+        if per_call < 1:
+            raise DataError(f"{width}x{height} pixels: over the {limit:,} that {self.path}'s "
+                            "serving_default takes in one pass of its network (its "
+                            "--max_pass_pixels); predict with --workdir, which goes by tiles, or "
+                            "send the file to the encoded signature")
+        outputs = [self.serve(images=tf.convert_to_tensor(images[start:start + per_call],
+                                                          self.info.pixels.dtype))
+                   for start in range(0, len(images), per_call)]
+        return {key: np.concatenate([o[key].numpy() for o in outputs]) for key in outputs[0]}
 
     def label_maps(self, images, max_probability=True):
         """As RunModel.label_maps, from the signature's outputs (which hold the probabilities)."""

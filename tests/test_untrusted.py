@@ -19,7 +19,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import PEAK_BYTES, TINY_RUN, one_error, parse_flags, run_main
-from semiseg_tf import config, serving, trained, training
+from semiseg_tf import config, inference, serving, trained, training
+from semiseg_tf.errors import DataError
 from semiseg_tf.data import image_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,6 +179,68 @@ print("predict", written, failed, peak() - before)
     assert (written, failed) == ("1", "0") and int(added) < 45 * 4000 ** 2, lines
     labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "large.png"))
     assert labels.shape == (4000, 4000)
+
+
+def test_serving_default_refuses_a_request_over_one_pass_before_its_network_runs(exported):
+    """[4, 5000, 5000, 3] is within the image and request budgets (25 of 40 Mpx an image, 100 of
+    100 Mpx a request) but over the 2048x2048 pixels of one pass of the network, which is how
+    serving_default runs a request: refused by its check before the network runs (the request's
+    own 300 MB and little more, where the pass would take gigabytes), and a request within one pass
+    is served next."""
+    script = f"""
+import tensorflow as tf
+def peak():
+    return {PEAK_BYTES}
+serve = tf.saved_model.load({exported!r}).signatures["serving_default"]
+serve(images=tf.zeros([1, 20, 30, 3], tf.uint8))
+before = peak()
+request = tf.zeros([4, 5000, 5000, 3], tf.uint8)
+try:
+    serve(images=request)
+except tf.errors.InvalidArgumentError as error:
+    print("refused", peak() - before, " ".join(str(error).split()))
+print("next", serve(images=tf.zeros([2, 1024, 1024, 3], tf.uint8))["labels"].shape)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    added, message = lines["refused"].split(" ", 1)
+    assert int(added) < 4 * 5000 ** 2 * 3 + 200 * 2 ** 20, lines
+    assert "[the request:] [4] [images of] [5000] [x] [5000] [pixels, over the] [4194304]" in message
+    assert lines["next"] == "(2, 1024, 1024)"
+
+
+@pytest.fixture(scope="module")
+def one_pass_of_600(run, tmp_path_factory):
+    """The run exported with --max_pass_pixels=600: its serving_default takes 600 pixels a call."""
+    folder = tmp_path_factory.mktemp("exports") / "small_pass" / "1"
+    options = inference.InferenceOptions(max_pass_pixels=600)
+    return serving.export(trained.RunModel(run.cfg.run.workdir, options=options), str(folder),
+                          keras_file=False, out=open(os.devnull, "w"))
+
+
+def test_a_saved_model_predicts_a_batch_in_calls_within_one_pass_and_names_an_image_over_it(
+        run, one_pass_of_600, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), np.uint8)
+    served = trained.SavedModel(one_pass_of_600)
+    calls = []
+    serve = served.serve
+    served.serve = lambda images: calls.append(images.shape) or serve(images=images)
+    labels = served.predict(images)["labels"]
+    assert calls == [(2, 16, 16, 3), (2, 16, 16, 3), (1, 16, 16, 3)]     # 600 // 256 = 2 a call
+    expected = trained.RunModel(run.cfg.run.workdir).predict(images)["labels"]
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(DataError, match="25x25 pixels: over the 600 that .* takes in one pass"):
+        served.predict(np.zeros((1, 25, 25, 3), np.uint8))
+    (tmp_path / "in").mkdir()
+    png(tmp_path / "in" / "large.png", 25, 25)
+    png(tmp_path / "in" / "small.png", 16, 16)
+    done = run_main("predict", f"--saved_model={one_pass_of_600}", f"--input={tmp_path}/in",
+                    f"--output={tmp_path}/out")
+    skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 1 and "large.png: 25x25 pixels: over the 600" in skipped[0], done.stderr
+    assert "wrote 1 label maps" in done.stdout
 
 
 @pytest.fixture(scope="module")
