@@ -70,10 +70,14 @@ TOPIC.define("boolean", "tflite_probabilities", False, "--format=tflite: the fil
 TOPIC.define("integer", "tflite_representative_images", 32, "--format=tflite: how many of the "
         "run's training images (resized to --tflite_size) calibrate the int8 variant and check "
         "every variant against the SavedModel.")
-# serving.DEFAULT_MAX_REQUEST_PIXELS (a test holds the two equal).
-TOPIC.define("integer", "max_request_pixels", 100_000_000, "The most pixels one request to the "
-        "export may hold, counted as N images x the largest one's pixels (the labels output pads "
-        "every image to the largest); a larger request is refused before anything is decoded.")
+TOPIC.define("integer", "max_request_pixels", limits_flags.DEFAULT_MAX_REQUEST_PIXELS, "The most pixels "
+        "one request to the export may hold, counted as N images x the largest one's pixels (the "
+        "labels output pads every image to the largest); a larger request is refused before "
+        f"anything is decoded. A request to the encoded signature costs about "
+        f"{limits_flags.REQUEST_BYTES_PER_PIXEL} bytes a pixel at peak beside the server's "
+        f"{limits_flags.PROCESS_BYTES / 1e9:.1f} GB: the default keeps one under "
+        f"{limits_flags.MEMORY_BOUND_BYTES / 1e9:.0f} GB. serving_default also refuses a request of "
+        "more pixels in all than one pass of the network takes (--max_pass_pixels).")
 TOPIC.define("boolean", "encoded_confidence", False, "The encoded signature also returns "
         "confidence_png_bytes: each image's max class probability as a 16-bit greyscale PNG "
         "(0-65535 for 0-1), as predict --confidence=max_probability writes it.")

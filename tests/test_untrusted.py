@@ -22,6 +22,7 @@ from conftest import PEAK_BYTES, TINY_RUN, one_error, parse_flags, run_main
 from semiseg_tf import config, inference, serving, trained, training
 from semiseg_tf.errors import DataError
 from semiseg_tf.data import image_files
+from semiseg_tf.options import limits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_FLAGS = ["--synthetic_num_train=24", "--synthetic_num_val=6", "--synthetic_image_size=16"]
@@ -130,29 +131,38 @@ print("ok", send("ok.png")["labels"].shape)
     assert int(lines["after"]) - int(lines["before"]) < 20000 * 20000 * 3 // 10, lines
 
 
-def test_a_large_image_is_served_and_predicted_by_tiles_in_memory_of_a_few_bytes_a_pixel(
+def test_a_large_image_or_request_costs_at_most_the_bytes_a_pixel_the_budgets_follow_from(
         run, exported, tmp_path):
     """A 632-byte JPEG declaring 4000x4000 (16 Mpx: over --max_pass_pixels, within the image
-    budget) through the encoded signature and through predict's own path, each in a process that
-    has served or predicted a small image first: it is served whole, and adds under 30 bytes a
-    pixel to the peak in the signature (the decoded image, the label maps and their PNG) and under
-    45 in predict (which also traces the tiles' graph then, and draws the overlay); the network run
-    over the whole image at once added 55 to the signature's."""
+    budget) through the encoded signature and through predict's own path, and a request of forty
+    JPEGs declaring 1000x1000 to the encoded signature, each in a process that has served a small
+    image first (predict: an image over --max_pass_pixels, whose tiles' graph it traces): each is
+    served whole and adds to the peak no more than the bytes a pixel that the default budgets are
+    derived from (options/limits.py; the image: decoded, by tiles, its label maps, overlay and PNG;
+    the request: its labels padded and stacked). The network run over the whole image at once
+    added 55 a pixel to the signature's."""
     lying_jpeg(tmp_path / "large.jpg", 4000, 4000)
+    lying_jpeg(tmp_path / "one.jpg", 1000, 1000)
+    lying_jpeg(tmp_path / "warm.jpg", 2100, 2100)
     (tmp_path / "pool").mkdir()
     png(tmp_path / "pool" / "small.png", 20, 30)
-    # Two processes: the first one's peak would hide the second's.
+    # A process each: the first one's peak would hide the next's.
     serve = f"""
+import sys
 import tensorflow as tf
 def peak():
     return {PEAK_BYTES}
 encoded = tf.saved_model.load({exported!r}).signatures["encoded"]
-def send(name):
-    return encoded(image_bytes=tf.constant([open({str(tmp_path)!r} + name, "rb").read()]))
+def send(*names):
+    return encoded(image_bytes=tf.constant([open({str(tmp_path)!r} + n, "rb").read()
+                                            for n in names]))
 send("/pool/small.png")
 before = peak()
-print("encoded", send("/large.jpg")["labels"].shape, peak() - before)
-print("next", send("/pool/small.png")["labels"].shape)
+if sys.argv[1] == "image":
+    print("encoded", send("/large.jpg")["labels"].shape, peak() - before)
+    print("next", send("/pool/small.png")["labels"].shape)
+else:
+    print("request", send(*["/one.jpg"] * 40)["labels"].shape, peak() - before)
 """
     predict = f"""
 from semiseg_tf import predict, trained
@@ -160,23 +170,28 @@ def peak():
     return {PEAK_BYTES}
 folder = {str(tmp_path)!r}
 model = trained.RunModel({run.cfg.run.workdir!r})
-predict.predict_files(model, [(folder + "/pool/small.png", "small.png")], folder + "/out", 1)
+# Its tiles' graph traced on a smaller image over --max_pass_pixels: a cost paid once.
+predict.predict_files(model, [(folder + "/warm.jpg", "warm.jpg")], folder + "/out", 1)
 before = peak()
 written, failed = predict.predict_files(model, [(folder + "/large.jpg", "large.jpg")],
                                         folder + "/out", 1)
 print("predict", written, failed, peak() - before)
 """
     lines = {}
-    for script in (serve, predict):
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    for script, argument in ((serve, "image"), (serve, "request"), (predict, "")):
+        done = subprocess.run([sys.executable, "-c", script, argument], capture_output=True,
+                              text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert done.returncode == 0, done.stderr[-3000:]
         lines.update(line.split(" ", 1) for line in done.stdout.splitlines())
     shape, added = lines["encoded"].rsplit(" ", 1)
-    assert shape == "(1, 4000, 4000)" and int(added) < 30 * 4000 ** 2, lines
+    assert shape == "(1, 4000, 4000)" and int(added) < limits.IMAGE_BYTES_PER_PIXEL * 4000 ** 2, lines
     assert lines["next"] == "(1, 20, 30)"
+    shape, added = lines["request"].rsplit(" ", 1)
+    assert shape == "(40, 1000, 1000)", lines
+    assert int(added) < limits.REQUEST_BYTES_PER_PIXEL * 40 * 1000 ** 2, lines
     written, failed, added = lines["predict"].split()
-    assert (written, failed) == ("1", "0") and int(added) < 45 * 4000 ** 2, lines
+    assert (written, failed) == ("1", "0"), lines
+    assert int(added) < limits.IMAGE_BYTES_PER_PIXEL * 4000 ** 2, lines
     labels = np.asarray(Image.open(tmp_path / "out" / "labels" / "large.png"))
     assert labels.shape == (4000, 4000)
 
