@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from semiseg_tf.data.pipeline import normalise
@@ -79,10 +80,29 @@ class InferenceOptions:
             return None
         return int(self.max_pass_pixels / max(self.scales) ** 2)
 
+    def images_per_pass(self, height, width, count):
+        """How many of `count` images of height x width one pass takes (0: not even one)."""
+        limit = self.one_pass_pixels()
+        return count if limit is None else min(count, limit // max(height * width, 1))
+
     def to_json(self):
         return {"flip": self.flip, "scales": list(self.scales),
                 "tile_size": list(self.tile_size) if self.tile_size else None,
                 "tile_overlap": self.tile_overlap, "max_pass_pixels": self.max_pass_pixels}
+
+
+def in_passes(call, images, options):
+    """`call` (images [n, H, W, B] -> {name: tensor}) over images [N, H, W, B] in as many calls
+    as one pass of `options` takes each, its outputs joined as numpy arrays. ValueError when one
+    image alone is over the pass."""
+    count, height, width = images.shape[:3]
+    per_call = options.images_per_pass(height, width, count)
+    if per_call < 1 and count:
+        raise ValueError(f"{width}x{height} pixels: over the {options.one_pass_pixels():,} of one "
+                         "pass of the network")
+    outputs = [call(images[start:start + per_call]) for start in range(0, count, per_call or 1)]
+    return {key: np.concatenate([output[key].numpy() for output in outputs])
+            for key in outputs[0]}
 
 
 def tile_starts(size, tile, overlap):

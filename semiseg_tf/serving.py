@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 import semiseg_tf
-from semiseg_tf import checkpoints, run_files, run_info, trained
+from semiseg_tf import checkpoints, inference, run_files, run_info, trained
 from semiseg_tf.data import native, records
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import limits
@@ -217,7 +217,8 @@ def _write_litert(model, settings, folder, scratch, module, out, min_agreement):
     """The .tflite files of `settings` into `folder`, each checked against the SavedModel's labels
     on the settings' images (one line each on `out`; ConfigError under `min_agreement`)."""
     from semiseg_tf import litert
-    expected = module.serve(images=tf.constant(settings.images))["labels"].numpy()
+    expected = inference.in_passes(lambda chunk: module.serve(images=tf.constant(chunk)),
+                                   settings.images, model.segmenter.options)["labels"]
     for variant in settings.variants:
         content = litert.convert(model.segmenter, variant, settings.size,
                                  os.path.join(scratch, f"litert-{variant}"),
@@ -273,11 +274,11 @@ def _write_assets(folder, model, limits):
     return paths
 
 
-def convert_to_onnx(saved_model_dir, onnx_path, images):
+def convert_to_onnx(saved_model_dir, onnx_path, images, options):
     """Converts the serving_default signature with tf2onnx (its command, in a child process: it
     logs and exits as a command) and checks the result with onnxruntime against the SavedModel
     on `images` ([N, H, W, bands] of the run's pixel type: its own images, whose probabilities are
-    not saturated as random ones' are).
+    not saturated as random ones' are), as many at a time as one pass of inference `options` takes.
 
     Returns:
       (the share of pixels both label alike, the largest probability difference between them).
@@ -298,10 +299,13 @@ def convert_to_onnx(saved_model_dir, onnx_path, images):
         raise ConfigError(f"--format=onnx: tf2onnx failed ({detail})")
     served = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    onnx_labels, onnx_probabilities = session.run(["labels", "probabilities"], {"images": images})
-    expected = served(images=tf.constant(images))
-    agree = float((onnx_labels == expected["labels"].numpy()).mean())
-    return agree, float(np.abs(onnx_probabilities - expected["probabilities"].numpy()).max())
+    expected = inference.in_passes(lambda chunk: served(images=tf.constant(chunk)), images,
+                                   options)
+    converted = inference.in_passes(
+        lambda chunk: dict(zip(("labels", "probabilities"), map(tf.constant, session.run(
+            ["labels", "probabilities"], {"images": chunk})))), images, options)
+    agree = float((converted["labels"] == expected["labels"]).mean())
+    return agree, float(np.abs(converted["probabilities"] - expected["probabilities"]).max())
 
 
 # The least share of pixels an ONNX or LiteRT file must label as the SavedModel does.
@@ -368,7 +372,8 @@ def export(model, export_dir=None, keras_file=True, onnx=None, out=None,
                               min_agreement)
         shutil.rmtree(scratch)
         if onnx is not None:
-            agree, difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE), onnx)
+            agree, difference = convert_to_onnx(saved, os.path.join(saved, ONNX_FILE), onnx,
+                                                model.segmenter.options)
             print(f"  {ONNX_FILE}: labels {100 * agree:.2f}% the SavedModel's on {len(onnx)} of the "
                   f"run's images, probabilities within {difference:.1e}", file=out or sys.stdout,
                   flush=True)

@@ -5,7 +5,6 @@ exported SavedModel (whose graph holds the same path, options baked in). Both an
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from semiseg_tf import inference, models, run_info
@@ -147,18 +146,15 @@ class SavedModel:
     def predict(self, images):
         """The signature's outputs for images [N, H, W, B], in as many calls as its one pass
         takes (`InferenceOptions.one_pass_pixels`); DataError for an image over it alone."""
-        height, width = images.shape[1:3]
-        limit = self.options.one_pass_pixels()
-        per_call = len(images) if limit is None else limit // max(height * width, 1)
-        if per_call < 1:
-            raise DataError(f"{width}x{height} pixels: over the {limit:,} that {self.path}'s "
-                            "serving_default takes in one pass of its network (its "
+        dtype = self.info.pixels.dtype
+        try:
+            return inference.in_passes(
+                lambda chunk: self.serve(images=tf.convert_to_tensor(chunk, dtype)), images,
+                self.options)
+        except ValueError as error:
+            raise DataError(f"{error}, which {self.path}'s serving_default takes (its "
                             "--max_pass_pixels); predict with --workdir, which goes by tiles, or "
-                            "send the file to the encoded signature")
-        outputs = [self.serve(images=tf.convert_to_tensor(images[start:start + per_call],
-                                                          self.info.pixels.dtype))
-                   for start in range(0, len(images), per_call)]
-        return {key: np.concatenate([o[key].numpy() for o in outputs]) for key in outputs[0]}
+                            "send the file to the encoded signature") from None
 
     def label_maps(self, images, max_probability=True):
         """As RunModel.label_maps, from the signature's outputs (which hold the probabilities)."""

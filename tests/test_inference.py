@@ -341,3 +341,24 @@ def test_label_png_reads_back_as_ids_in_the_palette():
     assert image.mode == "P"
     np.testing.assert_array_equal(np.asarray(image), labels)
     np.testing.assert_array_equal(np.asarray(image.convert("RGB"))[0, 1], (40, 50, 60))
+
+
+def test_in_passes_calls_with_as_many_images_as_one_pass_takes_and_joins_their_outputs():
+    images = np.arange(7 * 10 * 10, dtype=np.float32).reshape(7, 10, 10, 1)
+    calls = []
+
+    def call(chunk):
+        calls.append(len(chunk))
+        return {"sum": tf.reduce_sum(chunk, axis=[1, 2, 3])}
+
+    # One pass of 450 pixels at scale 1.5 takes 200 pixels at scale 1: two 10x10 images.
+    options = inference.InferenceOptions(scales=(1.0, 1.5), max_pass_pixels=450)
+    assert options.one_pass_pixels() == 200
+    joined = inference.in_passes(call, images, options)
+    assert calls == [2, 2, 2, 1]
+    np.testing.assert_array_equal(joined["sum"], images.sum(axis=(1, 2, 3)))
+    calls.clear()
+    inference.in_passes(call, images, inference.InferenceOptions(tile_size=(4, 4)))
+    assert calls == [7]                              # tiles bound every image: one call
+    with pytest.raises(ValueError, match="10x10 pixels: over the 99 of one pass"):
+        inference.in_passes(call, images, inference.InferenceOptions(max_pass_pixels=99))

@@ -246,7 +246,8 @@ def test_a_saved_model_predicts_a_batch_in_calls_within_one_pass_and_names_an_im
     assert calls == [(2, 16, 16, 3), (2, 16, 16, 3), (1, 16, 16, 3)]     # 600 // 256 = 2 a call
     expected = trained.RunModel(run.cfg.run.workdir).predict(images)["labels"]
     np.testing.assert_array_equal(labels, expected)
-    with pytest.raises(DataError, match="25x25 pixels: over the 600 that .* takes in one pass"):
+    with pytest.raises(DataError, match="25x25 pixels: over the 600 of one pass of the network, "
+                                        "which .* takes"):
         served.predict(np.zeros((1, 25, 25, 3), np.uint8))
     (tmp_path / "in").mkdir()
     png(tmp_path / "in" / "large.png", 25, 25)
