@@ -10,7 +10,7 @@ supervised pass with the same masks on both sides; everything else is the `semis
 setting. A gap that
 grows past float32 rounding names a difference in the step itself.
 
-`train` runs the whole toy in PyTorch, as SPEC 6.4 describes the authors' loop (torch's Linear
+`train` runs the whole toy in PyTorch, as the authors' loop does (torch's Linear
 initialisation, torch.optim.Adam, the EMA of every weight, the contour constraint through
 `grid_sample`), on our data (`semiseg_tf.paper.toy2d.data`) and scores it with our `evaluate`, so its
 figures stand beside `python -m semiseg_tf.paper.toy2d` runs.
@@ -51,7 +51,7 @@ def torch_linears(net):
 
 
 class TorchToy:
-    """The step of SPEC 6.4 for the logits_var loss, mean teacher, no batch norm, and
+    """The authors' step for the logits_var loss, mean teacher, no batch norm, and
     --cons_no_dropout (the consistency passes without dropout, the supervised pass with it)."""
 
     def __init__(self, distance_map, dropout, seed):

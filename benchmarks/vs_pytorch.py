@@ -5,7 +5,7 @@
 
 The TensorFlow side is the trainer's own step for flags/paper/pascal_deeplab2/cutmix_106.flags
 (benchmarks/recipe_step.py). The PyTorch side is the authors' iteration written out here with
-their network (SPEC 4.2: Caffe-style ResNet-101 at output stride 8, batch norm frozen and never
+their network (Caffe-style ResNet-101 at output stride 8, batch norm frozen and never
 trained, four-branch ASPP as the supplement describes, logits upsampled with align_corners) and
 their order of work: the supervised loss's backward pass first, then the teacher on both
 unlabelled batches without gradient, the student on the mixed batch and its backward pass, one

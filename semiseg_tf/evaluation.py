@@ -1,4 +1,4 @@
-"""Scoring a model on a labelled set, through the inference path (SPEC 5: dataset-level confusion).
+"""Scoring a model on a labelled set, through the inference path (dataset-level confusion).
 
 `Evaluator` is what the trainer validates with; `score` is what it and `python -m semiseg_tf.evaluate`
 both run, so the trainer's mIoU and the command's are the same computation.

@@ -1,4 +1,4 @@
-"""Dataset-level IoU and accuracies from a confusion matrix (SPEC 5), and the same as Keras metrics."""
+"""Dataset-level IoU and accuracies from a confusion matrix, and the same as Keras metrics."""
 import keras
 import numpy as np
 import tensorflow as tf

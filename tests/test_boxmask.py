@@ -1,4 +1,4 @@
-"""Box masks against the formulas of SPEC 1.2 and a numpy xor oracle."""
+"""Box masks against the formulas of the authors' `BoxMaskGenerator` and a numpy xor oracle."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,6 +1,7 @@
 """The code passes the linter configured in ruff.toml (pyflakes' errors, pycodestyle's, lines of at
 most 110 characters)."""
 import os
+import re
 import subprocess
 import sys
 
@@ -12,3 +13,17 @@ def test_the_repository_passes_ruff():
     done = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", "."],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_no_file_cites_a_document_outside_the_repository():
+    """Comments, docstrings and documents point at the paper, the authors' code or docs/, never at
+    the reference notes (SPEC and a section number) that the repository does not hold."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    citing = []
+    for path in tracked:
+        if path.endswith((".py", ".md", ".flags", ".sh", ".cfg", ".toml")):
+            with open(os.path.join(REPO, path), encoding="utf-8") as f:
+                citing += [f"{path}:{n}" for n, line in enumerate(f, 1)
+                           if re.search(r"\bSPEC(\.md| \d)", line)]
+    assert not citing, citing

@@ -50,23 +50,23 @@ def test_parameter_counts_equal_the_reference_networks():
 
     def bn(c):
         return 2 * c
-    # SPEC 4.2: four 3x3 dilated convs 2048 -> C with bias.
+    # DeepLab v2's classifier: four 3x3 dilated convs 2048 -> C with bias.
     deeplab2 = resnet101 + 4 * (2048 * 9 * classes + classes)
-    # SPEC 4.3: ASPP (1x1, three 3x3, image pooling, projection; 256 channels, BN each), 48-channel
+    # DeepLab v3+: ASPP (1x1, three 3x3, image pooling, projection; 256 channels, BN each), 48-channel
     # low-level projection, two 3x3 decoder convs, classifier.
     aspp = (conv(2048, 256) + bn(256) + 3 * (conv(2048, 256, 3) + bn(256))
             + conv(2048, 256) + bn(256) + conv(5 * 256, 256) + bn(256))
     decoder = (conv(256, 48) + bn(48) + conv(304, 256, 3) + bn(256) + conv(256, 256, 3) + bn(256)
                + conv(256, classes, 1, bias=True))
     deeplab3plus = resnet101 + aspp + decoder
-    # SPEC 4.5: MIT's deep stem (3x3 convs 3->64->64->128 with BN) replaces the 7x7 conv and its BN;
+    # PSPNet: MIT's deep stem (3x3 convs 3->64->64->128 with BN) replaces the 7x7 conv and its BN;
     # layer1's first block then reads 128 channels instead of 64 (its 1x1 conv and downsample).
     deep_stem_resnet101 = (resnet101 - conv(3, 64, 7) - bn(64)
                            + conv(3, 64, 3) + bn(64) + conv(64, 64, 3) + bn(64) + conv(64, 128, 3)
                            + bn(128) + conv(128 - 64, 64) + conv(128 - 64, 256))
     pspnet = (deep_stem_resnet101 + 4 * (conv(2048, 512) + bn(512)) + conv(4096, 512, 3) + bn(512)
               + conv(512, classes, 1, bias=True))
-    # SPEC 4.4: line0 1x1 conv with bias, four decoder blocks (3x3 conv + BN), final conv, BN, 1x1.
+    # Dense U-net: line0 1x1 conv with bias, four decoder blocks (3x3 conv + BN), final conv, BN, 1x1.
     dense_unet = (densenet161 + conv(2112, 2208, 1, bias=True)
                   + conv(2208, 768, 3) + bn(768) + conv(768, 384, 3) + bn(384)
                   + conv(384, 96, 3) + bn(96) + conv(96, 96, 3) + bn(96)

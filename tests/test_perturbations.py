@@ -317,7 +317,7 @@ def test_augment_consistency_warps_teacher_probabilities_into_the_student_frame(
     for i in range(3):
         affine = batch["teacher_to_student"][i].numpy()[:2]
         probs = softmax((batch["image"][i].numpy() @ w_teacher + bias).astype(np.float64))
-        # Softmax first, then the warp (SPEC 2.5), bilinear with zero outside, like cv2.warpAffine.
+        # Softmax first, then the warp, bilinear with zero outside, like cv2.warpAffine.
         expected = cv2.warpAffine(probs.astype(np.float32), affine, (12, 12), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         np.testing.assert_allclose(terms.teacher_probs[i].numpy(), expected, atol=1e-4)

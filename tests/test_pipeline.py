@@ -183,7 +183,7 @@ def test_resuming_at_step_k_continues_the_same_sequence(source):
 
 
 def test_masks_differ_between_samples_and_streams_differ(source):
-    # The authors' bug (SPEC 1.4): parallel workers shared random state, so whole batches of masks
+    # The authors' bug: parallel workers shared random state, so whole batches of masks
     # repeated. Here each sample draws from its own seed, so batches never repeat, and masks are
     # distinct but for rare coincidences (a full-width box has only one horizontal position).
     batches = take(make_pipeline(source, crop=(160, 160)).train_dataset(), 8)

@@ -1,11 +1,11 @@
 """Box masks for CutMix and Cutout, drawn per sample with stateless random ops.
 
-Follows the authors' `BoxMaskGenerator` (SPEC 1.2-1.3) step by step, with one deliberate difference:
+Follows the authors' `BoxMaskGenerator` step by step, with one deliberate difference:
 boxes that cross the image edge (`within_bounds=False`) are clipped instead of silently dropped.
 
 Randomness comes from an explicit `seed` (a shape-[2] int tensor) so that each sample of each stream
 gets its own mask, however many tf.data workers run in parallel (the authors' masks repeated across
-their 4 DataLoader workers, SPEC 1.4).
+their 4 DataLoader workers).
 """
 import dataclasses
 
@@ -23,7 +23,7 @@ class BoxMaskParams:
       by_size: draw side fractions directly instead of an area fraction.
       within_bounds: boxes lie wholly inside the image; otherwise they are centred anywhere and clipped.
       invert: start from zeros so the mask is 1 inside the boxes (the authors' default).
-      authors_outside_bounds: with `within_bounds=False`, reproduce the authors' bug (SPEC 1.2): a
+      authors_outside_bounds: with `within_bounds=False`, reproduce the authors' bug: a
         negative start is used as a Python slice start, so a box crossing the top or left edge
         becomes empty (or a sliver at the far edge) instead of clipped.
     """

@@ -1,4 +1,4 @@
-"""Colour augmentation of the student's view (SPEC 3.8, 8): torchvision's ColorJitter, then RandomGrayscale.
+"""Colour augmentation of the student's view: torchvision's ColorJitter, then RandomGrayscale.
 
 The authors' last commit (arXiv 2110.04487) jitters only the student's copy of an unlabelled sample,
 after the geometric transforms: with probability `prob`, brightness, contrast and saturation factors

@@ -1,11 +1,11 @@
 """Geometric augmentation as affine matrices in pixel coordinates, applied by one warp.
 
-Conventions (the authors', SPEC 3.2, and OpenCV's): a 3x3 matrix maps *source* pixel coordinates
+Conventions (the authors' and OpenCV's): a 3x3 matrix maps *source* pixel coordinates
 (x, y) to *destination* pixel coordinates, with integer coordinates at pixel centres; matrices compose
 by product, rightmost applied first. `warp` hands TF's `ImageProjectiveTransformV3` the inverse, because
 that op maps output pixels to input pixels (OpenCV's WARP_INVERSE_MAP); no half-pixel shifts are needed.
 
-The ops are the authors' (SPEC 3.3-3.7): random crop with mean-colour padding, Hung et al.'s scale and
+The ops are the authors': random crop with mean-colour padding, Hung et al.'s scale and
 crop, rotate/scale/crop with mirrored (BORDER_REFLECT_101) borders, and h/v/diagonal flips; each in a
 single form (one view) and a paired form (a teacher's and a student's view of one image, for
 standard-augmentation consistency). Every pipeline of the project uses them.
@@ -17,7 +17,7 @@ import dataclasses
 
 import tensorflow as tf
 
-# The 11 scale factors of Hung et al.'s augmentation: 0.5, 0.6, ..., 1.5 (SPEC 3.5).
+# The 11 scale factors of Hung et al.'s augmentation: 0.5, 0.6, ..., 1.5.
 HUNG_SCALES = tuple(0.5 + i / 10 for i in range(11))
 
 
@@ -31,12 +31,12 @@ class GeometricParams:
 
     Attributes:
       crop_size: (height, width) of the output crop.
-      scale_hung: Hung et al.'s random scale in {0.5, ..., 1.5} before cropping (SPEC 3.5).
-      max_scale: rotate/scale/crop: scale drawn log-uniformly from [1/max_scale, max_scale] (SPEC 3.6).
+      scale_hung: Hung et al.'s random scale in {0.5, ..., 1.5} before cropping.
+      max_scale: rotate/scale/crop: scale drawn log-uniformly from [1/max_scale, max_scale].
       scale_non_uniform: rotate/scale/crop: draw the x and y scales independently.
       rot_mag: rotate/scale/crop: rotation drawn from U(-rot_mag, rot_mag) degrees.
       hflip, vflip, hvflip: random horizontal, vertical and diagonal (transpose) flips, each with
-        probability 0.5 (SPEC 3.7).
+        probability 0.5.
       crop_offset: paired views (standard-augmentation consistency): the student's crop is offset from
         the teacher's by up to this many pixels per axis.
       free_scale_rot: paired views: the student gets its own rotation and scale (otherwise the two
@@ -78,14 +78,14 @@ def scaling(sx, sy):
 
 
 def rotation(theta):
-    """The authors' rotation (SPEC 3.2): [[cos, sin], [-sin, cos]], counter-clockwise on screen."""
+    """The authors' rotation: [[cos, sin], [-sin, cos]], counter-clockwise on screen."""
     cos, sin = tf.cos(tf.cast(theta, tf.float32)), tf.sin(tf.cast(theta, tf.float32))
     return tf.stack([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])
 
 
 def flip_matrix(hflip, vflip, height, width, hvflip=False):
     """Mirrors x (hflip) and/or y (vflip), then swaps the axes (hvflip), of an image of the given size;
-    e.g. hflip is [[-1,0,W-1],[0,1,0]] (SPEC 3.2 `flip_xyd_matrices`)."""
+    e.g. hflip is [[-1,0,W-1],[0,1,0]] (the authors' `flip_xyd_matrices`)."""
     fx = tf.cast(hflip, tf.float32)
     fy = tf.cast(vflip, tf.float32)
     flip = tf.matmul(
@@ -125,14 +125,14 @@ def _resize_matrix(src_h, src_w, crop_h, crop_w):
 
 
 def random_crop_matrix(seed, in_h, in_w, crop_h, crop_w):
-    """Pad to the crop size (mean colour / ignore label) and crop at a uniform position (SPEC 3.4)."""
+    """Pad to the crop size (mean colour / ignore label) and crop at a uniform position."""
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, crop_h, crop_w)
     pos_y, pos_x = _uniform_position(seed, padded_h, padded_w, crop_h, crop_w)
     return tf.matmul(translation(-pos_x, -pos_y), translation(left, top))
 
 
 def hung_scale_crop_matrix(seed, in_h, in_w, crop_h, crop_w):
-    """Hung et al.'s scale-and-crop (SPEC 3.5): crop round(crop / f) pixels, resize them to `crop`."""
+    """Hung et al.'s scale-and-crop: crop round(crop / f) pixels, resize them to `crop`."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     src_h, src_w = _hung_source_size(seeds[0], crop_h, crop_w)
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, src_h, src_w)
@@ -148,7 +148,7 @@ def _offset_position(seed, position, offset, extra):
 
 
 def random_crop_pair(seed, in_h, in_w, crop_h, crop_w, offset):
-    """Two random crops, the second within `offset` pixels of the first (SPEC 3.4, pair)."""
+    """Two random crops, the second within `offset` pixels of the first (pair)."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
     padded_h, padded_w, top, left = _pad_offsets(in_h, in_w, crop_h, crop_w)
     pos_y, pos_x = _uniform_position(seeds[0], padded_h, padded_w, crop_h, crop_w)
@@ -159,8 +159,9 @@ def random_crop_pair(seed, in_h, in_w, crop_h, crop_w, offset):
 
 
 def hung_scale_crop_pair(seed, in_h, in_w, crop_h, crop_w, offset):
-    """SPEC 3.5, pair: the teacher's view is an unscaled crop; the student's, centred within `offset`
-    pixels of it, is a crop of round(crop / f) pixels resized to the crop size."""
+    """Hung et al.'s scale-and-crop for a pair: the teacher's view is an unscaled crop; the
+    student's, centred within `offset` pixels of it, is a crop of round(crop / f) pixels resized
+    to the crop size."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
     src_h, src_w = _hung_source_size(seeds[0], crop_h, crop_w)
     region_h, region_w = tf.maximum(crop_h, src_h), tf.maximum(crop_w, src_w)
@@ -189,8 +190,9 @@ def _random_scales(seed, max_scale, non_uniform):
 
 
 def rotate_scale_crop_pair(seed, in_h, in_w, params, paired):
-    """SPEC 3.6: T(crop / 2) . T(offset) . R(theta) . S(s) . T(-centre); the second view has its own
-    offset (and, with `free_scale_rot`, its own scale and rotation). Returns (first, second)."""
+    """The rotate-scale-crop matrices: T(crop / 2) . T(offset) . R(theta) . S(s) . T(-centre); the
+    second view has its own offset (and, with `free_scale_rot`, its own scale and rotation).
+    Returns (first, second)."""
     crop_h, crop_w = params.crop_size
     seeds = tf.random.experimental.stateless_split(seed, 7)
     rot = params.rot_mag * 3.141592653589793 / 180.0
@@ -247,7 +249,7 @@ def random_geometric_matrix(seed, in_h, in_w, params):
 
 
 def random_geometric_pair(seed, in_h, in_w, params):
-    """Source-to-crop matrices of the teacher's and the student's views of one sample (SPEC 2.5): the
+    """Source-to-crop matrices of the teacher's and the student's views of one sample: the
     crop op in its paired form, then independent flips for each view."""
     crop_h, crop_w = params.crop_size
     seeds = tf.random.experimental.stateless_split(seed, 3)

@@ -74,12 +74,12 @@ class DataSource(abc.ABC):
         return None
 
     def labelled_split(self, n_sup, split_seed):
-        """(labelled, unlabelled) training indices; by default the authors' permutation (SPEC 3.9)."""
+        """(labelled, unlabelled) training indices; by default the authors' permutation."""
         return labelled_split(self.num_train, n_sup, split_seed)
 
 
 def labelled_split(num_train, n_sup, split_seed):
-    """Chooses the labelled subset as the authors do (SPEC 3.9).
+    """Chooses the labelled subset as the authors do.
 
     The labelled images are the first `n_sup` of `RandomState(split_seed).permutation(num_train)`; every
     training image, the labelled ones included, is in the unlabelled set.

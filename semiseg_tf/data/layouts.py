@@ -4,7 +4,7 @@ Each `*_layout(data_dir)` reads only file names (fast, no image is opened) and r
 raw samples of each split, the classes, and the `Conversion` the preparation applies. A missing folder,
 list or file raises `DataError` naming it. No TensorFlow here (see native.py).
 
-Labelled subsets (SPEC 3.9): Pascal VOC augmented takes the first `--n_sup` names of the shipped
+Labelled subsets: Pascal VOC augmented takes the first `--n_sup` names of the shipped
 Mittal split; a folder dataset with `labelled.txt` the first of its lines; every other dataset the
 first `--n_sup` of `RandomState(--split_seed).permutation` over its training names in sorted order,
 which picks the authors' subsets for their seeds.
@@ -164,7 +164,7 @@ def pascal_layout(data_dir, augmented=True):
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
                       "bus", "train", "motorcycle", "bicycle")
-# gtFine label ids of the 19 evaluated classes, in train-id order; every other id is void (SPEC 3.11).
+# gtFine label ids of the 19 evaluated classes, in train-id order; every other id is void.
 CITYSCAPES_TRAIN_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 CITYSCAPES_LUT = tuple(CITYSCAPES_TRAIN_IDS.index(i) if i in CITYSCAPES_TRAIN_IDS
                        else native.IGNORE_LABEL for i in range(256))
@@ -201,7 +201,7 @@ def cityscapes_layout(data_dir):
 # --- ISIC 2017 ----------------------------------------------------------------------------------------
 ISIC_CLASSES = ("background", "lesion")
 ISIC_SIZE = (248, 248)
-# Masks are 0/255, resized with area interpolation; lesion where the result is >= 127 (SPEC 3.12).
+# Masks are 0/255, resized with area interpolation; lesion where the result is >= 127.
 ISIC_LUT = tuple(int(v >= 127) for v in range(256))
 
 

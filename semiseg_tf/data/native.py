@@ -88,7 +88,7 @@ class Conversion:
     """How a dataset's raw samples become prepared ones (applied in this order).
 
     half_resolution: 2x2 block mean of the image, truncated to uint8, and 2x2 majority vote of the
-      raw label values, ties to the lowest (Cityscapes, SPEC 3.11).
+      raw label values, ties to the lowest (Cityscapes).
     resize_to: (height, width): image and raw label resized with OpenCV's area interpolation (ISIC).
     palette: for RGB masks, ((r, g, b), ...) where entry k is the colour of class k.
     label_lut: 256 entries, raw label value -> class id or 255 (Cityscapes ids, ISIC's threshold).
@@ -443,7 +443,7 @@ def _colours_to_classes(ref, rgb, palette):
 
 
 def half_resolution_image(image):
-    """2x2 block mean truncated to uint8 (skimage's downscale_local_mean then astype, SPEC 3.11)."""
+    """2x2 block mean truncated to uint8 (skimage's downscale_local_mean then astype)."""
     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
     blocks = image[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).astype(np.float64)
     return blocks.mean(axis=(1, 3)).astype(np.uint8)

@@ -97,7 +97,7 @@ def augment(image, label, seed, params):
 
 
 def augment_pair(image, seed, params):
-    """Two views of one unlabelled image for standard-augmentation consistency (SPEC 2.5).
+    """Two views of one unlabelled image for standard-augmentation consistency.
 
     Returns:
       dict with the teacher's view (`image`, `valid`), the student's (`student_image`,

@@ -40,8 +40,8 @@ def default_prepared_dir(dataset, data_dir):
 class PreparedSource(base.DataSource):
     """A prepared dataset (see records.py).
 
-    n_val > 0 holds out labelled training images for validation, as the authors' `--n_val` does
-    (SPEC 3.9): the training images are permuted by `RandomState(val_seed)`, the last `n_val`
+    n_val > 0 holds out labelled training images for validation, as the authors' `--n_val` does:
+    the training images are permuted by `RandomState(val_seed)`, the last `n_val`
     labelled ones validate, and the official validation set becomes the test set.
     split_file: a text file of training names in labelled-subset order (`--n_sup=k` labels the first
     k); it replaces the dataset's own order.

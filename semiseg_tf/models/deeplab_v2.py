@@ -1,4 +1,4 @@
-"""DeepLab v2 on a Caffe-style ResNet-101 (SPEC 4.2; the authors' default network).
+"""DeepLab v2 on a Caffe-style ResNet-101 (the authors' default network).
 
 Output stride 8 (stages 3 and 4 dilated 2 and 4 in every block), a classifier of four 3x3 convs with
 dilations 6, 12, 18 and 24 whose logits are summed, and logits upsampled to the input size with

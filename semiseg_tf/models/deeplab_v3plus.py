@@ -1,4 +1,4 @@
-"""DeepLab v3+ on a dilated torchvision ResNet-101 (SPEC 4.3, after VainF / YudeWang).
+"""DeepLab v3+ on a dilated torchvision ResNet-101 (after VainF / YudeWang).
 
 ASPP on the stride-8 features (a 1x1 branch, 3x3 branches at dilations 12, 24, 36 and image pooling,
 each conv-BN-ReLU; projected to 256 with dropout 0.5), upsampled to the stride-4 map and joined with a

@@ -1,5 +1,5 @@
 """The Dense U-net of the paper's ISIC 2017 experiments: DenseNet-161 encoder, additive skip decoder
-(SPEC 4.4, after H-DenseUNet).
+(after H-DenseUNet).
 
 Decoder blocks upsample x2 (nearest), add the encoder map of that stride and apply 3x3 conv-BN-ReLU
 (2208 -> 768 -> 384 -> 96 -> 96 channels for DenseNet-161; a 1x1 conv first lifts the stride-16 map

@@ -4,7 +4,7 @@ DenseNet-161, and its DenseNets name and order layers differently).
 DenseNet-161: growth 48, blocks (6, 12, 36, 24), 96 initial features, bottleneck width 4 x growth,
 compression 0.5. Names are torchvision's module paths without `features.`, '.' as '_'
 (`denseblock3_denselayer7_conv2`, `transition2_norm`, `norm5`). The model, named "backbone", returns a
-dict of the maps the Dense U-net taps (SPEC 4.4): `stem` (after relu0, stride 2), `block1`..`block3`
+dict of the maps the Dense U-net taps: `stem` (after relu0, stride 2), `block1`..`block3`
 (the outputs of dense blocks 1-3, entering transitions 1-3, strides 4-16) and `out` (ReLU(norm5),
 stride 32).
 """

@@ -1,4 +1,4 @@
-"""PSPNet on the MIT CSAIL dilated ResNet-101 with its deep stem (SPEC 4.5), no auxiliary loss.
+"""PSPNet on the MIT CSAIL dilated ResNet-101 with its deep stem, no auxiliary loss.
 
 Pyramid pooling of the stride-8 features into 1x1, 2x2, 3x3 and 6x6 bins (PyTorch's adaptive average
 pooling), each 1x1 conv-BN-ReLU and bilinearly upsampled back; joined with the features, then 3x3

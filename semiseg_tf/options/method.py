@@ -34,7 +34,7 @@ TOPIC.define("float", "conf_thresh", 0.97, "Teacher confidence threshold: the co
         "scaled by the share of batch pixels whose teacher max-probability is at least this. 0 "
         "disables. Also spelt --pseudo_label_thresh (FixMatch's 0.95, with --conf_per_pixel).")
 TOPIC.define("enum", "cons_loss_fn", "var", list(CONSISTENCY_LOSSES),
-        "Consistency loss per pixel, summed over classes (SPEC 2.3): var = squared difference of "
+        "Consistency loss per pixel, summed over classes: var = squared difference of "
         "probabilities; bce = binary cross-entropy of probabilities; kld = KL(teacher || student); "
         "hard_ce = cross-entropy against the teacher's most likely class (a hard pseudo-label, as "
         "FixMatch; with --conf_per_pixel it counts only the confident pixels); logits_var = "

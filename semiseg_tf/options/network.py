@@ -33,7 +33,7 @@ TOPIC.define("boolean", "freeze_bn", True, "Backbone batch norm in inference mod
         "gamma/beta either way; the others still train them. Their ISIC recipe turns it off: "
         "--nofreeze_bn.")
 TOPIC.define("boolean", "deeplab2_aspp_two_branches", False, "DeepLab v2: sum only the dilation-6 "
-        "and 12 classifier branches, as the authors' code does by mistake (SPEC 4.2); default all "
+        "and 12 classifier branches, as the authors' code does by mistake; default all "
         "four.")
 
 # Loaded on first use: --help does not import TensorFlow.

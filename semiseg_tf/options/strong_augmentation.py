@@ -9,7 +9,7 @@ MAX_BLUR_SIGMA = 100.0
 
 TOPIC.define("boolean", "aug_strong_colour", False, "Colour-augment the student's view of "
         "unlabelled images (not the teacher's): torchvision ColorJitter with the --aug_colour_* "
-        "strengths, then greyscale (the authors' last commit, SPEC 3.8). Works with every "
+        "strengths, then greyscale (the authors' last commit). Works with every "
         "perturbation.", field="colour")
 TOPIC.define("float", "aug_strong_blur", 0.0, "Probability of a Gaussian blur of the student's "
         "view of unlabelled images (after --aug_strong_colour), its standard deviation drawn from "

@@ -8,7 +8,7 @@ TOPIC = Topic("VAT", __name__)
 TOPIC.define("float", "vat_radius", 0.5, "VAT: radius of the adversarial perturbation, times sqrt(C"
         " H W) (fixed) or times the image's own variation (--adaptive_vat_radius).", field="radius")
 TOPIC.define("boolean", "adaptive_vat_radius", False, "VAT: radius scaled per image by half the L2 "
-        "norm of its central differences (SPEC 2.7; the paper recommends it with radius 1).",
+        "norm of its central differences (the paper recommends it with radius 1).",
         field="adaptive_radius")
 TOPIC.define("boolean", "vat_dir_from_student", False, "VAT: find the adversarial direction with "
         "the student instead of the teacher.", field="dir_from_student")
@@ -21,8 +21,8 @@ TOPIC.define("boolean", "vat_authors_probe", False, "VAT: probe at the authors' 
         "1000 per sample (1.03e-4 at 321x321), instead of --vat_probe_scale: the paper's VAT "
         "baseline as it was run (BENCHMARKS.md measures how far its direction is from the exact "
         "one).", field="authors_probe")
-TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug (SPEC "
-        "2.7): the direction network is left in inference mode, so the teacher's targets (or, with "
+TOPIC.define("boolean", "vat_authors_eval_mode", False, "VAT: reproduce the authors' bug: the "
+        "direction network is left in inference mode, so the teacher's targets (or, with "
         "--vat_dir_from_student, the student's consistency pass) use moving batch-norm statistics. "
         "The supervised pass keeps batch statistics here.", field="authors_eval_mode")
 

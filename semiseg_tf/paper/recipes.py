@@ -10,8 +10,8 @@
   .venv/bin/python -m semiseg_tf.paper.recipes --check  # exit 1 if either differs
 
 The recipes use the paper's hyper-parameters (supplement D.4), not the authors' later script changes
-(SPEC 2.10: colour augmentation everywhere, other consistency weights). Each file starts with the
-paper's mIoU for its cell and the command that runs it; `semiseg_tf/paper/tables.py` runs a table.
+(their `run_*.sh`: colour augmentation everywhere, other consistency weights). Each file starts
+with the paper's mIoU for its cell and the command that runs it; `semiseg_tf/paper/tables.py` runs a table.
 A test checks that the folders hold what this script writes, so edit the tables here, not the files.
 """
 import argparse
@@ -86,7 +86,7 @@ LOOP = ["--eval_every=4000", "--checkpoint_every=1000", "--log_every=100", "--im
 
 PASCAL_SIZES = (106, 212, 529, 1323, -1)
 CITYSCAPES_SIZES = (100, 372, 744, -1)
-# Paper mIoU (%), supplement Table 1 and the authors' tables (SPEC 12), in the order of the sizes.
+# Paper mIoU (%), supplement Table 1 and the authors' tables, in the order of the sizes.
 TABLES = {
     "pascal_deeplab2": {
         "title": "Pascal VOC 2012 augmented, DeepLab v2 (ImageNet ResNet-101)",

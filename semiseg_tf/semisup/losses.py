@@ -81,7 +81,7 @@ def ohem_kept(logits, labels, valid, thresh, min_kept):
     return tf.logical_or(tf.logical_not(apply), true_prob <= threshold)
 
 
-# Consistency losses per pixel (SPEC 2.3). Each takes the student's logits and the teacher's target
+# Consistency losses per pixel. Each takes the student's logits and the teacher's target
 # logits and probabilities ([N, H, W, C], in the student's frame) and returns [N, H, W, 1].
 
 def _student_probs(student_logits):
@@ -150,7 +150,7 @@ CONSISTENCY_LOSSES = {
 
 
 def sigmoid_rampup(step, length):
-    """exp(-5 (1 - t)^2) with t = clip(step / length, 0, 1) (SPEC 2.1); 1 when `length` <= 0."""
+    """exp(-5 (1 - t)^2) with t = clip(step / length, 0, 1); 1 when `length` <= 0."""
     if length <= 0:
         return tf.constant(1.0)
     t = tf.clip_by_value(tf.cast(step, tf.float32) / float(length), 0.0, 1.0)
@@ -158,7 +158,7 @@ def sigmoid_rampup(step, length):
 
 
 def confident_share(teacher_confidence, threshold):
-    """Share of all pixels of the global batch whose teacher confidence is >= threshold (SPEC 2.3).
+    """Share of all pixels of the global batch whose teacher confidence is >= threshold.
 
     Every pixel counts, valid or not, as in the reference.
     """

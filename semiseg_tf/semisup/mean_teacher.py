@@ -1,6 +1,6 @@
 """The one trainer: a Keras model holding student and EMA teacher, with a custom `train_step`.
 
-One step (SPEC 0, 2.2): cross-entropy on the labelled batch; if `cons_weight > 0`, the perturbation's
+One step: cross-entropy on the labelled batch; if `cons_weight > 0`, the perturbation's
 consistency loss on the unlabelled batches, weighted by the share of confident teacher pixels (or masked
 per pixel) and by the ramp-up; one optimiser update of the student; then teacher <- alpha * teacher +
 (1 - alpha) * student over every float weight, batch-norm moving statistics included. A `cons_weight` of
@@ -226,7 +226,7 @@ class MeanTeacher(keras.Model):
     def consistency(self, unlabelled):
         """Consistency loss of one unlabelled slice (this replica's share), confident share, terms.
 
-        SPEC 2.3: the per-pixel loss times the loss mask, averaged (`cons_average`: by default over
+        the per-pixel loss times the loss mask, averaged (`cons_average`: by default over
         every pixel); then either times the share of confident pixels of the whole batch (default),
         or with the loss mask also zero where the teacher is not confident (`conf_per_pixel`).
         The perturbation's losses (`WeightedTerms`; UniMatch has three) are summed by their

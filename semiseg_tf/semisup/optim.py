@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules as the authors configure them (SPEC 2.1, 2.8)."""
+"""Optimisers and learning-rate schedules as the authors configure them."""
 import math
 
 import keras

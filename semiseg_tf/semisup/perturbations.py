@@ -70,7 +70,7 @@ class Perturbation:
     VAT, FixMatch and UniMatch.
 
     `num_unlabelled_streams` batches arrive as a tuple of dicts with 'image' (the teacher's view),
-    'valid' and, with colour augmentation, 'student_image' (the same crop, colour-jittered; SPEC 3.8).
+    'valid' and, with colour augmentation, 'student_image' (the same crop, colour-jittered).
     """
     num_unlabelled_streams = 0
     # True: each unlabelled sample is two geometric views of one image (`pipeline.augment_pair`).
@@ -118,7 +118,7 @@ def _terms_from_logits(student_logits, target_logits, loss_mask, panels):
 class CutMix(Perturbation):
     """Mixes two unlabelled batches with box masks; the target is the teacher's logits mixed alike.
 
-    SPEC 2.4 (mix mode): teacher logits on each batch separately, then `la * (1 - M) + lb * M`; student
+    The authors' mix mode: teacher logits on each batch separately, then `la * (1 - M) + lb * M`; student
     on `xa * (1 - M) + xb * M`; the loss counts where the mixed valid mask is 1. Mixing logits or
     probabilities is the same here, as M is 0 or 1.
     """
@@ -131,7 +131,7 @@ class CutMix(Perturbation):
         return {"mix_mask": boxmask.box_mask(seed, crop_size[0], crop_size[1], self.mask_params)}
 
     def target_logits(self, teacher, batch_a, batch_b, training):
-        """The teacher's logits on each batch, separately (SPEC 2.4)."""
+        """The teacher's logits on each batch, separately."""
         return (teacher_logits(teacher, batch_a["image"], training),
                 teacher_logits(teacher, batch_b["image"], training))
 
@@ -385,7 +385,7 @@ class UniMatchV2(UniMatch):
 
 @register("cutout")
 class Cutout(Perturbation):
-    """Erases part of the student's input (SPEC 2.4, zero mode): student on `x * M`, teacher on `x`.
+    """Erases part of the student's input (the authors' zero mode): student on `x * M`, teacher on `x`.
 
     With the default (inverted) mask, M is 1 inside the box: the box is kept, everything outside it
     becomes 0, which after normalisation is the dataset's mean colour, and the loss counts only inside
@@ -411,7 +411,7 @@ class Cutout(Perturbation):
 
 @register("augment")
 class StandardAugmentation(Perturbation):
-    """Standard-augmentation consistency (SPEC 2.5): teacher and student see two geometric views of one
+    """Standard-augmentation consistency: teacher and student see two geometric views of one
     image; the teacher's probabilities (softmax first, then the warp), logits and valid mask are warped
     into the student's frame by the exact teacher-to-student matrix, bilinear with zero outside. The
     loss counts where both views' valid masks are 1 (the warped one is fractional at its edges).
@@ -449,7 +449,7 @@ def stateless_beta(seed, alpha, shape=()):
 
 @register("ict")
 class ICT(Perturbation):
-    """Interpolation consistency (SPEC 2.6): one Beta(alpha, alpha) factor per sample mixes two batches.
+    """Interpolation consistency: one Beta(alpha, alpha) factor per sample mixes two batches.
 
     Student on `(1 - lam) xa + lam xb`; target probabilities `(1 - lam) pa + lam pb` (logit losses use
     the mixed logits); the confidence is the mixed confidences `(1 - lam) max pa + lam max pb`, not the
@@ -506,7 +506,7 @@ def _sqrt_elements(images):
 
 def adaptive_radius(images):
     """Half the L2 norm of the image's central differences (step 2) along y and x, per sample
-    (SPEC 2.7): a radius that follows the image's own variation. [N, 1, 1, 1]."""
+    (the supplement's adaptive radius): a radius that follows the image's own variation. [N, 1, 1, 1]."""
     dy = images[:, 2:, :, :] - images[:, :-2, :, :]
     dx = images[:, :, 2:, :] - images[:, :, :-2, :]
     total = tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
@@ -515,7 +515,7 @@ def adaptive_radius(images):
 
 @register("vat")
 class VAT(Perturbation):
-    """Virtual adversarial training, mean-teacher variant (SPEC 2.7).
+    """Virtual adversarial training, mean-teacher variant.
 
     The adversarial direction is the authors' one power iteration: the gradient, at a probe `d = xi r`
     (r a random unit direction per sample), of the distance D between the direction network's outputs

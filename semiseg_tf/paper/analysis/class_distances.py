@@ -1,4 +1,4 @@
-"""Intra- versus inter-class patch distances across a dataset (supplement B.2, SPEC 7.2).
+"""Intra- versus inter-class patch distances across a dataset (supplement B.2).
 
   python -m semiseg_tf.paper.analysis.class_distances --dataset=cityscapes --data_dir=/data/cityscapes \
       --patch_size=225 --n_anchors=1000 --out_dir=runs/class_distances [--shard=1/8]

@@ -1,4 +1,4 @@
-"""Distances between patches centred on neighbouring pixels (supplement B.1, SPEC 7.1).
+"""Distances between patches centred on neighbouring pixels (supplement B.1).
 
   python -m semiseg_tf.paper.analysis.patch_distance --image=photo.png --label=photo_mask.png \
       --patch_sizes=15,225 --out_dir=runs/patch_distance

@@ -1,4 +1,4 @@
-"""The 2-D toy problem's data: points drawn from a hand-drawn two-class image (SPEC 6.1, 6.2, 6.5).
+"""The 2-D toy problem's data: points drawn from a hand-drawn two-class image.
 
 Points are [y, x] pairs normalised as `pixel / 512 * 2 - 1` (the authors' convention). The unlabelled
 set is one point per pixel of each class region, after eroding both regions by `erode_radius` (35
@@ -71,7 +71,7 @@ def next_labelled_batch(rng, pending, count, batch):
 
 def signed_distance_map(region):
     """Distance in pixels to the other class: positive inside class 1, negative in class 0
-    (`distance_transform_edt`, SPEC 6.5)."""
+    (`distance_transform_edt`)."""
     inside = ndimage.distance_transform_edt(region)
     outside = ndimage.distance_transform_edt(~region)
     return np.where(region, inside, -outside)

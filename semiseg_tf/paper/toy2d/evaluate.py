@@ -1,4 +1,4 @@
-"""Scores of a learned decision boundary against the true one, and its picture (SPEC 6.6).
+"""Scores of a learned decision boundary against the true one, and its picture.
 
 The authors' error rate counts only the generated points, which leave out the eroded band around the
 true boundary, so a boundary anywhere inside that band scores perfectly. These scores look at the

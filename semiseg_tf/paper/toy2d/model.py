@@ -1,4 +1,4 @@
-"""The toy's classifier and its consistency training step (SPEC 6.3, 6.4), in TensorFlow.
+"""The toy's classifier and its consistency training step, in TensorFlow.
 
 An MLP on 2-D points; a mean teacher (EMA of every weight, batch-norm statistics included) or the
 Pi-model (the student's prediction on the clean point is the target, with its gradient, as the
@@ -50,7 +50,7 @@ class ToyParams:
 
 
 def consistency_per_sample(student_logits, target_logits, loss_fn):
-    """Mean over the two classes of the chosen distance (SPEC 6.4)."""
+    """Mean over the two classes of the chosen distance."""
     if loss_fn == "logits_var":
         return tf.reduce_mean(tf.square(student_logits - target_logits), axis=-1)
     student, target = tf.nn.softmax(student_logits), tf.nn.softmax(target_logits)
