@@ -31,6 +31,8 @@ class RunInfo:
     evaluated_network: 'teacher' (mean teacher) or 'student' (Pi model, its own teacher).
     fill_holes: two-class runs whose predicted foreground gets its holes filled (--bin_fill_holes).
     mask_values: the raw mask values of classes 0, 1, ... (--mask_values), or () for class ids.
+    precision: what the network computed in while it trained ('float32', 'bfloat16', 'float16';
+      --mixed_precision, 'auto' resolved); its weights are float32 whatever it was.
     """
     dataset: str
     class_names: tuple
@@ -45,6 +47,7 @@ class RunInfo:
     fill_holes: bool = False
     mask_values: tuple = ()
     pixels: native.Pixels = native.PHOTO
+    precision: str = "float32"
 
     @property
     def num_classes(self):
@@ -63,7 +66,7 @@ class RunInfo:
                         "options": dict(self.network_options),
                         "evaluated": self.evaluated_network},
             "crop_size": list(self.crop_size), "fill_holes": self.fill_holes,
-            "mask_values": list(self.mask_values),
+            "mask_values": list(self.mask_values), "training": {"precision": self.precision},
         }
 
     @classmethod
@@ -81,7 +84,8 @@ class RunInfo:
                        evaluated_network=data["network"]["evaluated"],
                        fill_holes=data["fill_holes"], mask_values=tuple(data.get("mask_values", ())),
                        pixels=native.Pixels(data["input"].get("bands", 3),
-                                            data["input"].get("dtype", "uint8")))
+                                            data["input"].get("dtype", "uint8")),
+                       precision=data.get("training", {}).get("precision", "float32"))
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"missing or malformed field ({error.__class__.__name__}: "
                              f"{error})") from None
@@ -128,6 +132,8 @@ class RunInfo:
                 "true or false expected")
         require(ints(self.mask_values, 0, 255), "mask_values", self.mask_values,
                 "values of 0-255 expected")
+        require(self.precision in ("float32", "bfloat16", "float16"), "training.precision",
+                self.precision, "float32, bfloat16 or float16 expected")
 
 
 def network_options(values):
@@ -147,7 +153,7 @@ def from_run(cfg, source):
                    network_options=network_options(cfg),
                    evaluated_network="student" if cfg.method.model == "pi" else "teacher",
                    fill_holes=cfg.evaluation.bin_fill_holes, mask_values=tuple(cfg.data.mask_values),
-                   pixels=source.pixels)
+                   pixels=source.pixels, precision=cfg.distribution.mixed_precision)
 
 
 def write(workdir, info):
@@ -189,7 +195,10 @@ def recompute(workdir):
                    network_options=network_options(values),
                    evaluated_network="student" if values["model"] == "pi" else "teacher",
                    fill_holes=bool(values["bin_fill_holes"]),
-                   mask_values=config_lib.parse_mask_values(values.get("mask_values") or ""))
+                   mask_values=config_lib.parse_mask_values(values.get("mask_values") or ""),
+                   # What 'auto' chose is not in the flags; such runs write run.json anyway.
+                   precision={"bfloat16": "bfloat16", "float16": "float16"}.get(
+                       values.get("mixed_precision"), "float32"))
 
 
 def _class_names(values, flags_path):

@@ -1,5 +1,6 @@
 """Mixed precision and XLA: a low-precision step against the float32 one, float16's loss scaling,
 VAT's probe in float32, and an XLA-compiled step against the plain one."""
+import json
 import os
 import types
 
@@ -199,3 +200,38 @@ def test_xla_compiles_a_mixed_precision_step(tmp_path):
     trainer = trainer_of(tmp_path, "xla_bf16", jit_compile="true", mixed_precision="bfloat16")
     logs = trainer.model.make_train_function()(iter(trainer.training_batches(0)))
     assert np.isfinite(float(logs["sup_loss"])) and float(logs["nonfinite"]) == 0.0
+
+
+def test_auto_precision_is_bfloat16_only_where_every_training_device_computes_it_natively():
+    assert precision.choose("auto", [], {"fpu", "avx2", "amx_bf16"})[0] == "bfloat16"
+    assert precision.choose("auto", [], {"fpu", "avx512f", "avx512_bf16"})[0] == "bfloat16"
+    assert precision.choose("auto", [], {"fpu", "avx2", "avx512f"}) == (
+        "float32", "the CPU has no native bfloat16 (amx_bf16 or avx512_bf16)")
+    # GPUs decide, whatever the CPU has; the oldest of them decides.
+    assert precision.choose("auto", [(8, 0), (9, 0)], set())[0] == "bfloat16"
+    assert precision.choose("auto", [(8, 6), (7, 5)], {"amx_bf16"}) == (
+        "float32", "a GPU of compute capability 7.5 has no native bfloat16 (8.0 and later do)")
+    assert precision.choose("float16", [], {"amx_bf16"}) == ("float16", "as asked")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16 amx_tile\n"
+                                      "processor\t: 1\nflags\t\t: fpu sse2 avx512_bf16 amx_tile\n")
+    assert precision.cpu_flags(str(tmp_path / "cpuinfo")) == {"fpu", "sse2", "avx512_bf16",
+                                                              "amx_tile"}
+    assert precision.cpu_flags(str(tmp_path / "none")) == set()
+
+
+@pytest.mark.parametrize("flags,expected", [({"amx_bf16"}, "bfloat16"), (set(), "float32")])
+def test_a_run_with_auto_precision_says_what_it_chose_builds_in_it_and_records_it(
+        tmp_path, monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    cfg, text = parse_flags(**{**TINY_RUN, "workdir": str(tmp_path / "run"),
+                               "mixed_precision": "auto"})
+    said = []
+    trainer = training.Trainer(cfg, text, out=types.SimpleNamespace(
+        write=said.append, flush=lambda: None))
+    assert f"--mixed_precision=auto: {expected}, since " in "".join(said)
+    assert precision.compute_dtype(trainer.model.student) == expected
+    with open(tmp_path / "run" / "run.json") as f:
+        assert json.load(f)["training"]["precision"] == expected

@@ -10,6 +10,51 @@ import keras
 
 # --mixed_precision -> Keras dtype policy.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# The CPU features with which oneDNN computes bfloat16 natively (Linux's /proc/cpuinfo names);
+# without them it converts to float32 and back, slower than float32 alone.
+CPU_BFLOAT16 = ("amx_bf16", "avx512_bf16")
+# NVIDIA GPUs compute bfloat16 natively from Ampere (compute capability 8.0) on.
+GPU_BFLOAT16 = (8, 0)
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The feature flags of this machine's processor, as Linux lists them (empty elsewhere)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose(requested, gpu_capabilities, flags):
+    """(precision, why) for --mixed_precision=`requested`: 'auto' is bfloat16 where every device
+    that trains computes it natively (each GPU's (major, minor) compute capability in
+    `gpu_capabilities`; without GPUs, the CPU's `flags`), else float32; any other value is itself."""
+    if requested != "auto":
+        return requested, "as asked"
+    if gpu_capabilities:
+        oldest = min(gpu_capabilities)
+        if oldest >= GPU_BFLOAT16:
+            return "bfloat16", f"GPU compute capability {oldest[0]}.{oldest[1]} computes it natively"
+        return "float32", (f"a GPU of compute capability {oldest[0]}.{oldest[1]} has no native "
+                           "bfloat16 (8.0 and later do)")
+    native = [flag for flag in CPU_BFLOAT16 if flag in flags]
+    if native:
+        return "bfloat16", f"the CPU computes it natively ({', '.join(native)})"
+    return "float32", f"the CPU has no native bfloat16 ({' or '.join(CPU_BFLOAT16)})"
+
+
+def resolve(requested):
+    """`choose` on this machine's devices."""
+    import tensorflow as tf
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability", (0, 0))))
+    return choose(requested, capabilities, cpu_flags() if not capabilities else set())
 
 
 @contextlib.contextmanager

@@ -16,8 +16,11 @@ TOPIC.define("enum", "cluster", "auto", ["auto", "tf_config", "slurm"],
         "'auto' (TF_CONFIG if set, else SLURM's if set, else a cluster of this machine alone).")
 TOPIC.define("integer", "cpu_devices", 1, "Split the CPU into this many logical devices, so that "
         "--strategy=mirrored can be tried without GPUs. Ignored when a GPU is present.")
-TOPIC.define("enum", "mixed_precision", "float32", ["float32", "bfloat16", "float16"],
-        "Precision of the networks' computations. bfloat16/float16 compute convolutions in that "
+TOPIC.define("enum", "mixed_precision", "float32", ["float32", "bfloat16", "float16", "auto"],
+        "Precision of the networks' computations. auto: bfloat16 where the hardware computes it "
+        "natively (a GPU of compute capability 8.0 or later; a CPU with AMX or AVX512_BF16), else "
+        "float32; the run says which in its first lines and run.json. "
+        "bfloat16/float16 compute convolutions in that "
         "precision (Keras's mixed dtype policies) and keep the variables, the EMA teacher, the "
         "batch-norm statistics, softmax, the losses and the confidence threshold in float32. "
         "float16 adds dynamic loss scaling (Keras's LossScaleOptimizer): a step whose gradient "

@@ -25,6 +25,7 @@ from semiseg_tf.errors import WorkerLost
 from semiseg_tf.evaluation import Evaluator
 from semiseg_tf.semisup import class_weights
 from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.models import precision
 from semiseg_tf.options import strong_augmentation
 from semiseg_tf.training import builders, callbacks, devices, run_folder
 from semiseg_tf.training.checkpoint_store import CheckpointStore
@@ -95,7 +96,7 @@ class Trainer:
             self.say(note)
 
     def _build(self, flagfile_text):
-        cfg = self.cfg
+        cfg = self._resolve_precision()
         devices.check_jit_compile(cfg, self.strategy)
         self._check_batch_divides()
         keras.utils.set_random_seed(cfg.training.seed)
@@ -150,6 +151,16 @@ class Trainer:
                                                                       dataset=test_set)
         self.reports = Reports(cfg, self.source, self.model, evaluator, self.pipeline,
                                flagfile_text, self.is_chief, self.say)
+
+    def _resolve_precision(self):
+        """self.cfg with --mixed_precision=auto made bfloat16 or float32 for these devices, said."""
+        requested = self.cfg.distribution.mixed_precision
+        chosen, why = precision.resolve(requested)
+        if requested == "auto":
+            self.say(f"--mixed_precision=auto: {chosen}, since {why}")
+            self.cfg = dataclasses.replace(self.cfg, distribution=dataclasses.replace(
+                self.cfg.distribution, mixed_precision=chosen))
+        return self.cfg
 
     def _class_weights(self, labelled):
         """--class_weights for this run's labelled images (None for none), announced."""
