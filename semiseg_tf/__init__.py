@@ -37,7 +37,7 @@ def load():
 # answered --help, so that the help does not wait for TensorFlow. The others (paper.toy2d,
 # paper.analysis, convert_torchvision) need load() here, for its quiet start.
 _LOAD_AFTER_HELP = {f"semiseg_tf.{name}" for name in ("train", "prepare", "evaluate", "predict",
-                                                      "export")}
+                                                      "export", "select")}
 
 
 def _started_as_command_that_loads_later():

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, visualise
-from semiseg_tf.data import layouts, native
+from semiseg_tf.data import native
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import inference as inference_flags
@@ -66,32 +66,6 @@ def _batches(paths_by_size, batch_size):
             yield paths[start:start + batch_size]
 
 
-def output_names(images):
-    """{path: output name ('a/x.png')} of `images` ([(path, relative path)]): the relative path with
-    a .png extension instead of its own, or with .png after its own where the names without
-    extension would clash (compared without case: x.jpg, X.png). ConfigError when they clash even
-    so, or a relative path leaves its folder."""
-    def stem(relative):
-        lower = relative.lower()
-        ext = next(e for e in (*layouts.IMAGE_EXTENSIONS, "") if lower.endswith(e))
-        return relative[:len(relative) - len(ext)] if ext else relative
-
-    for path, relative in images:
-        parts = relative.split(os.sep)
-        if os.path.isabs(relative) or ".." in parts or "" in parts:
-            raise ConfigError(f"{path}: its name below the input folder ({relative}) leaves it")
-    clashes = collections.Counter(stem(rel).lower() for _, rel in images)
-    names, taken = {}, {}
-    for path, relative in images:
-        name = (stem(relative) if clashes[stem(relative).lower()] == 1 else relative) + ".png"
-        if name in taken:
-            raise ConfigError(f"{path} and {taken[name]}: both would be written as {name}; "
-                              "rename one")
-        taken[name] = path
-        names[path] = name
-    return names
-
-
 def check_output(images, names, output, kinds):
     """ConfigError, before anything is written, when an output file (OUTPUT/KIND/NAME for each of
     `kinds`) would be an input file (through any link) or would not lie under `output`."""
@@ -119,7 +93,7 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
     """
     out = out or sys.stderr
     palette = model.info.palette
-    names = output_names(images)
+    names = image_files.output_names(images)
     kinds = ["labels"] + ["overlays"] * overlays + ["confidence"] * (confidence != "none")
     check_output(images, names, output, kinds)
     folder = None

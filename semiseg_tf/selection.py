@@ -19,8 +19,6 @@ labelled masks.
 """
 import numpy as np
 
-from semiseg_tf import confidence
-
 STRATEGIES = ("entropy", "margin", "unsure", "disagreement")
 
 
@@ -29,6 +27,7 @@ def uncertainty(probabilities, strategy, threshold=0.97, student_probabilities=N
     [H, W, C] (the teacher's; `student_probabilities` alike for `disagreement`)."""
     p = np.asarray(probabilities, np.float64)
     if strategy == "entropy":
+        from semiseg_tf import confidence    # TensorFlow, through the data package: not for --help
         return float(confidence.normalised_entropy(p).mean())
     if strategy == "margin":
         top_two = np.sort(p, axis=-1)[..., -2:]

@@ -490,7 +490,7 @@ def test_commands_help_groups_flags_by_topic():
     assert "--data_dir=/data/cityscapes \\\n      --prepared_dir" in prepare.__doc__
 
 
-@pytest.mark.parametrize("name", ["train", "prepare", "evaluate", "predict", "export"])
+@pytest.mark.parametrize("name", ["train", "prepare", "evaluate", "predict", "export", "select"])
 def test_command_help_does_not_load_tensorflow(name):
     # -X importtime lists every module the process imports, on stderr.
     done = command("-X", "importtime", "-m", f"semiseg_tf.{name}", "--help")

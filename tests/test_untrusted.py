@@ -427,11 +427,10 @@ def test_a_broken_link_is_counted_and_named_and_a_file_named_dot_dot_png_is_read
 
 
 def test_output_names_never_leave_the_output_folder():
-    from semiseg_tf import predict
     with pytest.raises(config.ConfigError, match="leaves it"):
-        predict.output_names([("/x/a.png", "../a.png")])
+        image_files.output_names([("/x/a.png", "../a.png")])
     with pytest.raises(config.ConfigError, match="leaves it"):
-        predict.output_names([("/x/a.png", "/abs/a.png")])
+        image_files.output_names([("/x/a.png", "/abs/a.png")])
 
 
 # --- what is read from an export and a run folder -----------------------------------------------

@@ -1,5 +1,6 @@
 """Loose image files, for evaluate and predict: listing a folder or a glob, and a folder of images with
 their masks as a data source."""
+import collections
 import fnmatch
 import glob
 import os
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from semiseg_tf.data import base, layouts, native
 from semiseg_tf.data.native import DataError, FileRef
+from semiseg_tf.errors import ConfigError
 
 
 # Every folder a command writes images into holds this file, so that a later command given a
@@ -25,6 +27,32 @@ def mark_as_output(folder, command):
         with open(path, "w") as f:
             f.write(f"Written by {command}. Folders holding this file are skipped when a folder "
                     "above them is given as input.\n")
+
+
+def output_names(images):
+    """{path: output name ('a/x.png')} of `images` ([(path, relative path)]): the relative path with
+    a .png extension instead of its own, or with .png after its own where the names without
+    extension would clash (compared without case: x.jpg, X.png). ConfigError when they clash even
+    so, or a relative path leaves its folder."""
+    def stem(relative):
+        lower = relative.lower()
+        ext = next(e for e in (*layouts.IMAGE_EXTENSIONS, "") if lower.endswith(e))
+        return relative[:len(relative) - len(ext)] if ext else relative
+
+    for path, relative in images:
+        parts = relative.split(os.sep)
+        if os.path.isabs(relative) or ".." in parts or "" in parts:
+            raise ConfigError(f"{path}: its name below the input folder ({relative}) leaves it")
+    clashes = collections.Counter(stem(rel).lower() for _, rel in images)
+    names, taken = {}, {}
+    for path, relative in images:
+        name = (stem(relative) if clashes[stem(relative).lower()] == 1 else relative) + ".png"
+        if name in taken:
+            raise ConfigError(f"{path} and {taken[name]}: both would be written as {name}; "
+                              "rename one")
+        taken[name] = path
+        names[path] = name
+    return names
 
 
 def list_images(pattern, flag="input", exclude=None, out=None, broken=None):
