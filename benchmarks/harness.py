@@ -33,11 +33,13 @@ def git(*args):
 
 # Both are constant for one harness process, and every run asks for them several times.
 @functools.cache
-def code_commit():
+def code_commit(*outputs):
     """The newest commit that changed the code or the recipes, '+changes' when the work tree has
-    changes of its own there (such runs are marked in the tables)."""
+    changes of its own there (such runs are marked in the tables), apart from the files `outputs`
+    (paths from the repository's root) that the caller itself writes there."""
     commit = git("log", "-1", "--format=%h", "--", *CODE_PATHS)
-    dirty = git("status", "--porcelain", "--", *CODE_PATHS)
+    dirty = git("status", "--porcelain", "--", *CODE_PATHS,
+                *(f":(exclude){path}" for path in outputs))
     return commit + ("+changes" if dirty else "")
 
 

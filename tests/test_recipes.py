@@ -185,6 +185,38 @@ def check_unimatch_v2_recipe(name, cfg):
     return 1
 
 
+def test_every_real_data_recipe_header_names_its_gpu_needs_its_run_status_and_differences():
+    """Each cell of flags/paper, flags/paper_as_run and flags/beyond says how many GPUs it needs
+    and with how much memory (an estimate, said so), that it has not been run with this code,
+    and (the first two families apart from paper_as_run, which is defined by them) what differs
+    from the original runs."""
+    cells = [path for family in ("paper", "paper_as_run", "beyond")
+             for path in glob.glob(f"flags/{family}/*/*_*.flags")]
+    assert len(cells) > 150
+    for path in cells:
+        with open(path) as f:
+            header = " ".join(line[2:] for line in f.read().splitlines() if line.startswith("# "))
+        assert re.search(r"GPUs?: (one|\d+), as .* ran it, (each )?with about \d+ GiB for its \d+ "
+                         r"images?.*; estimated from the training step's peak memory on a CPU .*, "
+                         "not measured on a GPU", header), path
+        assert "Not run yet with this code on " in header, path
+        if "paper_as_run" not in path:
+            assert "What differs from " in header, path
+
+
+def test_a_recipe_memory_estimate_extrapolates_its_two_measurements():
+    from semiseg_tf.paper import memory_estimates
+    estimates = {"families": {"flags/paper/t/cutmix": {"1": 3.0, "2": 4.2}}}
+    assert memory_estimates.gib(estimates, "flags/paper/t/cutmix_106.flags", 10) == pytest.approx(
+        3.0 + 9 * 1.2)
+    assert memory_estimates.gib(estimates, "flags/paper/t/cutout_106.flags", 10) is None
+    lines = memory_estimates.header_lines(estimates, "flags/paper/t/cutmix_all.flags", 4, 2,
+                                          "UniMatch", "Cityscapes")
+    assert " ".join(line[2:] for line in lines).startswith(
+        "GPUs: 4, as UniMatch ran it, each with about 4 GiB for its 2 images (or one with about "
+        "11 GiB for the whole batch)")
+
+
 def test_demo_recipes_parse_and_weak_to_strong_ones_set_their_pieces(tmp_path):
     parsed = {}
     for path in sorted(glob.glob("flags/demo/*.flags")):

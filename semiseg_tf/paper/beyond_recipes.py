@@ -11,10 +11,11 @@ dataset/semi.py, unimatch.py, fixmatch.py): SGD with momentum 0.9 and weight dec
 epochs over the unlabelled images at a global batch of 8 labelled and 8 unlabelled images (their 4
 or 8 GPUs), the student as its own target, pseudo-labels at 0.95 confidence, the strong view's
 colour jitter, greyscale, blur and CutMix box, and (loss_x + loss_u) / 2. Each file starts with the
-published mIoU of its cell (or says there is none) and the command that runs it. A test checks that
-the folder holds what this script writes, so edit the tables here, not the files.
+published mIoU of its cell (or says there is none), the GPUs it needs, whether it has been run,
+what differs from the original runs and the command that runs it. A test checks that the folder
+holds what this script writes, so edit the tables here, not the files.
 
-What differs from UniMatch's runs, and why (also in each file): this project's DeepLab v3+ is the
+What differs from UniMatch's runs, and why (each file lists its own): this project's DeepLab v3+ is the
 paper's (output stride 8, ASPP dilations 12/24/36 where UniMatch's Pascal network has stride 16 and
 6/12/18), its batch norm trained as UniMatch's (--nofreeze_bn); the scale augmentation draws log-
 uniformly from [1/2, 2] where UniMatch draws the long side uniformly; every training image is also
@@ -39,6 +40,7 @@ import math
 import os
 import sys
 
+from semiseg_tf.paper import memory_estimates
 from semiseg_tf.paper import recipes  # its `sync` writes or checks the folder
 
 OUT = os.path.join("flags", "beyond")
@@ -72,11 +74,21 @@ def steps(epochs, unlabelled, gpus, per_gpu):
     return epochs * (math.ceil(unlabelled / gpus) // per_gpu)
 
 
+# What differs from UniMatch's and UniMatch V2's runs (the module's docstring says why), per table.
+DEEPLAB_DIFFERS = ("this project's DeepLab v3+ is the paper's, at output stride 8 with ASPP dilations "
+                   "12/24/36 (UniMatch's: 16, with 6/12/18); the scale is drawn log-uniformly from "
+                   "[1/2, 2] (UniMatch draws the long side uniformly)")
+UNLABELLED_TOO = ("every training image is also unlabelled (UniMatch leaves the labelled ones out)")
+HALF_RESOLUTION = "Cityscapes is prepared at half resolution (1024x512)"
+V2_DROPOUT = ("the complementary dropout keeps each image's two views whole with probability 0.5 "
+              "(the original keeps exactly half of a GPU's batch)")
+
 # UniMatch's Pascal settings (configs/pascal.yaml: 4 GPUs at 2 images, lr 0.001 x 10 for the head).
 PASCAL = {
     "data": ["--dataset=pascal_aug", "--crop_size=321,321", "--aug_max_scale=2", "--aug_hflip",
              "--batch_size=8", "--learning_rate=0.01", "--backbone_lr_scale=0.1"],
-    "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2,
+    "total": 10582, "epochs": 80, "gpus": 4, "per_gpu": 2, "dataset": "Pascal VOC 2012",
+    "differs": (DEEPLAB_DIFFERS, UNLABELLED_TOO),
 }
 PASCAL_CLASSIC_SPLIT = "--split_file=/path/to/UniMatch/splits/pascal/{n}/labeled.txt"
 PASCAL_CLASSIC_SPLIT_NOTE = ("UniMatch's list of the labelled images (its lines name the JPEG and "
@@ -117,7 +129,10 @@ TABLES = {
         "data": ["--dataset=cityscapes", "--crop_size=512,512", "--aug_max_scale=2", "--aug_hflip",
                  "--batch_size=8", "--learning_rate=0.005", "--backbone_lr_scale=1",
                  "--eval_batch_size=4"],
-        "total": 2975, "epochs": 240, "gpus": 8, "per_gpu": 1,
+        "total": 2975, "epochs": 240, "gpus": 8, "per_gpu": 1, "dataset": "Cityscapes",
+        "differs": (DEEPLAB_DIFFERS, f"{HALF_RESOLUTION}, so its crops are 512x512 where "
+                    "UniMatch's are 769x769 at full resolution", "the labelled loss is plain "
+                    "cross-entropy (UniMatch's: OHEM)", UNLABELLED_TOO),
         "sizes": (186, 372, 744, 1488),
         "split": None, "split_note": None, "data_dir": "/path/to/cityscapes",
         "results": {
@@ -137,7 +152,8 @@ V2_PASCAL = {
              "--batch_size=16"],
     "total": 10582, "epochs": 60, "gpus": 4, "per_gpu": 4, "sizes": (92, 183, 366, 732, 1464),
     "split": PASCAL_CLASSIC_SPLIT, "split_note": PASCAL_CLASSIC_SPLIT_NOTE,
-    "data_dir": "/path/to/VOC2012", "source": "UniMatch V2",
+    "data_dir": "/path/to/VOC2012", "source": "UniMatch V2", "dataset": "Pascal VOC 2012",
+    "differs": (V2_DROPOUT, UNLABELLED_TOO.replace("UniMatch", "UniMatch V2")),
 }
 V2_CROP, V2_CITYSCAPES_BATCH = 504, 8
 # UniMatch V2's OHEM keeps at least 200,000 of each GPU's two 798x798 crops' pixels; the same share
@@ -149,6 +165,12 @@ V2_CITYSCAPES = {
              "--ohem_thresh=0.7", f"--ohem_min_kept={V2_OHEM_MIN_KEPT}"],
     "total": 2975, "epochs": 180, "gpus": 4, "per_gpu": 2, "sizes": (186, 372, 744, 1488),
     "split": None, "split_note": None, "data_dir": "/path/to/cityscapes", "source": "UniMatch V2",
+    "dataset": "Cityscapes",
+    "differs": (f"{HALF_RESOLUTION}, so its crops are {V2_CROP}x{V2_CROP} where UniMatch V2's are "
+                "798x798 at full resolution", "OHEM keeps at least the same share of the batch's "
+                "pixels (its 200,000 of two 798x798 crops)", "the validation images are scored "
+                "whole (UniMatch V2 slides a 798 window over the full-resolution ones)", V2_DROPOUT,
+                UNLABELLED_TOO.replace("UniMatch", "UniMatch V2")),
 }
 V2_LOG = "the best evaluation in UniMatch V2's training log {log}"
 
@@ -190,7 +212,7 @@ TABLES.update({
 })
 
 
-def cell_file(name, table, method, index):
+def cell_file(name, table, method, index, estimates):
     n_sup = table["sizes"][index]
     figures, source = table["results"][method]
     path = f"{OUT}/{name}/{method}_{n_sup}.flags"
@@ -211,7 +233,11 @@ def cell_file(name, table, method, index):
         f"# {train_steps} steps: {original}'s {table['epochs']} epochs over the "
         f"{table['total'] - n_sup} unlabelled images at a global batch of "
         f"{table['gpus'] * table['per_gpu']}.",
-        "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
+        *memory_estimates.header_lines(estimates, path, table["gpus"], table["per_gpu"], original,
+                                       table["dataset"]),
+        *memory_estimates.comment(f"What differs from {original}'s runs: "
+                                  f"{'; '.join(table['differs'])}."),
+        "# Run (from the repository root):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
         f"#       --data_dir={table['data_dir']} "
         f"--backbone_weights={table.get('weights', 'weights/resnet101.h5')} \\",
@@ -220,7 +246,6 @@ def cell_file(name, table, method, index):
         lines.append(f"#       {table['split'].format(n=n_sup)} \\")
     lines += [
         f"#       --workdir=runs/beyond/{name}/{method}_{n_sup}",
-        f"# What differs from {original}'s runs: see semiseg_tf/paper/beyond_recipes.py.",
     ]
     if table["split"]:
         lines.append(f"# {table['split_note']} (the placeholder fails until it is given):")
@@ -238,10 +263,10 @@ def cells(name):
 
 
 def recipe_files():
-    files = {}
+    files, estimates = {}, memory_estimates.load()
     for name, table in TABLES.items():
         for method, index, _ in cells(name):
-            path, text = cell_file(name, table, method, index)
+            path, text = cell_file(name, table, method, index, estimates)
             files[path] = text
     return files
 

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from semiseg_tf.paper import memory_estimates
+
 # The checkout these tools work in (they write and read its flags/ and runs/).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join("flags", "paper")
@@ -84,6 +86,10 @@ ISIC_DATA = [
 LOOP = ["--eval_every=4000", "--checkpoint_every=1000", "--log_every=100", "--image_every=2000",
         "--teacher_alpha=0.99"]
 
+# The authors' box masks repeated (their DataLoader workers shared NumPy's state); this code draws
+# each sample's own.
+REPEATED_MASKS = ("cutmix", "cutout")
+
 PASCAL_SIZES = (106, 212, 529, 1323, -1)
 CITYSCAPES_SIZES = (100, 372, 744, -1)
 # Paper mIoU (%), supplement Table 1 and the authors' tables, in the order of the sizes.
@@ -91,6 +97,7 @@ TABLES = {
     "pascal_deeplab2": {
         "title": "Pascal VOC 2012 augmented, DeepLab v2 (ImageNet ResNet-101)",
         "network": "deeplab2_resnet101", "data": PASCAL_DATA, "sizes": PASCAL_SIZES,
+        "dataset": "Pascal VOC 2012", "batch": 10,
         "data_dir": "/path/to/VOC2012", "weights": "weights/resnet101.h5",
         "seeds": ("seed", (1, 2, 3, 4, 5), "runs share the shipped split and differ by --seed"),
         "results": {
@@ -105,6 +112,7 @@ TABLES = {
     "pascal_deeplab3plus": {
         "title": "Pascal VOC 2012 augmented, DeepLab v3+ (ImageNet ResNet-101)",
         "network": "deeplab3plus_resnet101", "data": PASCAL_DATA, "sizes": PASCAL_SIZES,
+        "dataset": "Pascal VOC 2012", "batch": 10,
         "data_dir": "/path/to/VOC2012", "weights": "weights/resnet101.h5",
         "seeds": ("seed", (1, 2, 3, 4, 5), "runs share the shipped split and differ by --seed"),
         "results": {
@@ -115,6 +123,7 @@ TABLES = {
     "pascal_dense_unet": {
         "title": "Pascal VOC 2012 augmented, DenseNet-161 Dense U-net (ImageNet)",
         "network": "dense_unet_densenet161", "data": PASCAL_DATA, "sizes": PASCAL_SIZES,
+        "dataset": "Pascal VOC 2012", "batch": 10,
         "data_dir": "/path/to/VOC2012", "weights": "weights/densenet161.h5",
         "seeds": ("seed", (1, 2, 3, 4, 5), "runs share the shipped split and differ by --seed"),
         "results": {
@@ -125,6 +134,7 @@ TABLES = {
     "pascal_pspnet": {
         "title": "Pascal VOC 2012 augmented, PSPNet (ImageNet deep-stem ResNet-101)",
         "network": "pspnet_resnet101", "data": PASCAL_DATA, "sizes": PASCAL_SIZES,
+        "dataset": "Pascal VOC 2012", "batch": 10,
         "data_dir": "/path/to/VOC2012", "weights": "weights/resnet101_deepstem.h5",
         "seeds": ("seed", (1, 2, 3, 4, 5), "runs share the shipped split and differ by --seed"),
         "results": {
@@ -135,6 +145,7 @@ TABLES = {
     "cityscapes_deeplab2": {
         "title": "Cityscapes (half resolution), DeepLab v2 (ImageNet ResNet-101)",
         "network": "deeplab2_resnet101", "data": CITYSCAPES_DATA, "sizes": CITYSCAPES_SIZES,
+        "dataset": "Cityscapes", "batch": 4,
         "data_dir": "/path/to/cityscapes", "weights": "weights/resnet101.h5",
         "seeds": ("split_seed", (12345, 23456, 34567, 45678, 56789), "the authors' split seeds"),
         "results": {
@@ -146,6 +157,7 @@ TABLES = {
     "isic2017_dense_unet": {
         "title": "ISIC 2017 skin lesions, DenseNet-161 Dense U-net (ImageNet)",
         "network": "dense_unet_densenet161", "data": ISIC_DATA, "sizes": (50, -1),
+        "dataset": "ISIC 2017", "batch": 10,
         "data_dir": "/path/to/isic2017", "weights": "weights/densenet161.h5",
         "seeds": ("split_seed", (12345, 23456, 78901, 89012, 90123), "the authors' split seeds"),
         # The fully supervised run (all 2000 labels) is the baseline with n_sup=all.
@@ -179,7 +191,25 @@ def common_file(name, table):
     return "\n".join(lines + table["data"] + LOOP) + "\n"
 
 
-def cell_file(name, table, method, index):
+def needs_and_status(name, table, method, n_sup, estimates):
+    """The header's lines on the GPU the cell needs, whether it has run, and what differs from
+    the authors' runs."""
+    cell = f"{method}_{size_name(n_sup)}"
+    quirks = [quirk[0] for quirk in (AS_RUN_NETWORK.get(table["network"]), AS_RUN_METHOD.get(method))
+              if quirk]
+    differs = ([f"their code also did what the paper does not say ({'; '.join(quirks)}), which "
+                f"{AS_RUN_OUT}/{name}/{cell}.flags adds"] if quirks else [])
+    if method in REPEATED_MASKS:
+        differs.append("their box masks repeated between DataLoader workers, where each sample "
+                       "draws its own here")
+    differs.append("runs are seeded and resume bit-identically")
+    return (memory_estimates.header_lines(estimates, f"{OUT}/{name}/{cell}.flags", 1,
+                                          table["batch"], "the authors", table["dataset"])
+            + memory_estimates.comment(f"What differs from the authors' runs: "
+                                       f"{'; '.join(differs)}."))
+
+
+def cell_file(name, table, method, index, estimates):
     n_sup = table["sizes"][index]
     paper = table["results"][method][index]
     path = f"{OUT}/{name}/{method}_{size_name(n_sup)}.flags"
@@ -189,7 +219,8 @@ def cell_file(name, table, method, index):
         f"# {table['title']}: {METHODS[method][0]}, {labelled}.",
         f"# Paper: {paper:.2f} mIoU (%). python -m semiseg_tf.paper.tables repeats it with "
         f"--{seed_flag}={','.join(map(str, seeds))} ({seed_note}).",
-        "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
+        *needs_and_status(name, table, method, n_sup, estimates),
+        "# Run (from the repository root):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
         f"#       --data_dir={table['data_dir']} --backbone_weights={table['weights']} \\",
         f"#       --{seed_flag}={seeds[0]} --workdir=runs/paper/{name}/{method}_{size_name(n_sup)}_"
@@ -202,7 +233,7 @@ def cell_file(name, table, method, index):
     return path, "\n".join(lines + method_flags(name, method)) + "\n"
 
 
-def as_run_cell_file(name, table, method, index):
+def as_run_cell_file(name, table, method, index, estimates):
     """The paper's cell (`cell_file`) with the authors' code's behaviours on top."""
     n_sup = table["sizes"][index]
     cell = f"{method}_{size_name(n_sup)}"
@@ -219,7 +250,9 @@ def as_run_cell_file(name, table, method, index):
         f"# Paper: {table['results'][method][index]:.2f} mIoU (%). python -m semiseg_tf.paper.tables "
         f"--family=paper_as_run repeats it with --{seed_flag}={','.join(map(str, seeds))} "
         f"({seed_note}).",
-        "# Run (from the repository root; a GPU is needed, see BENCHMARKS.md):",
+        *memory_estimates.header_lines(estimates, f"{OUT}/{name}/{cell}.flags", 1, table["batch"],
+                                       "the authors", table["dataset"]),
+        "# Run (from the repository root):",
         f"#   python -m semiseg_tf.train --flagfile={path} \\",
         f"#       --data_dir={table['data_dir']} --backbone_weights={table['weights']} \\",
         f"#       --{seed_flag}={seeds[0]} --workdir=runs/paper_as_run/{name}/{cell}_{seeds[0]}",
@@ -230,14 +263,14 @@ def as_run_cell_file(name, table, method, index):
 
 def recipe_files():
     """{relative path: text} of every file under flags/paper/ and flags/paper_as_run/."""
-    files = {}
+    files, estimates = {}, memory_estimates.load()
     for name, table in TABLES.items():
         files[f"{OUT}/{name}/common.flags"] = common_file(name, table)
         for method, values in table["results"].items():
             for index, value in enumerate(values):
                 if value is not None:
                     for make in (cell_file, as_run_cell_file):
-                        path, text = make(name, table, method, index)
+                        path, text = make(name, table, method, index, estimates)
                         files[path] = text
     return files
 
