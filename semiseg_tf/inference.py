@@ -100,7 +100,8 @@ def in_passes(call, images, options):
     if per_call < 1 and count:
         raise ValueError(f"{width}x{height} pixels: over the {options.one_pass_pixels():,} of one "
                          "pass of the network")
-    outputs = [call(images[start:start + per_call]) for start in range(0, count, per_call or 1)]
+    starts = range(0, count, per_call) if count else [0]     # no images: one empty call
+    outputs = [call(images[start:start + per_call]) for start in starts]
     return {key: np.concatenate([output[key].numpy() for output in outputs])
             for key in outputs[0]}
 

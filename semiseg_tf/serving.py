@@ -19,7 +19,7 @@ import semiseg_tf
 from semiseg_tf import checkpoints, inference, run_files, run_info, trained
 from semiseg_tf.data import native, records
 from semiseg_tf.errors import ConfigError
-from semiseg_tf.options import limits
+from semiseg_tf.options import limits as limit_flags
 
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
@@ -27,7 +27,7 @@ ONNX_OPSET = 17
 
 # The budget of one request: its images' pixels, counted as the labels output holds them (every image
 # padded to the largest), so that a large image among many small ones cannot multiply it.
-DEFAULT_MAX_REQUEST_PIXELS = limits.DEFAULT_MAX_REQUEST_PIXELS
+DEFAULT_MAX_REQUEST_PIXELS = limit_flags.DEFAULT_MAX_REQUEST_PIXELS
 
 
 def encoded_image_size(data, index):

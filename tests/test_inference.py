@@ -360,5 +360,7 @@ def test_in_passes_calls_with_as_many_images_as_one_pass_takes_and_joins_their_o
     calls.clear()
     inference.in_passes(call, images, inference.InferenceOptions(tile_size=(4, 4)))
     assert calls == [7]                              # tiles bound every image: one call
+    empty = inference.in_passes(call, images[:0], options)        # one call, empty outputs
+    assert empty["sum"].shape == (0,) and calls[-1] == 0
     with pytest.raises(ValueError, match="10x10 pixels: over the 99 of one pass"):
         inference.in_passes(call, images, inference.InferenceOptions(max_pass_pixels=99))
