@@ -166,7 +166,8 @@ def evaluate(flag_values=flags.FLAGS, out=None):
     batch_size = run_values["eval_batch_size"].value
     print(f"scoring {model.description} on {what}", file=out, flush=True)
     progress = Progress("scored", evaluation.count_images(pairs), "images", out=out)
-    result = evaluation.score(lambda images: model.predict(images)["labels"],
+    # The labels alone: a large image predicted in tiles never holds its class probabilities.
+    result = evaluation.score(lambda images: model.label_maps(images, max_probability=False)["labels"],
                               pipeline.validation_dataset(source, batch_size, pairs),
                               model.info.class_names, progress,
                               absent=flag_values.absent_classes)
