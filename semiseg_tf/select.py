@@ -62,6 +62,9 @@ TOPIC.define("boolean", "diversity", True, "Choose among the --candidates x --bu
         "that near-duplicates are not chosen together (--nodiversity: the highest scores).")
 TOPIC.define("integer", "candidates", 4, "--diversity: how many times --budget of the highest "
         "scores the diverse batch is chosen from.")
+TOPIC.define("boolean", "rare_classes", False, "Multiply each score by a weight that grows with "
+        "the share of the image predicted as classes rare over the whole pool's predictions "
+        "(selection.rare_class_weight), so that images holding rare classes come first.")
 TOPIC.define("integer", "selection_seed", 0, "--select_by=random: the seed of the draw.")
 
 # The grid an image's class probabilities are pooled to for --diversity (the same length for
@@ -79,9 +82,9 @@ def pooled(probabilities):
 
 
 def score_pool(models, images, values, out):
-    """[(path, score, features)] of the readable `images` ([(path, relative path)]) and the count
-    of those skipped (one line each on `out`). `models`: the evaluated network's model, then the
-    student's for --select_by=disagreement."""
+    """[(path, score, features, class shares)] of the readable `images` ([(path, relative
+    path)]) and the count of those skipped (one line each on `out`). `models`: the evaluated
+    network's model, then the student's for --select_by=disagreement."""
     rng = np.random.default_rng(values.selection_seed)
     pixels = models[0].info.pixels
     scored, skipped = [], 0
@@ -101,7 +104,8 @@ def score_pool(models, images, values, out):
                 score = selection.uncertainty(
                     outputs[0], values.select_by, values.unsure_threshold,
                     student_probabilities=outputs[1] if len(outputs) > 1 else None)
-            scored.append((path, score, pooled(outputs[0]) if values.diversity else None))
+            scored.append((path, score, pooled(outputs[0]) if values.diversity else None,
+                           selection.class_shares(outputs[0])))
         progress.update(done)
     return scored, skipped
 
@@ -185,9 +189,16 @@ def main(argv):
     scored, skipped = score_pool(models, images, values, sys.stderr)
     if not scored:
         raise DataError(f"--pool={values.pool}: no image could be scored")
-    features = np.stack([f for _, _, f in scored]) if values.diversity else None
-    picked = selection.choose([s for _, s, _ in scored], values.budget, features,
-                              values.candidates)
+    scores = [score for _, score, _, _ in scored]
+    if values.rare_classes:
+        # How often each class is predicted over the pool, pixels weighed alike per image.
+        frequency = np.mean([shares for _, _, _, shares in scored], axis=0)
+        scores = [score * selection.rare_class_weight(shares, frequency)
+                  for (_, score, _, shares) in scored]
+        scored = [(path, score, features, shares)
+                  for (path, _, features, shares), score in zip(scored, scores)]
+    features = np.stack([f for _, _, f, _ in scored]) if values.diversity else None
+    picked = selection.choose(scores, values.budget, features, values.candidates)
     image_files.mark_as_output(output, "semiseg_tf.select --to_label")
     write_selection(output, [scored[i][:2] for i in picked], names, models[0])
     print(f"chose {len(picked)} of {len(scored)} images by {values.select_by}"

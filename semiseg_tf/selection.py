@@ -12,10 +12,11 @@ teacher), each in [0, 1]:
   (query by committee with the two networks a run has; Seung et al., 1992).
 
 Diversity: `k_center_greedy` (Sener and Savarese, ICLR 2018) picks each next image the farthest,
-in the encoder's pooled features, from those already chosen; `choose` applies it to the most
+in a feature space (`select` uses each image's class probabilities pooled to a grid), from those
+already chosen; `choose` applies it to the most
 uncertain candidates, so that the batch is both uncertain and spread. Class balance:
-`rare_class_weight` raises the score of images predicted to hold classes that are rare in the
-labelled masks.
+`rare_class_weight` raises the score of images predicted to hold classes that are rare (in the
+labelled masks, or in the model's predictions over the pool, as `select --rare_classes` counts).
 """
 import numpy as np
 
@@ -48,12 +49,13 @@ def class_shares(probabilities):
     return np.bincount(labels.ravel(), minlength=classes) / labels.size
 
 
-def rare_class_weight(shares, labelled_frequency):
+def rare_class_weight(shares, frequency):
     """A factor >= 1 for an image whose predicted class shares are `shares` [C]: 1 plus the
-    share of its pixels in each class weighed by how rare that class is among the labelled pixels
-    (`labelled_frequency` [C], summing to 1): (median frequency / frequency) - 1 where that is
-    positive, so common classes add nothing and a class absent from the labels adds the most."""
-    frequency = np.asarray(labelled_frequency, np.float64)
+    share of its pixels in each class weighed by how rare that class is (`frequency` [C], summing
+    to 1: among the labelled pixels, or the pool's predicted ones): (median frequency /
+    frequency) - 1 where that is positive, so common classes add nothing and a class never seen
+    adds the most."""
+    frequency = np.asarray(frequency, np.float64)
     present = frequency[frequency > 0]
     median = np.median(present) if present.size else 1.0
     rarity = np.where(frequency > 0, median / np.maximum(frequency, 1e-12), median * 1e3) - 1

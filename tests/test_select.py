@@ -30,10 +30,34 @@ def pool(tmp_path):
     return tmp_path / "pool"
 
 
-def entropy_of(run, path):
+def probabilities_of(run, path):
     image = np.asarray(Image.open(path).convert("RGB"))[None]
-    probabilities = trained.RunModel(run).predict(image)["probabilities"][0]
-    return selection.uncertainty(probabilities, "entropy")
+    return trained.RunModel(run).predict(image)["probabilities"][0]
+
+
+def entropy_of(run, path):
+    return selection.uncertainty(probabilities_of(run, path), "entropy")
+
+
+def test_rare_classes_weigh_each_score_by_the_pools_rare_predicted_classes(run, pool, tmp_path):
+    names = sorted(name for name in os.listdir(pool) if name != "broken.png")
+    probabilities = {name: probabilities_of(run, pool / name) for name in names}
+    shares = {name: selection.class_shares(p) for name, p in probabilities.items()}
+    frequency = np.mean([shares[name] for name in names], axis=0)
+    expected = {name: selection.uncertainty(probabilities[name], "entropy")
+                * selection.rare_class_weight(shares[name], frequency) for name in names}
+    # The pool's images differ in their rare classes, so the weights move the scores.
+    assert len({round(selection.rare_class_weight(shares[n], frequency), 6) for n in names}) > 1
+    done = run_main("select", f"--workdir={run}", f"--pool={pool}", "--budget=3",
+                    f"--to_label={tmp_path}/rare", "--nodiversity", "--rare_classes")
+    assert done.returncode == 1, done.stderr[-2000:]
+    with open(tmp_path / "rare" / "selected.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [os.path.basename(row["image"]) for row in rows] == sorted(
+        names, key=lambda name: -expected[name])[:3]
+    for row in rows:
+        assert float(row["score"]) == pytest.approx(expected[os.path.basename(row["image"])],
+                                                    abs=1e-6)
 
 
 def test_select_writes_the_most_uncertain_images_as_a_folder_that_trains_once_masked(
