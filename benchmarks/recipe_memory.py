@@ -26,6 +26,7 @@ from semiseg_tf.paper import memory_estimates
 
 RECIPES = ("flags/paper/*/*_*.flags", "flags/beyond/*/*_*.flags")
 BATCHES = (1, 2)
+OUTPUT = os.path.relpath(memory_estimates.FILE, harness.REPO)
 # Families whose two-image step does not fit a 24 GiB machine: measured at one image, their second
 # image's share is a sibling's (the same network and method on another dataset's crop) scaled by
 # the ratio of the same two datasets' shares on the smaller network:
@@ -42,7 +43,6 @@ def scaled_share(known, family):
         return known[key]["2"] - known[key]["1"]
     sibling, small, small_sibling = SCALED[family]
     return share(sibling) * share(small) / share(small_sibling)
-OUTPUT = os.path.relpath(memory_estimates.FILE, harness.REPO)
 
 
 def measure(flagfile, batch):

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from semiseg_tf.data.base import IGNORE_LABEL
-from semiseg_tf.files import atomic_write_bytes
+from semiseg_tf.files import write_in_folder
 
 KINDS = ("none", "max_probability", "entropy")
 
@@ -61,20 +61,16 @@ class PseudoLabelFolder:
         """`path`: the input image; `stem`: its name in the dataset (predict's output name without
         .png); `mask_png`: its label map's PNG bytes; `surest`: its max-probability map."""
         with open(path, "rb") as f:
-            _write(os.path.join(self.folder, "images", stem + os.path.splitext(path)[1]), f.read())
-        _write(os.path.join(self.folder, "masks", stem + ".png"), mask_png)
+            write_in_folder(os.path.join(self.folder, "images", stem + os.path.splitext(path)[1]),
+                            f.read())
+        write_in_folder(os.path.join(self.folder, "masks", stem + ".png"), mask_png)
         self.entries.append((float(np.asarray(surest, np.float32).mean()), stem))
 
     def close(self):
         order = sorted(self.entries, key=lambda entry: (-entry[0], entry[1]))
-        _write(os.path.join(self.folder, "labelled.txt"),
+        write_in_folder(os.path.join(self.folder, "labelled.txt"),
                "".join(f"{name}\n" for _, name in order).encode())
-        _write(os.path.join(self.folder, "classes.txt"),
+        write_in_folder(os.path.join(self.folder, "classes.txt"),
                "".join(f"{name}\n" for name in self.class_names).encode())
-        _write(os.path.join(self.folder, "palette.txt"),
+        write_in_folder(os.path.join(self.folder, "palette.txt"),
                "".join(f"{r} {g} {b}\n" for r, g, b in self.palette).encode())
-
-
-def _write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_bytes(path, data)

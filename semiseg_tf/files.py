@@ -20,6 +20,12 @@ def atomic_write_bytes(path, data):
         raise
 
 
+def write_in_folder(path, data):
+    """`atomic_write_bytes`, creating the file's folder first where it does not exist."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_bytes(path, data)
+
+
 def atomic_savez(path, **arrays):
     """`numpy.savez_compressed` via a temporary file beside `path` and a rename."""
     import numpy as np

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 from semiseg_tf import config, lazy, options, visualise
 from semiseg_tf.data import native
 from semiseg_tf.errors import ConfigError, DataError
-from semiseg_tf.files import atomic_write_bytes, png_bytes
+from semiseg_tf.files import png_bytes, write_in_folder
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
@@ -144,13 +144,13 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                 label = confidence_lib.ignore_unsure(predicted["labels"][index], surest,
                                                      min_confidence)
                 label_png = visualise.label_png(label, palette)
-                _write(os.path.join(output, "labels", names[path]), label_png)
+                write_in_folder(os.path.join(output, "labels", names[path]), label_png)
                 if overlays:
-                    _write(os.path.join(output, "overlays", names[path]),
+                    write_in_folder(os.path.join(output, "overlays", names[path]),
                            png_bytes(visualise.overlay(visualise.display_rgb(image), label, palette,
                                                                  alpha)))
                 if confidence != "none":
-                    _write(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
+                    write_in_folder(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
                         predicted[confidence][index]))
                 if folder is not None:
                     folder.add(path, stems[path], label_png, surest)
@@ -174,11 +174,6 @@ def _predict(model, images, confidence, max_probability):
         return predicted
     # The two maps alone: a large image predicted in tiles never holds its class probabilities.
     return model.label_maps(images, max_probability=max_probability)
-
-
-def _write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_bytes(path, data)
 
 
 def main(argv):

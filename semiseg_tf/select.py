@@ -33,7 +33,7 @@ from absl import app, flags, logging
 from semiseg_tf import config, lazy, options, selection, visualise
 from semiseg_tf.data import native
 from semiseg_tf.errors import ConfigError, DataError
-from semiseg_tf.files import atomic_write_bytes, png_bytes
+from semiseg_tf.files import png_bytes, write_in_folder
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
@@ -126,20 +126,15 @@ def write_selection(folder, chosen, names, model, alpha=0.5):
         shutil.copyfile(path, image_copy)
         image = image_files.read_image(path, info.pixels)
         labels = model.label_maps(image[None], max_probability=False)["labels"][0]
-        _write(os.path.join(folder, "overlays", stem + ".png"), png_bytes(visualise.overlay(
+        write_in_folder(os.path.join(folder, "overlays", stem + ".png"), png_bytes(visualise.overlay(
             visualise.display_rgb(image), labels, info.palette, alpha)))
     os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
-    _write(os.path.join(folder, "selected.csv"), rows.getvalue().encode())
-    _write(os.path.join(folder, "labelled.txt"), "".join(f"{s}\n" for s in stems).encode())
-    _write(os.path.join(folder, "classes.txt"),
+    write_in_folder(os.path.join(folder, "selected.csv"), rows.getvalue().encode())
+    write_in_folder(os.path.join(folder, "labelled.txt"), "".join(f"{s}\n" for s in stems).encode())
+    write_in_folder(os.path.join(folder, "classes.txt"),
            "".join(f"{name}\n" for name in info.class_names).encode())
-    _write(os.path.join(folder, "palette.txt"),
+    write_in_folder(os.path.join(folder, "palette.txt"),
            "".join(f"{r} {g} {b}\n" for r, g, b in info.palette).encode())
-
-
-def _write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_bytes(path, data)
 
 
 def check_flags(values):
