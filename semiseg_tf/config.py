@@ -113,6 +113,14 @@ def check_max_image_pixels(value):
     limits.Limits(max_image_pixels=value)
 
 
+def network_limit(flag_values, name, info):
+    """--NAME (max_image_pixels or max_request_pixels) as given, else the default that keeps the
+    network of run `info` (a RunInfo) within the memory bound (options/limits.network_budget)."""
+    if flag_values[name].present:
+        return flag_values[name].value
+    return getattr(limits.network_budget(info.arch, info.num_classes), name)
+
+
 def parse_mask_values(text):
     """--mask_values's text as the pixel values of the classes (() for none); ConfigError if bad."""
     return data.parse_mask_values("mask_values", text)

@@ -162,6 +162,7 @@ def evaluate(flag_values=flags.FLAGS, out=None):
         model = trained.open_model(workdir=flag_values.workdir, network=flag_values.network,
                                    checkpoint=flag_values.checkpoint,
                                    options=config.inference_options(run_values))
+    native.set_max_image_pixels(config.network_limit(flag_values, "max_image_pixels", model.info))
     source, pairs, what = _data(model, run_values, flag_values, out)
     batch_size = run_values["eval_batch_size"].value
     print(f"scoring {model.description} on {what}", file=out, flush=True)

@@ -76,7 +76,8 @@ TOPIC.define("integer", "max_request_pixels", limits_flags.DEFAULT_MAX_REQUEST_P
         f"anything is decoded. A request to the encoded signature costs about "
         f"{limits_flags.REQUEST_BYTES_PER_PIXEL} bytes a pixel at peak beside the server's "
         f"{limits_flags.PROCESS_BYTES / 1e9:.1f} GB: the default keeps one under "
-        f"{limits_flags.MEMORY_BOUND_BYTES / 1e9:.0f} GB. serving_default also refuses a request of "
+        f"{limits_flags.MEMORY_BOUND_BYTES / 1e9:.0f} GB (lowered, as --max_image_pixels is, for "
+        "a network larger than the demo's). serving_default also refuses a request of "
         "more pixels in all than one pass of the network takes (--max_pass_pixels).")
 TOPIC.define("boolean", "encoded_confidence", False, "The encoded signature also returns "
         "confidence_png_bytes: each image's max class probability as a 16-bit greyscale PNG "
@@ -157,19 +158,20 @@ def main(argv):
             raise ConfigError(f"--encoded_confidence: the encoded signature reads 8-bit RGB image "
                               f"files; this run's images have {model.info.pixels}, and its export "
                               "has no encoded signature")
+        budgets = {name: config.network_limit(values, name, model.info)
+                   for name in ("max_image_pixels", "max_request_pixels")}
         print(f"exporting {model.description}", flush=True)
         source = None
         if "onnx" in formats or "tflite" in formats:
             cfg = config.from_flags(config.read_run_flags(model.flags_path))
             source = builders.build_source(cfg, out=sys.stderr)
-        litert = _litert_settings(model, values, source) if "tflite" in formats else None
+        litert = _litert_settings(model, values, source, budgets) if "tflite" in formats else None
         onnx = None
         if "onnx" in formats:
             onnx = training_images(source, values.check_images, tuple(model.info.crop_size))
         export_dir = serving.export(model, values.export_dir, keras_file=values.keras_file,
                                     onnx=onnx, litert=litert,
-                                    max_image_pixels=values.max_image_pixels,
-                                    max_request_pixels=values.max_request_pixels,
+                                    **budgets,
                                     encoded_confidence=values.encoded_confidence,
                                     min_agreement=values.min_agreement)
     except OSError as error:
@@ -185,9 +187,10 @@ def main(argv):
     return 0
 
 
-def _litert_settings(model, values, source):
+def _litert_settings(model, values, source, budgets):
     """serving.LiteRT of the --tflite_* flags, with the run's training images (of `source`, its
-    data source) as representative images; ConfigError naming a bad flag."""
+    data source) as representative images, within the export's `budgets` ({'max_image_pixels',
+    'max_request_pixels'}); ConfigError naming a bad flag."""
     variants = tuple(values.tflite_variants)
     unknown = [v for v in variants if v not in litert.VARIANTS]
     if unknown or not variants:
@@ -201,13 +204,13 @@ def _litert_settings(model, values, source):
     # The file serves one image of this size, and its check holds `count` of them at once: both
     # within the budgets the export states for its own requests.
     pixels = size[0] * size[1]
-    if pixels > values.max_image_pixels:
+    if pixels > budgets["max_image_pixels"]:
         raise ConfigError(f"--tflite_size={size[0]},{size[1]}: {pixels} pixels, over "
-                          f"--max_image_pixels={values.max_image_pixels}")
-    if count * pixels > values.max_request_pixels:
+                          f"--max_image_pixels={budgets['max_image_pixels']}")
+    if count * pixels > budgets["max_request_pixels"]:
         raise ConfigError(f"--tflite_representative_images={count}: {count} images of "
                           f"{size[0]}x{size[1]} are {count * pixels} pixels, over "
-                          f"--max_request_pixels={values.max_request_pixels}")
+                          f"--max_request_pixels={budgets['max_request_pixels']}")
     images = training_images(source, count, size)
     return serving.LiteRT(variants, size, values.tflite_probabilities, images)
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from semiseg_tf.data.pipeline import normalise
 from semiseg_tf.models.layers import centre_padding
+from semiseg_tf.options import limits
 
 # The scales users pass for multi-scale testing (DeepLab's and mmsegmentation's aug-test).
 USUAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -23,6 +24,9 @@ USUAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # through the network in tiles when no tile size is given (`auto_tile`), so that the network's
 # activations take a tile's memory whatever the image's size.
 DEFAULT_MAX_PASS_PIXELS = 2048 * 2048
+# `max_pass_pixels` of the commands that run a trained network (predict, evaluate, export, select)
+# when none is given: the most the network takes within the memory bound (`resolved`).
+FROM_NETWORK = "network"
 
 
 def auto_tile(max_pass_pixels):
@@ -43,13 +47,24 @@ class InferenceOptions:
     tile_size: (height, width) of sliding-window tiles, or None for one pass over the whole image;
       tiles overlap their neighbours by `tile_overlap` of their size and the overlaps are averaged.
     max_pass_pixels: with no `tile_size`, images (at each scale) of more pixels than this go in
-      tiles of `auto_tile(max_pass_pixels)`; None: every image in one pass.
+      tiles of `auto_tile(max_pass_pixels)`; None: every image in one pass; FROM_NETWORK: the
+      network's own, once `resolved`.
     """
     flip: bool = False
     scales: tuple = (1.0,)
     tile_size: tuple = None
     tile_overlap: float = 1 / 3
     max_pass_pixels: int = DEFAULT_MAX_PASS_PIXELS
+
+    def resolved(self, arch=None, num_classes=None):
+        """These options, with a `max_pass_pixels` of FROM_NETWORK made network `arch`'s budget
+        (semiseg_tf/options/limits.py) or, with no network named, DEFAULT_MAX_PASS_PIXELS (the one
+        pass the trainer validates with, as the papers' evaluations did)."""
+        if self.max_pass_pixels != FROM_NETWORK:
+            return self
+        pixels = (DEFAULT_MAX_PASS_PIXELS if arch is None
+                  else limits.network_budget(arch, num_classes).max_pass_pixels)
+        return dataclasses.replace(self, max_pass_pixels=pixels)
 
     def describe(self):
         """A short human-readable summary, e.g. 'flip, scales 0.5-1.75 (6), tiles 512x1024'."""
@@ -61,6 +76,10 @@ class InferenceOptions:
         if self.tile_size:
             parts.append(f"tiles {self.tile_size[0]}x{self.tile_size[1]} "
                          f"({self.tile_overlap:.2f} overlap)")
+        elif self.max_pass_pixels not in (None, DEFAULT_MAX_PASS_PIXELS, FROM_NETWORK):
+            side = auto_tile(self.max_pass_pixels)[0]
+            parts.append(f"one pass up to {self.max_pass_pixels:,} pixels, {side}x{side} tiles "
+                         "beyond")
         return ", ".join(parts) or "single pass"
 
     def tag(self):
@@ -173,6 +192,9 @@ class Segmenter(tf.Module):
         self.bands = len(self.rgb_mean)
         self.dtype = tf.as_dtype(dtype)
         self.input_multiple = int(input_multiple)
+        if options.max_pass_pixels == FROM_NETWORK:
+            raise ValueError("InferenceOptions(max_pass_pixels=FROM_NETWORK) must be resolved for "
+                             "the network first (InferenceOptions.resolved)")
         self.options = options
         self.fill_holes = fill_holes
         self._traced = {}       # (method, one_pass, options) -> its tf.function

@@ -213,6 +213,7 @@ def main(argv):
                                network=values.network, checkpoint=values.checkpoint,
                                options=config.inference_options(values),
                                options_given=given_options)
+    native.set_max_image_pixels(config.network_limit(values, "max_image_pixels", model.info))
     print(f"predicting {len(images)} images with {model.description}", file=sys.stderr,
           flush=True)
     written, failed = predict_files(model, images, os.path.abspath(values.output),

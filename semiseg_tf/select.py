@@ -178,6 +178,7 @@ def main(argv):
     models = [trained.open_model(network=values.network, **open_model)]
     if values.select_by == "disagreement":
         models.append(trained.open_model(network="student", **open_model))
+    native.set_max_image_pixels(config.network_limit(values, "max_image_pixels", models[0].info))
     print(f"scoring {len(images)} images by {values.select_by} with {models[0].description}",
           file=sys.stderr, flush=True)
     names = image_files.output_names(images)

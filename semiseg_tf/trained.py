@@ -71,12 +71,17 @@ def _complete(path):
     return tf.io.gfile.exists(path + ".index") and bool(tf.io.gfile.glob(path + ".data-*"))
 
 
+# The default inference of a run's network: one pass up to what it takes within the memory bound.
+NETWORK_OPTIONS = inference.InferenceOptions(max_pass_pixels=inference.FROM_NETWORK)
+
+
 class RunModel:
     """The network of a training run's folder, through `inference.Segmenter`."""
 
-    def __init__(self, workdir, network=None, checkpoint=None, options=inference.InferenceOptions()):
+    def __init__(self, workdir, network=None, checkpoint=None, options=NETWORK_OPTIONS):
         self.workdir = workdir
         self.info = run_info.load(workdir)
+        options = options.resolved(self.info.arch, self.info.num_classes)
         self.which = network or self.info.evaluated_network
         self.network, self.checkpoint, self.step = load_network(workdir, self.info, self.which,
                                                                 checkpoint)
@@ -192,7 +197,7 @@ def _read_json(path):
 
 
 def open_model(workdir=None, saved_model=None, network=None, checkpoint=None,
-               options=inference.InferenceOptions(), options_given=False):
+               options=NETWORK_OPTIONS, options_given=False):
     """The model a command was pointed at: `--workdir` (with --network, --checkpoint and the
     inference options) or `--saved_model`. ConfigError (one line) for a wrong combination."""
     if bool(workdir) == bool(saved_model):

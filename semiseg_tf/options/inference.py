@@ -22,10 +22,14 @@ TOPIC.define("string", "tile_size", None, "'H,W': predict images (at each scale)
 TOPIC.define("float", "tile_overlap", 1 / 3, "Sliding window: the share of a tile that overlaps "
         "its neighbour, in [0, 1) (1/3, as mmsegmentation's Cityscapes setting: 1024-px tiles every "
         "683 px).")
-TOPIC.define("integer", "max_pass_pixels", 2048 * 2048, "With no --tile_size, an image (at each "
+TOPIC.define("integer", "max_pass_pixels", None, "With no --tile_size, an image (at each "
         "scale) of more pixels than this goes through the network in 512x512 tiles (smaller where "
         "this limit is under 512x512) overlapping by --tile_overlap, so that the network's memory "
-        "is a tile's whatever the image's size; smaller images go in one pass, as validated.")
+        "is a tile's whatever the image's size; smaller images go in one pass. Default: for "
+        "predict, evaluate, select and export, the most pixels the run's network takes in one "
+        "pass within the 2 GB memory bound that --max_image_pixels follows from (measured for each "
+        "network: docs/using.md, 'Memory'; 2048x2048 at most); for the trainer's validation, "
+        "2048x2048 whatever the network.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +48,8 @@ class Inference(Section):
         self.require(self.scales and min(self.scales) > 0, "scales",
                      "expected one or more positive numbers")
         self.require(0 <= self.tile_overlap < 1, "tile_overlap", "must lie in [0, 1)")
-        self.require(self.max_pass_pixels > 0, "max_pass_pixels", "must be positive")
+        self.require(self.max_pass_pixels is None or self.max_pass_pixels > 0, "max_pass_pixels",
+                     "must be positive")
 
     def options(self):
         """The semiseg_tf.inference.InferenceOptions these flags describe."""
@@ -52,4 +57,5 @@ class Inference(Section):
         return inference.InferenceOptions(flip=self.flip, scales=self.scales,
                                           tile_size=self.tile_size,
                                           tile_overlap=self.tile_overlap,
-                                          max_pass_pixels=self.max_pass_pixels)
+                                          max_pass_pixels=self.max_pass_pixels
+                                          or inference.FROM_NETWORK)

@@ -141,7 +141,9 @@ class Trainer:
                                            cfg.logs.keep_checkpoints, read_folder=folder, say=self.say)
         # --- evaluation and reports.
         multiple = models.input_multiple(cfg.network.arch)
-        options = config_lib.inference_options(cfg)
+        # Validation runs one pass up to the default whatever the network, as the papers did: the
+        # memory of a training process is its training step's, not the serving bound's.
+        options = config_lib.inference_options(cfg).resolved()
         evaluation = dict(batch_size=cfg.inference.eval_batch_size, multiple=multiple,
                           fill_holes=cfg.evaluation.bin_fill_holes, options=options,
                           jit_compile=cfg.distribution.jit_compile)
