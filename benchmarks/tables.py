@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness, litert, published, step_time
+from benchmarks import harness, labelling, litert, published, step_time
 from semiseg_tf import compare_runs
 
 
@@ -372,9 +372,15 @@ def step_times(command):
 
 
 # Measurements that are not tables of trainings: name -> function(command) -> (document, text).
-MEASUREMENTS = {"demo_time": lambda command: ("README.md", demo_time(command)),
-                "litert": lambda command: ("BENCHMARKS.md", litert.measure(command)),
-                "step_time": lambda command: ("BENCHMARKS.md", step_times(command))}
+# Tables made otherwise than from independent runs: name -> function(command, the parsed
+# arguments) -> (document, markdown).
+MEASUREMENTS = {
+    "demo_time": lambda command, args: ("README.md", demo_time(command)),
+    "litert": lambda command, args: ("BENCHMARKS.md", litert.measure(command, args.runs)),
+    "step_time": lambda command, args: ("BENCHMARKS.md", step_times(command)),
+    # Runs of the labelling loop, where each round's training depends on the last's selection.
+    "labelling": lambda command, args: labelling.table(command, args.runs, args.jobs),
+}
 
 
 def main():
@@ -397,7 +403,7 @@ def main():
     for name in args.tables or [*TABLES, *MEASUREMENTS]:
         command = f".venv/bin/python -m benchmarks.tables {name}"
         if name in MEASUREMENTS:
-            document, text = MEASUREMENTS[name](command)
+            document, text = MEASUREMENTS[name](command, args)
             harness.replace_region(f"{harness.REPO}/{document}", name, text)
             print(f"{name}: wrote it into {document}")
             continue

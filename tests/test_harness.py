@@ -1,6 +1,7 @@
 """The results harness (benchmarks/): which runs it reuses, and the text it writes."""
 import io
 import json
+import os
 
 import pytest
 
@@ -85,3 +86,49 @@ def test_a_paper_recipe_run_on_the_embedded_dataset_writes_its_published_vs_meas
                          harness.RECORD).read_text())
     assert "--split_seed=12345" in record["command"] and "| 60.34 |" in lines[2]
     assert len(published(pascal, 1, 2).splitlines()) == 4          # replaced, reused
+
+
+def test_each_labelling_round_adds_what_select_chose_from_the_images_not_labelled_yet(
+        tmp_path, monkeypatch):
+    from benchmarks import labelling
+    root = tmp_path / "labelling"
+    (root / "data" / "images").mkdir(parents=True)
+    for k in range(12):
+        (root / "data" / "images" / f"train_{k:04d}.png").write_bytes(b"png")
+    monkeypatch.setattr(labelling, "SEEDS", (0, 1))
+    labelling.start_lists(str(root))
+    starts = [(root / "start" / f"labelled_10_seed_{s}.txt").read_text().split() for s in (0, 1)]
+    assert starts[0] != starts[1] and all(len(set(s)) == 10 for s in starts)
+    pools = []
+
+    def fake_select(command, **_):   # chooses the two last names of the pool, as select would
+        pool = next(a.split("=", 1)[1] for a in command if a.startswith("--pool="))
+        to_label = next(a.split("=", 1)[1] for a in command if a.startswith("--to_label="))
+        pools.append(sorted(os.listdir(pool)))
+        os.makedirs(to_label)
+        with open(os.path.join(to_label, "labelled.txt"), "w") as f:
+            f.write("".join(n[:-4] + "\n" for n in pools[-1][-2:]))
+    monkeypatch.setattr(labelling.subprocess, "run", fake_select)
+    monkeypatch.setattr(labelling, "BUDGET", 2)
+    chain = labelling.Chain(str(root), "entropy", 1)
+    os.makedirs(chain.folder)
+    chain.select(0, log=None)
+    first = open(chain.split_file(1)).read().split()
+    assert pools[0] == sorted(f"{n}.png" for n in labelling.names(chain.data) if n not in starts[1])
+    assert first[:10] == starts[1] and len(set(first)) == 12
+    assert chain.run(1).extra[-2:] == (f"--split_file={chain.split_file(1)}", "--n_sup=12")
+    chain.select(0, log=None)                  # written already: kept, select not run again
+    assert len(pools) == 1
+
+
+def test_the_labelling_plot_draws_each_strategy_in_its_colour(tmp_path):
+    from PIL import Image
+
+    from benchmarks import labelling
+    path = tmp_path / "curves.png"
+    labelling.draw({"random": [(50.0, 1.0), (60.0, 1.0)], "entropy": [(50.0, 0.0), (70.0, 0.0)]},
+                   [10, 20], str(path))
+    image = Image.open(path).convert("RGB")
+    assert image.size == (640, 400)
+    colours = {image.getpixel((x, y)) for x in range(60, 490) for y in range(20, 360)}
+    assert (31, 119, 180) in colours and (255, 127, 14) in colours     # random's, entropy's
