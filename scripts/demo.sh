@@ -5,6 +5,7 @@
 # time and memory are in README.md, measured by `python -m benchmarks.tables demo_time`.
 #   bash scripts/demo.sh [runs folder, default runs/demo]
 # Running it again resumes unfinished runs, reprints the table and reuses the export.
+# The export goes to saved_models/RUNS_cutmix/N (saved_models/demo_cutmix/1 for runs/demo).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup_env.sh"
@@ -18,11 +19,17 @@ done
 echo "== results (teacher, full validation images)"
 $python -m semiseg_tf.compare_runs "$runs/baseline" "$runs/cutmix"
 
-export_dir="$runs/saved_models/cutmix/1"
-echo "== export: the CutMix teacher as a SavedModel that takes raw pixels ($export_dir)"
-if [ -d "$export_dir" ]; then
-  echo "$export_dir exists already"
+# The export goes to saved_models/ (TF Serving's MODEL/VERSION layout: saved_models/README.md). The
+# latest version is reused when it is this run's (its copy of the run's scores is the same), else
+# the next version is written.
+export_root="saved_models/$(basename "$runs")_cutmix"
+latest=$(ls "$export_root" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
+if [ -n "$latest" ] && cmp -s "$runs/cutmix/metrics.json" "$export_root/$latest/assets/metrics.json"; then
+  export_dir="$export_root/$latest"
+  echo "== export: $export_dir, this run's export, exists already"
 else
+  export_dir="$export_root/$(( ${latest:-0} + 1 ))"
+  echo "== export: the CutMix teacher as a SavedModel that takes raw pixels ($export_dir)"
   $python -m semiseg_tf.export --workdir="$runs/cutmix" --export_dir="$export_dir"
 fi
 echo "== evaluate: the SavedModel on the validation set (the trainer's final mIoU again)"
