@@ -67,6 +67,9 @@ def test_more_classes_add_their_measured_bytes_and_shrink_the_pass(monkeypatch):
     assert limits.network_budget("big", 150).max_pass_pixels == 1024 * 1024
     assert limits.pass_bytes(limits.pass_memory()["networks"]["big"], 256, 150) == (
         100 * MB / 4 + 129 * 4.0 * 256 * 256)       # the next larger side's, scaled down
+    # A class measured at nothing (noise) still takes its float32 probability.
+    noisy = {"fixed_bytes": 0, "bytes_per_pixel_class": 0.0, "pass_bytes": {"512": 0}}
+    assert limits.pass_bytes(noisy, 512, 22) == 4 * 512 * 512
 
 
 def test_an_unmeasured_network_gets_the_reference_networks_budget(monkeypatch):

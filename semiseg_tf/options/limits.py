@@ -129,5 +129,6 @@ def pass_bytes(cost, side, num_classes):
     larger = [(s, added) for s, added in measured if s >= side] or measured[-1:]
     at, added = larger[0]
     extra_classes = max(0, num_classes - MEASURED_CLASSES)
-    return added * min(1.0, side * side / (at * at)) + (
-        extra_classes * cost["bytes_per_pixel_class"] * side * side)
+    # A class takes at least its float32 probability, where a measurement drowned it in noise.
+    per_class = max(cost["bytes_per_pixel_class"], 4.0)
+    return added * min(1.0, side * side / (at * at)) + extra_classes * per_class * side * side
