@@ -59,25 +59,24 @@ class Chain:
         self.folder = os.path.join(root, strategy, f"seed_{seed}")
 
     def split_file(self, round_):
-        """The labelled list of round `round_` (round 0's is every strategy's own copy of the
-        seed's draw, so that a chain never reads another's files)."""
+        """The labelled list of round `round_`: round 0's is the seed's draw, shared by every
+        strategy (`start_lists`); a later round's is the chain's own."""
+        if round_ == 0:
+            return start_file(self.root, self.seed)
         return os.path.join(self.folder, f"labelled_{START + BUDGET * round_}.txt")
 
     def run(self, round_):
         labelled = START + BUDGET * round_
         # Round 0 is the same training for every strategy: one run, under its own name.
         name = "start" if round_ == 0 else f"{self.strategy}_{labelled}"
-        split = (os.path.join(self.root, "start", f"labelled_{START}_seed_{self.seed}.txt")
-                 if round_ == 0 else self.split_file(round_))
         return harness.Run(self.root, name, RECIPE, self.seed,
                            extra=("--dataset=folder", f"--data_dir={self.data}",
-                                  f"--prepared_dir={self.prepared}", f"--split_file={split}",
+                                  f"--prepared_dir={self.prepared}",
+                                  f"--split_file={self.split_file(round_)}",
                                   f"--n_sup={labelled}"))
 
     def labelled(self, round_):
-        run = self.run(round_)
-        split = [a.split("=", 1)[1] for a in run.extra if a.startswith("--split_file=")][0]
-        with open(split) as f:
+        with open(self.split_file(round_)) as f:
             return [line.strip() for line in f if line.strip()]
 
     def select(self, round_, log):
@@ -121,12 +120,15 @@ class Chain:
         return results
 
 
+def start_file(root, seed):
+    return os.path.join(root, "start", f"labelled_{START}_seed_{seed}.txt")
+
+
 def start_lists(root):
     """Each seed's START labelled images, drawn from the training images by the seed."""
-    folder = os.path.join(root, "start")
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.join(root, "start"), exist_ok=True)
     for seed in SEEDS:
-        path = os.path.join(folder, f"labelled_{START}_seed_{seed}.txt")
+        path = start_file(root, seed)
         if not os.path.exists(path):
             drawn = random.Random(seed).sample(names(os.path.join(root, "data")), START)
             with open(path, "w") as f:

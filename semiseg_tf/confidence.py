@@ -12,6 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from semiseg_tf.data import layouts
 from semiseg_tf.data.base import IGNORE_LABEL
 from semiseg_tf.files import write_in_folder
 
@@ -69,8 +70,5 @@ class PseudoLabelFolder:
     def close(self):
         order = sorted(self.entries, key=lambda entry: (-entry[0], entry[1]))
         write_in_folder(os.path.join(self.folder, "labelled.txt"),
-               "".join(f"{name}\n" for _, name in order).encode())
-        write_in_folder(os.path.join(self.folder, "classes.txt"),
-               "".join(f"{name}\n" for name in self.class_names).encode())
-        write_in_folder(os.path.join(self.folder, "palette.txt"),
-               "".join(f"{r} {g} {b}\n" for r, g, b in self.palette).encode())
+                        "".join(f"{name}\n" for _, name in order).encode())
+        layouts.write_class_files(self.folder, self.class_names, self.palette)

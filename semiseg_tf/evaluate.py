@@ -141,7 +141,6 @@ def evaluate(flag_values=flags.FLAGS, out=None):
     """The command, as a function: returns the scores dict (and writes the files)."""
     out = out or sys.stdout
     config.check_max_image_pixels(flag_values.max_image_pixels)
-    native.set_max_image_pixels(flag_values.max_image_pixels)
     given_options = any(flag_values[name].present for name in inference_flags.TOPIC.names
                         if name != "eval_batch_size")
     if flag_values.saved_model:

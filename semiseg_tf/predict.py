@@ -147,11 +147,11 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
                 write_in_folder(os.path.join(output, "labels", names[path]), label_png)
                 if overlays:
                     write_in_folder(os.path.join(output, "overlays", names[path]),
-                           png_bytes(visualise.overlay(visualise.display_rgb(image), label, palette,
-                                                                 alpha)))
+                                    png_bytes(visualise.overlay(visualise.display_rgb(image),
+                                                                label, palette, alpha)))
                 if confidence != "none":
-                    write_in_folder(os.path.join(output, "confidence", names[path]), confidence_lib.png16(
-                        predicted[confidence][index]))
+                    write_in_folder(os.path.join(output, "confidence", names[path]),
+                                    confidence_lib.png16(predicted[confidence][index]))
                 if folder is not None:
                     folder.add(path, stems[path], label_png, surest)
                 written += 1
@@ -193,7 +193,6 @@ def main(argv):
         raise config.ConfigError(f"--pseudo_labels={pseudo_labels}: not empty; give a new folder "
                                  "(its labelled.txt lists what one prediction wrote)")
     config.check_max_image_pixels(values.max_image_pixels)
-    native.set_max_image_pixels(values.max_image_pixels)
     broken = []
     input_folder = os.path.realpath(os.path.expanduser(values.input))
     if os.path.isdir(input_folder) and os.path.commonpath(

@@ -31,7 +31,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from semiseg_tf import config, lazy, options, selection, visualise
-from semiseg_tf.data import native
+from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.files import png_bytes, write_in_folder
 from semiseg_tf.options import inference as inference_flags
@@ -126,15 +126,14 @@ def write_selection(folder, chosen, names, model, alpha=0.5):
         shutil.copyfile(path, image_copy)
         image = image_files.read_image(path, info.pixels)
         labels = model.label_maps(image[None], max_probability=False)["labels"][0]
-        write_in_folder(os.path.join(folder, "overlays", stem + ".png"), png_bytes(visualise.overlay(
-            visualise.display_rgb(image), labels, info.palette, alpha)))
+        write_in_folder(os.path.join(folder, "overlays", stem + ".png"),
+                        png_bytes(visualise.overlay(visualise.display_rgb(image), labels,
+                                                    info.palette, alpha)))
     os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
     write_in_folder(os.path.join(folder, "selected.csv"), rows.getvalue().encode())
-    write_in_folder(os.path.join(folder, "labelled.txt"), "".join(f"{s}\n" for s in stems).encode())
-    write_in_folder(os.path.join(folder, "classes.txt"),
-           "".join(f"{name}\n" for name in info.class_names).encode())
-    write_in_folder(os.path.join(folder, "palette.txt"),
-           "".join(f"{r} {g} {b}\n" for r, g, b in info.palette).encode())
+    write_in_folder(os.path.join(folder, "labelled.txt"),
+                    "".join(f"{s}\n" for s in stems).encode())
+    layouts.write_class_files(folder, info.class_names, info.palette)
 
 
 def check_flags(values):
@@ -167,7 +166,6 @@ def main(argv):
     values = flags.FLAGS
     output = check_flags(values)
     config.check_max_image_pixels(values.max_image_pixels)
-    native.set_max_image_pixels(values.max_image_pixels)
     broken = []
     images = image_files.list_images(values.pool, flag="pool", exclude=output, broken=broken)
     given_options = any(values[name].present for name in inference_flags.TOPIC.names
@@ -191,12 +189,10 @@ def main(argv):
         frequency = np.mean([shares for _, _, _, shares in scored], axis=0)
         scores = [score * selection.rare_class_weight(shares, frequency)
                   for (_, score, _, shares) in scored]
-        scored = [(path, score, features, shares)
-                  for (path, _, features, shares), score in zip(scored, scores)]
     features = np.stack([f for _, _, f, _ in scored]) if values.diversity else None
     picked = selection.choose(scores, values.budget, features, values.candidates)
     image_files.mark_as_output(output, "semiseg_tf.select --to_label")
-    write_selection(output, [scored[i][:2] for i in picked], names, models[0])
+    write_selection(output, [(scored[i][0], scores[i]) for i in picked], names, models[0])
     print(f"chose {len(picked)} of {len(scored)} images by {values.select_by}"
           + (" with diversity" if values.diversity else "") + f": {output}/selected.csv; add their "
           f"masks to {output}/masks/" + (f"; {skipped + len(broken)} file(s) skipped (listed "

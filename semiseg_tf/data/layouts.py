@@ -277,6 +277,16 @@ def dataset_palette(dataset, data_dir=None):
     return _read_palette(path) if path and os.path.isfile(path) else None
 
 
+def write_class_files(folder, class_names, palette):
+    """classes.txt and palette.txt of a folder dataset (`folder_layout` reads them), written
+    atomically into `folder` (created where missing)."""
+    from semiseg_tf.files import write_in_folder
+    write_in_folder(os.path.join(folder, "classes.txt"),
+                    "".join(f"{name}\n" for name in class_names).encode())
+    write_in_folder(os.path.join(folder, "palette.txt"),
+                    "".join(f"{r} {g} {b}\n" for r, g, b in palette).encode())
+
+
 def _read_palette(path):
     palette = []
     for number, line in enumerate(read_name_list(path), 1):
