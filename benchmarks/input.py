@@ -50,14 +50,14 @@ def measure(source, threads, steps, warmup):
     import tensorflow as tf
     from semiseg_tf.augment import geometric
     from semiseg_tf.data import pipeline
-    from semiseg_tf.semisup import perturbations
+    from semiseg_tf.semisup import methods
 
     labelled, unlabelled = source.labelled_split(106, 12345)
     params = pipeline.PipelineParams(
         batch_size=10, seed=0, geometric=geometric.GeometricParams(
             crop_size=(321, 321), scale_hung=True, hflip=True))
     stream = pipeline.InputPipeline(source, labelled, unlabelled, params,
-                                    perturbation=perturbations.build("cutmix")).train_dataset()
+                                    perturbation=methods.base.build("cutmix")).train_dataset()
     options = tf.data.Options()
     options.threading.private_threadpool_size = threads
     iterator = iter(stream.with_options(options))

@@ -30,12 +30,12 @@ def measure(arch, crop, batch, steps, cutmix):
 
     from semiseg_tf import models
     from semiseg_tf.augment import boxmask
-    from semiseg_tf.semisup import mean_teacher, optim, perturbations
+    from semiseg_tf.semisup import mean_teacher, methods, optim
 
     keras.utils.set_random_seed(0)
     student, teacher = models.build(arch, 21), models.build(arch, 21)
     model = mean_teacher.MeanTeacher(
-        student, teacher, perturbation=perturbations.build("cutmix") if cutmix else None,
+        student, teacher, perturbation=methods.base.build("cutmix") if cutmix else None,
         cons_weight=1.0 if cutmix else 0.0)
     optimizer = optim.build_optimizer("adam", 1e-5)
     model.compile(optimizer=optimizer)

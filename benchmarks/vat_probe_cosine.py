@@ -39,7 +39,7 @@ def main():
 
     from semiseg_tf import models, run_info, trained
     from semiseg_tf.data import base, pipeline, synthetic
-    from semiseg_tf.semisup import perturbations
+    from semiseg_tf.semisup import methods
 
     keras.utils.set_random_seed(args.seed)
     if args.run:
@@ -55,7 +55,7 @@ def main():
     noise = tf.random.stateless_normal(images.shape, [args.seed, 1])
 
     def direction(**probe):
-        return perturbations.VAT(loss_fn="kld", **probe).direction(network, images, noise).numpy()
+        return methods.vat.VAT(loss_fn="kld", **probe).direction(network, images, noise).numpy()
 
     def cosine(a, b):
         return (a * b).sum(axis=(1, 2, 3)) / np.sqrt((a * a).sum(axis=(1, 2, 3))

@@ -61,10 +61,13 @@ _API = {
     "input_multiple": ("semiseg_tf.models", "input_multiple"),
     # training
     "MeanTeacher": ("semiseg_tf.semisup.mean_teacher", "MeanTeacher"),
-    **{name: ("semiseg_tf.semisup.perturbations", name)
-       for name in ("Perturbation", "CutMix", "Cutout", "StandardAugmentation", "ICT", "VAT",
-                    "FixMatch", "UniMatch", "UniMatchV2")},
-    "build_perturbation": ("semiseg_tf.semisup.perturbations", "build"),
+    "Perturbation": ("semiseg_tf.semisup.methods.base", "Perturbation"),
+    **{name: ("semiseg_tf.semisup.methods.mixing", name) for name in ("CutMix", "Cutout", "ICT")},
+    "StandardAugmentation": ("semiseg_tf.semisup.methods.augmentation", "StandardAugmentation"),
+    "VAT": ("semiseg_tf.semisup.methods.vat", "VAT"),
+    **{name: ("semiseg_tf.semisup.methods.pseudo_labels", name)
+       for name in ("FixMatch", "UniMatch", "UniMatchV2")},
+    "build_perturbation": ("semiseg_tf.semisup.methods.base", "build"),
     "BoxMaskParams": ("semiseg_tf.augment.boxmask", "BoxMaskParams"),
     "build_optimizer": ("semiseg_tf.semisup.optim", "build_optimizer"),
     "AuthorsSchedule": ("semiseg_tf.semisup.optim", "AuthorsSchedule"),

@@ -10,16 +10,13 @@ import dataclasses
 
 from absl import flags
 
-from semiseg_tf import lazy
+from semiseg_tf import catalog
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import (augmentation, boxmask, data, distribution, evaluation, ict, labelled,
                                 limits, logs, method, network, optimiser, pseudo_labels, run,
                                 strong_augmentation, supervised, synthetic, training, unimatch,
                                 vat)
 from semiseg_tf.options import inference as inference_flags
-
-# Loaded on first use: the commands import this module to print --help.
-models = lazy.module("semiseg_tf.models")
 
 DATASETS = data.DATASETS
 # Flags a resumed run may give other values, because they do not change what it trains, by why:
@@ -74,19 +71,19 @@ class Config:
                                   f"more than the {self.synthetic.num_train} training images "
                                   "(--synthetic_num_train)")
         arch = self.network.arch
-        multiple = models.input_multiple(arch)
-        self.augmentation.require(all(v % multiple == 0 for v in self.augmentation.crop_size),
+        network = catalog.network(arch)
+        self.augmentation.require(all(v % network.input_multiple == 0
+                                      for v in self.augmentation.crop_size),
                                   "crop_size", f"--arch={arch} needs sizes that are multiples of "
-                                  f"{multiple}")
-        split = [n for n in models.available() if models.has_feature_split(n)]
-        needs_split = (self.method.perturbation == "unimatch" or (
-            self.method.perturbation == "unimatch_v2" and self.unimatch.complementary))
-        self.method.require(not needs_split or self.method.cons_weight == 0
-                            or models.has_feature_split(arch), "perturbation",
+                                  f"{network.input_multiple}")
+        split = [n for n in catalog.network_names() if catalog.network(n).feature_split]
+        self.method.require(self.method.cons_weight == 0 or network.feature_split
+                            or not catalog.needs_feature_split(self.method.perturbation, self),
+                            "perturbation",
                             f"its feature perturbation needs a network with an encoder/decoder split, "
                             f"which --arch={arch} has not (these have one: {', '.join(split)})")
         self.optimiser.require(not self.optimiser.deeplab2_authors_repeated_updates
-                               or arch.startswith("deeplab2"), "deeplab2_authors_repeated_updates",
+                               or network.family == "deeplab2", "deeplab2_authors_repeated_updates",
                                f"only DeepLab v2 (deeplab2_*) listed its backbone parameters "
                                f"repeatedly, not --arch={arch}")
 

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf import config, options, visualise
 from semiseg_tf.data import native
 from semiseg_tf.files import atomic_write_bytes, png_bytes
 from semiseg_tf.options import data as data_flags
@@ -32,13 +32,8 @@ from semiseg_tf.options import run as run_flags
 from semiseg_tf.options import synthetic as synthetic_flags
 from semiseg_tf.progress import Progress
 
-# Loaded by main, after any --help.
-evaluation = lazy.module("semiseg_tf.evaluation")
-image_files = lazy.module("semiseg_tf.data.image_files")
-pipeline = lazy.module("semiseg_tf.data.pipeline")
-run_info = lazy.module("semiseg_tf.run_info")
-trained = lazy.module("semiseg_tf.trained")
-builders = lazy.module("semiseg_tf.training.builders")
+# The modules that load TensorFlow are imported in the functions that use them, so that --help
+# answers without loading it.
 
 TOPIC = options.Topic("What to score, and where to write", __name__)
 TOPIC.define("enum", "split", "val", ["val", "test"], "The set of the dataset to score: its "
@@ -83,6 +78,8 @@ def run_flag_values(flags_path, flag_values=flags.FLAGS):
 
 def _data(model, run_values, flag_values, out):
     """(DataSource, its pairs to score, a short name of the set)."""
+    from semiseg_tf.data import image_files
+    from semiseg_tf.training import builders
     info = model.info
     if flag_values.images or flag_values.masks:
         if not (flag_values.images and flag_values.masks):
@@ -129,6 +126,7 @@ def _table(result, class_names):
 
 
 def _default_output_dir(model, what):
+    from semiseg_tf import trained
     suffix = "-" + model.options.tag() if model.options.tag() else ""
     if isinstance(model, trained.RunModel):
         return os.path.join(model.workdir, "evaluation", what + suffix)
@@ -139,6 +137,8 @@ def _default_output_dir(model, what):
 
 def evaluate(flag_values=flags.FLAGS, out=None):
     """The command, as a function: returns the scores dict (and writes the files)."""
+    from semiseg_tf import evaluation, run_info, trained
+    from semiseg_tf.data import pipeline
     out = out or sys.stdout
     config.check_max_image_pixels(flag_values.max_image_pixels)
     given_options = any(flag_values[name].present for name in inference_flags.TOPIC.names

@@ -30,18 +30,15 @@ import time
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, lazy, options
+from semiseg_tf import config, options
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import inference as inference_flags
 from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 
-# Loaded by main, after any --help.
-builders = lazy.module("semiseg_tf.training.builders")
-litert = lazy.module("semiseg_tf.litert")
-serving = lazy.module("semiseg_tf.serving")
-trained = lazy.module("semiseg_tf.trained")
+# The modules that load TensorFlow are imported in the functions that use them, so that --help
+# answers without loading it.
 
 TOPIC = options.Topic("Export", __name__)
 TOPIC.define("string", "export_dir", None, "Where to write the SavedModel, a VERSION folder in TF "
@@ -140,6 +137,8 @@ def serving_hint(export_dir):
 
 
 def main(argv):
+    from semiseg_tf import serving, trained
+    from semiseg_tf.training import builders
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines about saving would bury the result
@@ -191,6 +190,7 @@ def _litert_settings(model, values, source, budgets):
     """serving.LiteRT of the --tflite_* flags, with the run's training images (of `source`, its
     data source) as representative images, within the export's `budgets` ({'max_image_pixels',
     'max_request_pixels'}); ConfigError naming a bad flag."""
+    from semiseg_tf import litert, serving
     variants = tuple(values.tflite_variants)
     unknown = [v for v in variants if v not in litert.VARIANTS]
     if unknown or not variants:

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from semiseg_tf import config, lazy, options, visualise
+from semiseg_tf import config, options, visualise
 from semiseg_tf.data import native
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.files import png_bytes, write_in_folder
@@ -32,10 +32,8 @@ from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.progress import Progress
 
-# Loaded by main, after any --help.
-confidence_lib = lazy.module("semiseg_tf.confidence")
-image_files = lazy.module("semiseg_tf.data.image_files")
-trained = lazy.module("semiseg_tf.trained")
+# The modules that load TensorFlow are imported in the functions that use them, so that --help
+# answers without loading it.
 
 TOPIC = options.Topic("Input and output", __name__)
 TOPIC.define("string", "input", None, "The images: a folder (searched with its sub-folders), a "
@@ -91,6 +89,8 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
     Returns:
       (written, failed): counts of images.
     """
+    from semiseg_tf import confidence as confidence_lib
+    from semiseg_tf.data import image_files
     out = out or sys.stderr
     palette = model.info.palette
     names = image_files.output_names(images)
@@ -166,6 +166,7 @@ def predict_files(model, images, output, batch_size, overlays=True, alpha=0.5, o
 def _predict(model, images, confidence, max_probability):
     """The label maps of `images`, with the confidence maps that `confidence` and
     `max_probability` ask for."""
+    from semiseg_tf import confidence as confidence_lib
     if confidence == "entropy":
         predicted = model.predict(images)
         predicted["entropy"] = confidence_lib.normalised_entropy(predicted["probabilities"])
@@ -177,6 +178,8 @@ def _predict(model, images, confidence, max_probability):
 
 
 def main(argv):
+    from semiseg_tf import trained
+    from semiseg_tf.data import image_files
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)

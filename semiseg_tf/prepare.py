@@ -11,17 +11,15 @@ when that fails.
 
 from absl import app, flags
 
-from semiseg_tf import config, lazy, options
+from semiseg_tf import config, options
 from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError
 from semiseg_tf.options import data as data_flags
 from semiseg_tf.options import limits as limits_flags
 from semiseg_tf.options import strong_augmentation
 
-# Loaded by main, after any --help.
-colour_cue = lazy.module("semiseg_tf.augment.colour_cue")
-prepared = lazy.module("semiseg_tf.data.prepared")
-records = lazy.module("semiseg_tf.data.records")
+# The modules that load TensorFlow are imported in the functions that use them, so that --help
+# answers without loading it.
 
 TOPIC = options.Topic("Preparation", __name__)
 TOPIC.define("boolean", "verify", True, "Re-hash every shard of an existing preparation "
@@ -49,6 +47,8 @@ def colour_line(manifest, prepared_dir):
     """How much colour alone tells the classes apart on the labelled training images, and how much
     of it the published strong view of FixMatch, UniMatch and UniMatch V2 leaves (one line), or
     None for images that are not photos or a dataset without labelled training images."""
+    from semiseg_tf.augment import colour_cue
+    from semiseg_tf.data import records
     pixels = manifest.get("pixels") or {}
     train = records.PreparedSplit.from_manifest(prepared_dir, manifest["splits"]["train"])
     labelled = [i for i, has_label in enumerate(train.labelled) if has_label]
@@ -65,6 +65,7 @@ def colour_line(manifest, prepared_dir):
 
 
 def main(argv):
+    from semiseg_tf.data import prepared, records
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     values = flags.FLAGS

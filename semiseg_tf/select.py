@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
-from semiseg_tf import config, lazy, options, selection, visualise
+from semiseg_tf import config, options, selection, visualise
 from semiseg_tf.data import layouts, native
 from semiseg_tf.errors import ConfigError, DataError
 from semiseg_tf.files import png_bytes, write_in_folder
@@ -40,9 +40,8 @@ from semiseg_tf.options import model as model_flags
 from semiseg_tf.options import run as run_flags
 from semiseg_tf.progress import Progress
 
-# Loaded by main, after any --help.
-image_files = lazy.module("semiseg_tf.data.image_files")
-trained = lazy.module("semiseg_tf.trained")
+# The modules that load TensorFlow are imported in the functions that use them, so that --help
+# answers without loading it.
 
 TOPIC = options.Topic("Selection", __name__)
 TOPIC.define("string", "pool", None, "The unlabelled images to choose from: a folder (searched "
@@ -85,6 +84,7 @@ def score_pool(models, images, values, out):
     """[(path, score, features, class shares)] of the readable `images` ([(path, relative
     path)]) and the count of those skipped (one line each on `out`). `models`: the evaluated
     network's model, then the student's for --select_by=disagreement."""
+    from semiseg_tf.data import image_files
     rng = np.random.default_rng(values.selection_seed)
     pixels = models[0].info.pixels
     scored, skipped = [], 0
@@ -112,6 +112,7 @@ def score_pool(models, images, values, out):
 
 def write_selection(folder, chosen, names, model, alpha=0.5):
     """The files of --to_label `folder` for `chosen` ([(path, score)], most worth labelling first)."""
+    from semiseg_tf.data import image_files
     info = model.info
     rows = io.StringIO()
     table = csv.writer(rows, lineterminator="\n")
@@ -160,6 +161,8 @@ def check_flags(values):
 
 
 def main(argv):
+    from semiseg_tf import trained
+    from semiseg_tf.data import image_files
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)

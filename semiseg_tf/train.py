@@ -10,12 +10,14 @@ import sys
 
 from absl import app, flags, logging
 
-from semiseg_tf import config, lazy, options
+from semiseg_tf import config, options
 
-training = lazy.module("semiseg_tf.training")     # loaded by main, after any --help
+# The modules that load TensorFlow are imported by main, so that --help
+# answers without loading it.
 
 
 def main(argv):
+    from semiseg_tf import training
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines would bury the progress output

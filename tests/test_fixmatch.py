@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from semiseg_tf import models
 from semiseg_tf.augment import boxmask
-from semiseg_tf.semisup import mean_teacher, perturbations
+from semiseg_tf.semisup import mean_teacher, methods
 from tests.test_losses import linear_network, softmax
 
 
@@ -69,7 +69,7 @@ def numpy_fixmatch(batch_a, batch_b, w_student, w_teacher, bias, thresh, average
 def test_pseudo_label_loss_matches_numpy(average):
     student, teacher, w_student, w_teacher, bias = linear_pair()
     batch_a, batch_b = unlabelled_pair(1)
-    model = mean_teacher.MeanTeacher(student, teacher, perturbations.FixMatch(), cons_weight=1.0,
+    model = mean_teacher.MeanTeacher(student, teacher, methods.pseudo_labels.FixMatch(), cons_weight=1.0,
                                      conf_thresh=0.95, cons_loss_fn="hard_ce", conf_per_pixel=True,
                                      cons_average=average)
     loss, share, terms = model.consistency((batch_a, batch_b))
@@ -83,7 +83,7 @@ def test_pseudo_label_loss_matches_numpy(average):
 def test_strong_view_and_pseudo_labels_are_mixed_by_the_same_box():
     student, teacher, w_student, w_teacher, bias = linear_pair()
     batch_a, batch_b = unlabelled_pair(2)
-    terms = perturbations.FixMatch().terms(student, teacher, (batch_a, batch_b))
+    terms = methods.pseudo_labels.FixMatch().terms(student, teacher, (batch_a, batch_b))
     box = batch_a["mix_mask"][..., 0] > 0.5
     mixed = np.asarray(terms.panels["strong_mixed_input"])
     # Inside the box every pixel is the second image's strong view, outside the first's; the
@@ -130,15 +130,15 @@ def test_the_pasted_images_pseudo_labels_come_from_inference_mode():
         expected_b, other_b = (run(batch_b["image"], not inference),
                                run(batch_b["image"], inference))
         restore()
-        logits_a, logits_b = perturbations.FixMatch(mix_source_inference=inference).target_logits(
-            network, batch_a, batch_b, training=True)
+        fixmatch = methods.pseudo_labels.FixMatch(mix_source_inference=inference)
+        logits_a, logits_b = fixmatch.target_logits(network, batch_a, batch_b, training=True)
         np.testing.assert_allclose(logits_a.numpy(), expected_a, atol=1e-5)
         np.testing.assert_allclose(logits_b.numpy(), expected_b, atol=1e-5)
         assert np.abs(logits_b.numpy() - other_b).max() > 1e-2
 
 
 def fixmatch_model(student, teacher, alpha):
-    model = mean_teacher.MeanTeacher(student, teacher, perturbations.FixMatch(), cons_weight=0.5,
+    model = mean_teacher.MeanTeacher(student, teacher, methods.pseudo_labels.FixMatch(), cons_weight=0.5,
                                      sup_weight=0.5, conf_thresh=0.6, teacher_alpha=alpha,
                                      cons_loss_fn="hard_ce", conf_per_pixel=True,
                                      cons_average="valid", bn_stats_from_unlabelled=False)
@@ -191,9 +191,9 @@ def test_supervised_weight_scales_its_gradient():
 def test_averaging_over_confident_pixels_needs_per_pixel_confidence():
     net = keras.Sequential()
     with pytest.raises(ValueError, match="per-pixel confidence"):
-        mean_teacher.MeanTeacher(net, net, perturbations.FixMatch(), cons_average="confident")
+        mean_teacher.MeanTeacher(net, net, methods.pseudo_labels.FixMatch(), cons_average="confident")
     with pytest.raises(ValueError, match="cons_average"):
-        mean_teacher.MeanTeacher(net, net, perturbations.FixMatch(), cons_average="mean")
+        mean_teacher.MeanTeacher(net, net, methods.pseudo_labels.FixMatch(), cons_average="mean")
 
 
 # --- UniMatch: two strong views and the feature stream -----------------------------------------
@@ -220,8 +220,8 @@ def unimatch_batches(seed):
     params = boxmask.PseudoLabelBoxParams()
     batch_a["mix_mask_2"] = np.stack([boxmask.pseudo_label_box_mask(
         tf.constant([50 + i, 3], tf.int64), 8, 8, params).numpy() for i in range(4)])
-    batch_a["feature_noise"] = rng.uniform(size=(4, perturbations.FEATURE_NOISE_MAPS,
-                                                 perturbations.FEATURE_NOISE_CHANNELS)).astype(np.float32)
+    batch_a["feature_noise"] = rng.uniform(size=(4, methods.pseudo_labels.FEATURE_NOISE_MAPS,
+                                                 methods.pseudo_labels.FEATURE_NOISE_CHANNELS)).astype(np.float32)
     return batch_a, batch_b
 
 
@@ -246,7 +246,7 @@ def test_unimatch_streams_match_numpy(pi):
     t_dec = w_dec * 1.3 if not pi else w_dec
     teacher = student if pi else split_network(w_enc, b_enc, t_dec, b_dec)
     batch_a, batch_b = unimatch_batches(22)
-    model = mean_teacher.MeanTeacher(student, teacher, perturbations.UniMatch(), conf_thresh=0.95,
+    model = mean_teacher.MeanTeacher(student, teacher, methods.pseudo_labels.UniMatch(), conf_thresh=0.95,
                                      cons_loss_fn="hard_ce", conf_per_pixel=True,
                                      cons_average="valid")
     loss, _, _ = model.consistency((batch_a, batch_b))
@@ -273,8 +273,8 @@ def test_unimatch_streams_match_numpy(pi):
 def test_feature_dropout_drops_whole_channels_about_half_the_time():
     rng = np.random.RandomState(3)
     features = rng.uniform(1, 2, size=(16, 5, 5, 64)).astype(np.float32)
-    uniform = tf.random.stateless_uniform([16, perturbations.FEATURE_NOISE_CHANNELS], [1, 2])
-    dropped = perturbations.feature_dropout(tf.constant(features), uniform, 0.5).numpy()
+    uniform = tf.random.stateless_uniform([16, methods.pseudo_labels.FEATURE_NOISE_CHANNELS], [1, 2])
+    dropped = methods.pseudo_labels.feature_dropout(tf.constant(features), uniform, 0.5).numpy()
     zero = dropped == 0
     # A channel of a sample is dropped everywhere or nowhere, and kept ones are doubled.
     assert (zero.all(axis=(1, 2)) | ~zero.any(axis=(1, 2))).all()
@@ -283,7 +283,7 @@ def test_feature_dropout_drops_whole_channels_about_half_the_time():
     share = zero.all(axis=(1, 2)).mean()
     assert 0.44 < share < 0.56, share       # 1024 draws: 3.8 standard deviations either side
     with pytest.raises(ValueError, match="FEATURE_NOISE_CHANNELS"):
-        perturbations.feature_dropout(tf.zeros((1, 2, 2, 4096)), uniform[:1], 0.5)
+        methods.pseudo_labels.feature_dropout(tf.zeros((1, 2, 2, 4096)), uniform[:1], 0.5)
 
 
 def test_feature_stream_gradient_reaches_the_network_only_through_its_own_loss():
@@ -301,7 +301,7 @@ def test_feature_stream_gradient_reaches_the_network_only_through_its_own_loss()
         # From the same moving statistics each time: the pasted image's targets read them.
         for variable, value in statistics:
             variable.assign(value)
-        model = mean_teacher.MeanTeacher(network, network, perturbations.UniMatch(weights=weights),
+        model = mean_teacher.MeanTeacher(network, network, methods.pseudo_labels.UniMatch(weights=weights),
                                          conf_thresh=0.0, cons_loss_fn="hard_ce",
                                          cons_average="valid")
         with tf.GradientTape() as tape:
@@ -312,7 +312,7 @@ def test_feature_stream_gradient_reaches_the_network_only_through_its_own_loss()
     weak = tf.constant(batch_a["image"])
     with tf.GradientTape() as tape:
         features = split.encode(weak, True)
-        dropped = [perturbations.feature_dropout(f, batch_a["feature_noise"][:, k], 0.5)
+        dropped = [methods.pseudo_labels.feature_dropout(f, batch_a["feature_noise"][:, k], 0.5)
                    for k, f in enumerate(features)]
         # Clean and dropped features decoded as one batch (the decoder's batch norm sees both), as
         # UniMatch's `_decode(cat(c1, dropout(c1)), ...)`; the clean half is the target.
@@ -341,7 +341,7 @@ def test_feature_stream_gradient_reaches_the_network_only_through_its_own_loss()
 def test_unimatch_needs_a_network_with_a_split():
     network = models.build("pspnet_small", 3)
     with pytest.raises(ValueError, match="no encoder/decoder split"):
-        perturbations.UniMatch().consistency(network, network, unimatch_batches(1))
+        methods.pseudo_labels.UniMatch().consistency(network, network, unimatch_batches(1))
 
 
 def test_flags_refuse_unimatch_without_a_split_and_confident_average_without_per_pixel(tmp_path):
@@ -360,7 +360,7 @@ def test_the_weak_to_strong_perturbations_take_every_parameter_from_flags(tmp_pa
     from conftest import parse_flags
     from semiseg_tf import config, training
     cfg, _ = parse_flags(workdir=str(tmp_path), perturbation="unimatch", arch="small_unet")
-    default = perturbations.UniMatch()
+    default = methods.pseudo_labels.UniMatch()
     built = training.build_perturbation(cfg)
     assert (built.box_params, built.mix_source_inference, built.dropout_rate, built.weights) == (
         default.box_params, default.mix_source_inference, default.dropout_rate, default.weights)

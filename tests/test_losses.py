@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from semiseg_tf.augment import boxmask
-from semiseg_tf.semisup import losses, mean_teacher, perturbations
+from semiseg_tf.semisup import losses, mean_teacher, methods
 
 
 def softmax(x):
@@ -30,7 +30,7 @@ def test_all_ignored_gives_zero_not_nan():
     assert loss.numpy() == 0.0
 
 
-class FixedTerms(perturbations.Perturbation):
+class FixedTerms(methods.base.Perturbation):
     """A stand-in perturbation that returns given terms, to test the trainer's weighting."""
 
     def __init__(self, terms):
@@ -47,7 +47,7 @@ def make_terms(seed):
     teacher_logits = 4 * rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
     teacher_probs = softmax(teacher_logits.astype(np.float64))
     loss_mask = (rng.uniform(size=(2, 5, 6, 1)) > 0.3).astype(np.float32)
-    terms = perturbations.ConsistencyTerms(
+    terms = methods.base.ConsistencyTerms(
         student_logits=tf.constant(student_logits), teacher_logits=tf.constant(teacher_logits),
         teacher_probs=tf.constant(teacher_probs, tf.float32),
         teacher_confidence=tf.constant(teacher_probs.max(-1, keepdims=True), tf.float32),
@@ -98,7 +98,7 @@ def test_cutmix_terms_match_numpy():
                     .numpy() for i in range(2)])
     batch_a = {"image": image_a, "valid": valid_a, "mix_mask": mix}
     batch_b = {"image": image_b, "valid": valid_b}
-    terms = perturbations.CutMix().terms(student, teacher, (batch_a, batch_b))
+    terms = methods.mixing.CutMix().terms(student, teacher, (batch_a, batch_b))
 
     mixed = image_a * (1 - mix) + image_b * mix
     target_logits = (image_a @ w_teacher + b) * (1 - mix) + (image_b @ w_teacher + b) * mix

@@ -98,7 +98,7 @@ def test_batch_norm_statistics_from_unlabelled_passes_only_on_request(from_unlab
     """With --nobn_stats_from_unlabelled a CutMix step leaves the same moving statistics as a
     supervised step on the same labelled batch (student and EMA teacher); by default it does not."""
     from semiseg_tf.augment import boxmask
-    from semiseg_tf.semisup import perturbations
+    from semiseg_tf.semisup import methods
 
     def make(perturbation):
         keras.utils.set_random_seed(4)
@@ -118,7 +118,7 @@ def test_batch_norm_statistics_from_unlabelled_passes_only_on_request(from_unlab
     data["unlabelled"] = tuple(
         {"image": tf.constant(rng.normal(3.0, 2.0, (2, 8, 8, 3)), tf.float32),
          "valid": tf.ones((2, 8, 8, 1)), "mix_mask": mix} for _ in range(2))
-    semi, supervised = make(perturbations.CutMix()), make(None)
+    semi, supervised = make(methods.mixing.CutMix()), make(None)
     semi.train_step(data)
     supervised.train_step({"labelled": data["labelled"]})
     for part in ("student", "teacher"):

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from semiseg_tf import models
 from semiseg_tf.augment import boxmask
-from semiseg_tf.semisup import losses, mean_teacher, perturbations
+from semiseg_tf import catalog
+from semiseg_tf.semisup import losses, mean_teacher, methods
 from tests.test_losses import FixedTerms, linear_network, make_terms, softmax
 
 
@@ -88,7 +89,7 @@ def test_cutout_keeps_the_box_and_counts_the_loss_inside_it(invert):
     valid = np.ones((2, 8, 8, 1), np.float32)
     valid[:, -2:] = 0
     params = boxmask.BoxMaskParams(prop_range=(0.3, 0.3), invert=invert)
-    cutout = perturbations.Cutout(params)
+    cutout = methods.mixing.Cutout(params)
     mask = np.stack([cutout.sample_extras(tf.constant([i, 1], tf.int64), (8, 8))["mix_mask"].numpy()
                      for i in range(2)])
     y0, x0, y1, x1 = [int(v) for v in boxmask.box_corners(tf.constant([0, 1], tf.int64), 8, 8,
@@ -114,7 +115,7 @@ def test_cutmix_mixes_the_students_colour_view_and_the_teachers_plain_view():
     valid = np.ones((2, 8, 8, 1), np.float32)
     batch_a = {"image": images[0], "student_image": jittered[0], "valid": valid, "mix_mask": mix}
     batch_b = {"image": images[1], "student_image": jittered[1], "valid": valid}
-    terms = perturbations.CutMix().terms(student, teacher, (batch_a, batch_b))
+    terms = methods.mixing.CutMix().terms(student, teacher, (batch_a, batch_b))
     mixed_student = jittered[0] * (1 - mix) + jittered[1] * mix
     mixed_target = (images[0] @ w_teacher + bias) * (1 - mix) + (images[1] @ w_teacher + bias) * mix
     np.testing.assert_allclose(terms.student_logits.numpy(), mixed_student @ w_student + bias,
@@ -129,7 +130,7 @@ def test_ict_mixes_images_targets_confidences_and_masks_like_numpy():
     valid_a = np.ones((3, 6, 6, 1), np.float32)
     valid_b = np.ones((3, 6, 6, 1), np.float32)
     valid_b[:, :3] = 0
-    ict = perturbations.ICT(alpha=0.5)
+    ict = methods.mixing.ICT(alpha=0.5)
     lam = np.stack([ict.sample_extras(tf.constant([i, 2], tf.int64), (6, 6))["ict_lambda"].numpy()
                     for i in range(3)])
     assert lam.shape == (3, 1, 1, 1) and np.all((lam >= 0) & (lam <= 1))
@@ -154,7 +155,7 @@ def test_ict_mixes_images_targets_confidences_and_masks_like_numpy():
 
 def test_ict_factor_follows_the_beta_distribution():
     alpha = 0.1
-    ict = perturbations.ICT(alpha=alpha)
+    ict = methods.mixing.ICT(alpha=alpha)
     draws = np.array([ict.sample_extras(tf.constant([i, 7], tf.int64), (1, 1))["ict_lambda"]
                       .numpy().item() for i in range(4000)])
     # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1)); with a = 0.1 most mass is near 0 and 1.
@@ -180,7 +181,7 @@ def kl_divergence_batch(network, clean, perturbed):
 def test_vat_direction_raises_the_divergence_more_than_random_directions():
     network = small_conv_network()
     images = np.random.RandomState(8).normal(size=(2, 10, 10, 3)).astype(np.float32)
-    vat = perturbations.VAT(loss_fn="kld")
+    vat = methods.vat.VAT(loss_fn="kld")
     noise = tf.random.stateless_normal(images.shape, [1, 2])
     direction = vat.direction(network, images, noise).numpy()
     np.testing.assert_allclose(np.sqrt((direction ** 2).sum(axis=(1, 2, 3))), 1.0, rtol=1e-5)
@@ -213,7 +214,7 @@ def test_vat_direction_is_the_hessian_times_the_probe_to_float32_precision():
     bias = rng.normal(size=4).astype(np.float32)
     images = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
     noise = rng.normal(size=images.shape).astype(np.float32)
-    direction = perturbations.VAT(loss_fn="kld").direction(linear_network(weights, bias), images,
+    direction = methods.vat.VAT(loss_fn="kld").direction(linear_network(weights, bias), images,
                                                            noise).numpy()
     cosine = (direction * hessian_probe_oracle(weights, bias, images, noise)).sum(axis=(1, 2, 3))
     assert np.all(cosine > 0.999), cosine
@@ -221,9 +222,9 @@ def test_vat_direction_is_the_hessian_times_the_probe_to_float32_precision():
 
 def test_vat_probe_norms_ours_and_the_authors():
     images = tf.zeros((2, 321, 321, 3))
-    ours = perturbations.VAT(probe_scale=1e-2).probe_norm(images).numpy().ravel()
+    ours = methods.vat.VAT(probe_scale=1e-2).probe_norm(images).numpy().ravel()
     np.testing.assert_allclose(ours, 1e-2 * math.sqrt(3 * 321 * 321), rtol=1e-6)
-    authors = perturbations.VAT(authors_probe=True).probe_norm(images).numpy()
+    authors = methods.vat.VAT(authors_probe=True).probe_norm(images).numpy()
     assert authors == pytest.approx(1.03041e-4, rel=1e-5)            # 1e-6 * 321 * 321 / 1000
 
 
@@ -235,7 +236,7 @@ def test_vat_direction_works_through_bilinear_upsampling():
                                 keras.layers.MaxPooling2D(2),
                                 keras.layers.UpSampling2D(2, interpolation="bilinear")])
     images = np.random.RandomState(17).normal(size=(2, 8, 8, 3)).astype(np.float32)
-    direction = perturbations.VAT().direction(network, images, tf.random.normal(images.shape))
+    direction = methods.vat.VAT().direction(network, images, tf.random.normal(images.shape))
     np.testing.assert_allclose(np.sqrt((direction.numpy() ** 2).sum(axis=(1, 2, 3))), 1.0, rtol=1e-5)
 
 
@@ -246,12 +247,12 @@ def test_adaptive_vat_radius_on_a_hand_made_image():
     image[0, :, :, 1] = np.arange(height)[:, None]
     # (height - 2) * width differences of 2 along y: sum of squares 4 * 4 * 5 = 80.
     expected = 0.5 * math.sqrt(4 * (height - 2) * width)
-    assert perturbations.adaptive_radius(tf.constant(image)).numpy().item() == pytest.approx(expected)
+    assert methods.vat.adaptive_radius(tf.constant(image)).numpy().item() == pytest.approx(expected)
 
 
 def test_unsup_batch_ratio_sums_the_losses_of_the_slices():
     model = mean_teacher.MeanTeacher(small_conv_network(5), small_conv_network(6),
-                                     perturbations.CutMix(), cons_weight=1.0, conf_thresh=0.0,
+                                     methods.mixing.CutMix(), cons_weight=1.0, conf_thresh=0.0,
                                      unsup_batch_ratio=2)
     model.compile(optimizer=keras.optimizers.SGD(0.0))     # weights stay put: recompute after
     model.initialise((8, 8, 3))
@@ -275,7 +276,7 @@ def test_unsup_batch_ratio_sums_the_losses_of_the_slices():
 
 def test_pi_model_has_no_ema_and_evaluates_the_student():
     student = small_conv_network(seed=2)
-    model = mean_teacher.MeanTeacher(student, student, perturbations.CutMix(), cons_weight=1.0,
+    model = mean_teacher.MeanTeacher(student, student, methods.mixing.CutMix(), cons_weight=1.0,
                                      conf_thresh=0.0)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.initialise((8, 8, 3))
@@ -310,7 +311,7 @@ def test_augment_consistency_warps_teacher_probabilities_into_the_student_frame(
                                        crop_offset=4.0)
     pairs = [pipeline.augment_pair(image, tf.constant([i, 5], tf.int64), params) for i in range(3)]
     batch = {k: tf.stack([p[k] for p in pairs]) for k in pairs[0]}
-    terms = perturbations.StandardAugmentation().terms(student, teacher, (batch,))
+    terms = methods.augmentation.StandardAugmentation().terms(student, teacher, (batch,))
 
     np.testing.assert_allclose(terms.student_logits.numpy(),
                                batch["student_image"].numpy() @ w_student + bias, atol=1e-5)
@@ -345,7 +346,7 @@ def test_vat_updates_batch_norm_statistics_once(dir_from_student):
     images = np.random.RandomState(14).normal(size=(2, 8, 8, 3)).astype(np.float32)
     batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
              "vat_noise": np.random.RandomState(15).normal(size=(2, 8, 8, 3)).astype(np.float32)}
-    vat = perturbations.VAT(adaptive_radius=True, dir_from_student=dir_from_student)
+    vat = methods.vat.VAT(adaptive_radius=True, dir_from_student=dir_from_student)
     terms = vat.terms(student, teacher, (batch,))
     reference(terms.panels["adversarial_input"], training=True)
     bn, bn_reference = student.layers[1], reference.layers[1]
@@ -368,18 +369,18 @@ def test_vat_authors_eval_mode_gives_inference_mode_targets(authors_eval_mode):
     batch = {"image": images, "valid": np.ones((2, 8, 8, 1), np.float32),
              "vat_noise": np.random.RandomState(19).normal(size=(2, 8, 8, 3)).astype(np.float32)}
     inference = teacher(images, training=False).numpy()
-    terms = perturbations.VAT(authors_eval_mode=authors_eval_mode).terms(student, teacher,
+    terms = methods.vat.VAT(authors_eval_mode=authors_eval_mode).terms(student, teacher,
                                                                                (batch,))
     matches_inference = np.allclose(terms.teacher_logits.numpy(), inference, atol=1e-5)
     assert matches_inference == authors_eval_mode
 
 
-@pytest.mark.parametrize("name", sorted(set(perturbations.available()) - {"unimatch", "unimatch_v2"}))
+@pytest.mark.parametrize("name", sorted(set(catalog.method_names()) - {"unimatch", "unimatch_v2"}))
 def test_every_perturbation_gives_a_list_of_weighted_terms(name):
     """One return type: a list of WeightedTerms; a one-loss perturbation's is its terms at weight 1."""
     keras.utils.set_random_seed(0)
     network = models.build("tiny_unet", 3)
-    perturbation = perturbations.build(name)
+    perturbation = methods.base.build(name)
     rng = np.random.default_rng(0)
     streams = []
     for k in range(max(perturbation.num_unlabelled_streams, 1)):
@@ -395,5 +396,5 @@ def test_every_perturbation_gives_a_list_of_weighted_terms(name):
         streams.append(sample)
     result = perturbation.consistency(network, network, tuple(streams))
     assert isinstance(result, list) and len(result) == 1
-    assert isinstance(result[0], perturbations.WeightedTerms) and result[0].weight == 1.0
+    assert isinstance(result[0], methods.base.WeightedTerms) and result[0].weight == 1.0
     assert result[0].terms.student_logits.shape == (2, 8, 8, 3)

@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from semiseg_tf.augment import blur, colour, geometric
 from semiseg_tf.data import base, pipeline, synthetic
-from semiseg_tf.semisup import perturbations
+from semiseg_tf.semisup import methods
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def pipeline_with(source, params, perturbation="cutmix"):
     """The input pipeline of `source` with 5 labelled images (split seed 12345) and `params`."""
     labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
     return pipeline.InputPipeline(source, labelled, unlabelled, params,
-                                  perturbations.build(perturbation))
+                                  methods.base.build(perturbation))
 
 
 def make_pipeline(source, seed=0, crop=(16, 16), scale=True):
@@ -330,11 +330,11 @@ def test_student_view_is_colour_augmented_and_teacher_view_is_not(source):
     labelled, unlabelled = base.labelled_split(source.num_train, 5, 12345)
     geometric_params = geometric.GeometricParams(crop_size=(16, 16), scale_hung=True, hflip=True)
     plain = pipeline.InputPipeline(source, labelled, unlabelled, pipeline.PipelineParams(
-        batch_size=4, seed=0, geometric=geometric_params), perturbations.build("cutmix"))
+        batch_size=4, seed=0, geometric=geometric_params), methods.base.build("cutmix"))
     coloured = pipeline.InputPipeline(source, labelled, unlabelled, pipeline.PipelineParams(
         batch_size=4, seed=0, geometric=geometric_params,
         student_colour=colour.ColourParams(prob=1.0, greyscale_prob=1.0)),
-        perturbations.build("cutmix"))
+        methods.base.build("cutmix"))
     first_plain, = take(plain.train_dataset(), 1)
     first_coloured, = take(coloured.train_dataset(), 1)
     for plain_stream, coloured_stream in zip(first_plain["unlabelled"], first_coloured["unlabelled"]):
@@ -401,8 +401,8 @@ def test_unimatch_gets_two_independent_strong_views_and_the_first_is_fixmatchs(s
     boxes = two["unlabelled"][0]
     assert boxes["mix_mask"].shape == boxes["mix_mask_2"].shape == (8, 16, 16, 1)
     assert not np.array_equal(boxes["mix_mask"], boxes["mix_mask_2"])
-    assert boxes["feature_noise"].shape == (8, perturbations.FEATURE_NOISE_MAPS,
-                                            perturbations.FEATURE_NOISE_CHANNELS)
+    assert boxes["feature_noise"].shape == (8, methods.pseudo_labels.FEATURE_NOISE_MAPS,
+                                            methods.pseudo_labels.FEATURE_NOISE_CHANNELS)
     assert "mix_mask" not in two["unlabelled"][1]
 
 
@@ -422,7 +422,7 @@ def test_worker_shares_are_the_slices_of_the_global_batch(source):
     params = pipeline.PipelineParams(batch_size=8, seed=0, unlabelled_batch_ratio=2,
                                      geometric=geometric.GeometricParams(crop_size=(8, 8)))
     streams = pipeline.InputPipeline(source, labelled, unlabelled, params,
-                                     perturbations.build("cutmix"))
+                                     methods.base.build("cutmix"))
     whole = take(streams.train_dataset(1), 2)       # global batches of steps 1 and 2 (0-based)
     for worker in range(2):
         share = pipeline.WorkerShare(index=worker, workers=2, local_replicas=2)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import TINY_RUN, parse_flags
 from semiseg_tf import config, models, training
 from semiseg_tf.models import precision
-from semiseg_tf.semisup import perturbations
+from semiseg_tf.semisup import methods
 
 # SGD without momentum: the update is the learning rate times the gradient, so comparing updates
 # compares gradients (Adam's first step moves every weight by about the learning rate, whatever
@@ -141,7 +141,7 @@ def test_vat_probe_is_computed_in_float32_under_bfloat16():
         network = models.build("deeplab2_small", 4)
     images = tf.random.normal([2, 32, 32, 3])
     noise = tf.random.normal(images.shape, seed=1)
-    vat = perturbations.VAT(loss_fn="kld")
+    vat = methods.vat.VAT(loss_fn="kld")
     direction = tf.function(lambda: vat.direction(network, images, noise))().numpy()
     with precision.in_float32(network):
         exact = tf.function(lambda: vat.direction(network, images, noise))().numpy()
@@ -157,13 +157,13 @@ def test_vat_probe_is_computed_in_float32_under_bfloat16():
 
 def _direction_in_network_precision(vat, network, images, noise):
     target = tf.cast(network(images, training=False), tf.float32)
-    probe = perturbations._normalise_per_sample(noise) * (
-        vat.probe_scale * perturbations._sqrt_elements(images))
+    probe = methods.vat._normalise_per_sample(noise) * (
+        vat.probe_scale * methods.vat._sqrt_elements(images))
     with tf.GradientTape() as tape:
         tape.watch(probe)
         logits = tf.cast(network(images + probe, training=False), tf.float32)
         distance = tf.reduce_sum(vat.distance(logits, target, tf.nn.softmax(target)))
-    return perturbations._normalise_per_sample(tape.gradient(distance, probe))
+    return methods.vat._normalise_per_sample(tape.gradient(distance, probe))
 
 
 def test_an_xla_compiled_step_equals_the_plain_one_on_one_cpu_device(tmp_path):

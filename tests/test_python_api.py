@@ -13,7 +13,7 @@ from semiseg_tf import metrics, models, training
 from semiseg_tf.augment import boxmask, geometric
 from semiseg_tf.data import base, pipeline, synthetic
 from semiseg_tf.evaluation import Evaluator
-from semiseg_tf.semisup import mean_teacher, perturbations
+from semiseg_tf.semisup import mean_teacher, methods
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,7 +72,7 @@ def test_training_batches_of_a_users_dataset_are_the_trainers_samples_of_the_sam
     crop = (16, 16)
     augmentation = geometric.GeometricParams(crop_size=crop, scale_hung=True, hflip=True)
     model = mean_teacher.MeanTeacher(models.build("tiny_unet", 3), models.build("tiny_unet", 3),
-                                     perturbations.CutMix(boxmask.BoxMaskParams(prop_range=(0.5, 0.5))))
+                                     methods.mixing.CutMix(boxmask.BoxMaskParams(prop_range=(0.5, 0.5))))
     users = semiseg_tf.training_batches(
         tf.data.Dataset.from_tensors((image, label)), tf.data.Dataset.from_tensors(image), model,
         crop_size=crop, batch_size=2, seed=3, augmentation=augmentation, shuffle_buffer=0,
@@ -92,7 +92,7 @@ def test_training_batches_of_a_users_dataset_are_the_trainers_samples_of_the_sam
 def test_the_unlabelled_streams_of_a_users_dataset_pair_different_images():
     images = np.arange(8, dtype=np.uint8)[:, None, None, None] * np.ones((8, 8, 8, 3), np.uint8)
     model = mean_teacher.MeanTeacher(models.build("tiny_unet", 2), models.build("tiny_unet", 2),
-                                     perturbations.CutMix())
+                                     methods.mixing.CutMix())
     batches = semiseg_tf.training_batches(
         tf.data.Dataset.from_tensor_slices((images, images[..., 0])),
         tf.data.Dataset.from_tensor_slices(images), model, crop_size=(8, 8), batch_size=4)
@@ -103,7 +103,7 @@ def test_the_unlabelled_streams_of_a_users_dataset_pair_different_images():
 
 def test_a_perturbation_without_unlabelled_data_is_one_line():
     model = mean_teacher.MeanTeacher(models.build("tiny_unet", 2), models.build("tiny_unet", 2),
-                                     perturbations.CutMix())
+                                     methods.mixing.CutMix())
     with pytest.raises(ValueError, match="CutMix needs unlabelled images"):
         semiseg_tf.training_batches(tf.data.Dataset.from_tensors((tf.zeros([8, 8, 3]),
                                                                   tf.zeros([8, 8]))),

@@ -408,7 +408,7 @@ def test_recipe_augmentation_geometry_matches_cv2(tmp_path, recipe, image_size):
     from semiseg_tf.augment import geometric
     from semiseg_tf.data import pipeline
     cfg, _ = parse_flags(flagfile=recipe, data_dir=str(tmp_path), workdir=str(tmp_path / "run"))
-    params = training.geometric_params(cfg)
+    params = cfg.augmentation.geometric_params()
     assert params.image_border == ("REFLECT_101" if "isic" in recipe else "CONSTANT")
     rng = np.random.RandomState(0)
     image = rng.uniform(-2, 2, image_size + (3,)).astype(np.float32)     # normalised

@@ -162,8 +162,8 @@ def test_cli_reports_a_mismatched_weights_file_in_one_line(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: {tmp_path}/dense.h5: no weights for layer 'conv1' of deeplab2_small's backbone "
-        "(is it the file for this network?)")
+        f"error: --backbone_weights={tmp_path}/dense.h5: no weights for layer 'conv1' of "
+        "deeplab2_small's backbone (is it the file for this network?)")
     assert "Traceback" not in proc.stderr
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from semiseg_tf import models
-from semiseg_tf.semisup import mean_teacher, optim, perturbations
+from semiseg_tf.semisup import mean_teacher, methods, optim
 from tests.test_fixmatch import numpy_hard_ce_valid, split_network, unimatch_batches
 
 
@@ -16,9 +16,9 @@ def test_complementary_dropout_gives_each_channel_to_one_view_and_keeps_whole_pa
     count, channels = 6, 8
     features = [rng.uniform(1, 2, size=(2 * count, 3, 3, channels)).astype(np.float32),
                 rng.uniform(1, 2, size=(2 * count, 5, channels)).astype(np.float32)]
-    uniform = rng.uniform(size=(count, perturbations.FEATURE_NOISE_CHANNELS)).astype(np.float32)
+    uniform = rng.uniform(size=(count, methods.pseudo_labels.FEATURE_NOISE_CHANNELS)).astype(np.float32)
     kept = np.array([True, False, False, True, False, False])
-    dropped = perturbations.complementary_dropout([tf.constant(f) for f in features],
+    dropped = methods.pseudo_labels.complementary_dropout([tf.constant(f) for f in features],
                                                   tf.constant(uniform), tf.constant(kept))
     first = np.where(uniform[:, :channels] < 0.5, 2.0, 0.0)
     first[kept] = 1.0
@@ -31,14 +31,14 @@ def test_complementary_dropout_gives_each_channel_to_one_view_and_keeps_whole_pa
     assert set(np.unique(first[~kept])) == {0.0, 2.0}
     np.testing.assert_array_equal(first + second, 2.0)
     with pytest.raises(ValueError, match="FEATURE_NOISE_CHANNELS"):
-        perturbations.complementary_dropout([tf.zeros((2, 2, 2, 4096))], uniform[:1], kept[:1])
+        methods.pseudo_labels.complementary_dropout([tf.zeros((2, 2, 2, 4096))], uniform[:1], kept[:1])
 
 
 def unimatch_v2_batches(seed):
     batch_a, batch_b = unimatch_batches(seed)
     rng = np.random.RandomState(seed + 7)
     batch_a["channel_noise"] = rng.uniform(
-        size=(4, perturbations.FEATURE_NOISE_CHANNELS)).astype(np.float32)
+        size=(4, methods.pseudo_labels.FEATURE_NOISE_CHANNELS)).astype(np.float32)
     batch_a["pair_kept"] = np.array([True, False, False, True])
     return batch_a, batch_b
 
@@ -56,7 +56,7 @@ def test_unimatch_v2_loss_matches_numpy(complementary):
     teacher = split_network(w_enc, b_enc, t_dec, b_dec)
     batch_a, batch_b = unimatch_v2_batches(32)
     model = mean_teacher.MeanTeacher(
-        student, teacher, perturbations.UniMatchV2(complementary=complementary),
+        student, teacher, methods.pseudo_labels.UniMatchV2(complementary=complementary),
         conf_thresh=0.95, cons_loss_fn="hard_ce", conf_per_pixel=True, cons_average="valid")
     loss, _, _ = model.consistency((batch_a, batch_b))
 
@@ -89,25 +89,25 @@ def test_unimatch_v2_targets_come_from_the_teacher_in_inference_mode():
             variable.assign(variable + 0.5)
     batch_a, batch_b = unimatch_v2_batches(5)
     seen = []
-    original = perturbations.teacher_logits
+    original = methods.pseudo_labels.teacher_logits
 
     def recording(net, images, training):
         seen.append((net is teacher, training))
         return original(net, images, training)
-    perturbation = perturbations.UniMatchV2()
+    perturbation = methods.pseudo_labels.UniMatchV2()
     try:
-        perturbations.teacher_logits = recording
+        methods.pseudo_labels.teacher_logits = recording
         perturbation.consistency(network, teacher, (batch_a, batch_b))
     finally:
-        perturbations.teacher_logits = original
+        methods.pseudo_labels.teacher_logits = original
     assert seen == [(True, False), (True, False)]
 
 
 def test_unimatch_v2_draws_its_noise_with_each_sample():
-    perturbation = perturbations.UniMatchV2(kept_share=0.25)
+    perturbation = methods.pseudo_labels.UniMatchV2(kept_share=0.25)
     draw = tf.function(lambda seed: perturbation.sample_extras(seed, (8, 8)))
     draws = [draw(tf.constant([i, 9], tf.int64)) for i in range(400)]
-    assert draws[0]["channel_noise"].shape == (perturbations.FEATURE_NOISE_CHANNELS,)
+    assert draws[0]["channel_noise"].shape == (methods.pseudo_labels.FEATURE_NOISE_CHANNELS,)
     kept = np.mean([bool(d["pair_kept"]) for d in draws])
     assert 0.19 < kept < 0.31, kept       # 400 draws of p = 0.25: about 3 standard deviations
     again = perturbation.sample_extras(tf.constant([3, 9], tf.int64), (8, 8))
@@ -194,7 +194,7 @@ def test_unimatch_v2_takes_its_flags(tmp_path):
     cfg, _ = parse_flags(workdir=str(tmp_path), perturbation="unimatch_v2", arch="dinov2_tiny",
                          crop_size="28,28", comp_dropout=False, comp_dropout_kept=0.3)
     perturbation = builders.build_perturbation(cfg)
-    assert isinstance(perturbation, perturbations.UniMatchV2)
+    assert isinstance(perturbation, methods.pseudo_labels.UniMatchV2)
     assert (perturbation.complementary, perturbation.kept_share, perturbation.weights[:2]) == (
         False, 0.3, (0.5, 0.5))
     with pytest.raises(config.ConfigError, match=r"^--perturbation=unimatch_v2: .*--arch=pspnet_small"):

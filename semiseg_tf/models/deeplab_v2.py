@@ -10,7 +10,6 @@ the moving statistics too.
 import keras
 
 from semiseg_tf.models import layers, registry, resnet
-from semiseg_tf.models.registry import register
 
 ASPP_DILATIONS = (6, 12, 18, 24)
 
@@ -64,12 +63,10 @@ def authors_update_multiplicities(network):
     return multiplicities
 
 
-@register("deeplab2_resnet101")
 def build_deeplab2_resnet101(num_classes, freeze_bn=True, deeplab2_aspp_two_branches=False):
     return deeplab_v2(num_classes, freeze_bn=freeze_bn, aspp_two_branches=deeplab2_aspp_two_branches)
 
 
-@register("deeplab2_small")
 def build_deeplab2_small(num_classes, freeze_bn=True, deeplab2_aspp_two_branches=False):
     """The same code at a CPU-test size: one block per stage, 1/8 of the channels."""
     return deeplab_v2(num_classes, blocks=(1, 1, 1, 1), width=8, freeze_bn=freeze_bn,

@@ -9,7 +9,7 @@ the input size. Head convs start from kaiming normal, as the authors'. The head 
 import keras
 
 from semiseg_tf.models import layers, resnet
-from semiseg_tf.models.registry import attach_feature_split, register
+from semiseg_tf.models.registry import attach_feature_split
 
 ASPP_DILATIONS = (12, 24, 36)
 
@@ -70,12 +70,10 @@ def _decoder(num_classes, low_channels, high_channels, aspp_channels, low_level_
     return keras.Model([image, low_in, high], logits, name="decoder")
 
 
-@register("deeplab3plus_resnet101", feature_split=True)
 def build_deeplab3plus_resnet101(num_classes, freeze_bn=True):
     return deeplab_v3plus(num_classes, freeze_bn=freeze_bn)
 
 
-@register("deeplab3plus_small", feature_split=True)
 def build_deeplab3plus_small(num_classes, freeze_bn=True):
     """The same code at a CPU-test size: one block per stage, 1/8 of the channels."""
     return deeplab_v3plus(num_classes, blocks=(1, 1, 1, 1), width=8, aspp_channels=32,

@@ -11,7 +11,6 @@ works. Decoder layers start from PyTorch's default init.
 import keras
 
 from semiseg_tf.models import densenet, layers
-from semiseg_tf.models.registry import register
 
 MULTIPLE = 32
 
@@ -54,12 +53,10 @@ def dense_unet(num_classes, growth=48, blocks=(6, 12, 36, 24), init_features=96,
     return keras.Model(inputs, logits, name=name)
 
 
-@register("dense_unet_densenet161")
 def build_dense_unet_densenet161(num_classes, freeze_bn=True):
     return dense_unet(num_classes, freeze_bn=freeze_bn)
 
 
-@register("dense_unet_small")
 def build_dense_unet_small(num_classes, freeze_bn=True):
     """The same code at a CPU-test size: growth 8, two layers per block, 16 initial features."""
     return dense_unet(num_classes, growth=8, blocks=(2, 2, 2, 2), init_features=16, final_channels=16,

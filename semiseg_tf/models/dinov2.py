@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from semiseg_tf.models import dpt, layers
-from semiseg_tf.models.registry import attach_feature_split, register
+from semiseg_tf.models.registry import attach_feature_split
 
 PATCH_SIZE = 14
 # DINOv2's position embeddings are trained for 518 x 518 images: a 37 x 37 grid of patches.
@@ -142,9 +142,17 @@ def dinov2_dpt(num_classes, size_name, name=None):
     return attach_feature_split(network, encoder, decoder)
 
 
-for _name in SIZES:
-    register(_name, input_multiple=PATCH_SIZE, feature_split=True)(
-        lambda num_classes, _size=_name: dinov2_dpt(num_classes, _size))
+def build_dinov2_tiny(num_classes):
+    """DINOv2 at a CPU-test size: the same code, random weights only."""
+    return dinov2_dpt(num_classes, "dinov2_tiny")
+
+
+def build_dinov2_small(num_classes):
+    return dinov2_dpt(num_classes, "dinov2_small")
+
+
+def build_dinov2_base(num_classes):
+    return dinov2_dpt(num_classes, "dinov2_base")
 
 
 # A DINOv2 config.json is a few kilobytes; a larger one is not read.
@@ -165,11 +173,11 @@ def declared_size(path):
     from semiseg_tf.errors import WeightsError
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
-        raise WeightsError(f"--backbone_weights={path}: not a DINOv2 checkpoint folder (no "
+        raise WeightsError(f"{path}: not a DINOv2 checkpoint folder (no "
                            "config.json; give a Hugging Face checkpoint folder or a keras-hub "
                            "preset folder)")
     if os.path.getsize(config_path) > MAX_CONFIG_BYTES:
-        raise WeightsError(f"--backbone_weights={path}: config.json has "
+        raise WeightsError(f"{path}: config.json has "
                            f"{os.path.getsize(config_path)} bytes, more than a DINOv2 config's "
                            f"{MAX_CONFIG_BYTES}")
     try:
@@ -190,7 +198,7 @@ def declared_size(path):
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
         reason = "not JSON" if isinstance(error, json.JSONDecodeError) else (
             f"no DINOv2 sizes ({str(error)[:80]})")
-        raise WeightsError(f"--backbone_weights={path}: config.json is not a DINOv2 checkpoint's "
+        raise WeightsError(f"{path}: config.json is not a DINOv2 checkpoint's "
                            f"config ({reason})") from None
     return size
 
@@ -209,14 +217,14 @@ def load_pretrained(features, path):
     from semiseg_tf.errors import WeightsError
     from semiseg_tf.models import weights as weights_lib
     if not os.path.isdir(path):
-        raise WeightsError(f"--backbone_weights={path}: not a folder (give a Hugging Face DINOv2 "
+        raise WeightsError(f"{path}: not a folder (give a Hugging Face DINOv2 "
                            "checkpoint folder or a keras-hub preset folder)")
     size, ours = features.size, features.dinov2
     found = declared_size(path)
     expected = (size.hidden_dim, size.num_layers, size.num_heads, size.intermediate_dim,
                 PATCH_SIZE)
     if found != expected:
-        raise WeightsError(f"--backbone_weights={path}: a DINOv2 of width {found[0]}, {found[1]} "
+        raise WeightsError(f"{path}: a DINOv2 of width {found[0]}, {found[1]} "
                            f"blocks, {found[2]} heads, MLP {found[3]}, patch {found[4]}; the "
                            f"network is {expected[0]}, {expected[1]}, {expected[2]}, MLP "
                            f"{expected[3]}, patch {expected[4]}")
@@ -224,13 +232,13 @@ def load_pretrained(features, path):
     for name in WEIGHT_FILES:
         weight_path = os.path.join(path, name)
         if os.path.isfile(weight_path) and os.path.getsize(weight_path) > largest:
-            raise WeightsError(f"--backbone_weights={path}: {name} has "
+            raise WeightsError(f"{path}: {name} has "
                                f"{os.path.getsize(weight_path)} bytes, more than twice this "
                                f"network's encoder in float32 ({largest} bytes at most)")
     try:
         source = keras_hub.models.DINOV2Backbone.from_preset(path)
     except Exception as error:   # keras-hub raises many kinds for a folder it cannot read
-        raise WeightsError(f"--backbone_weights={path}: not a DINOv2 checkpoint keras-hub reads "
+        raise WeightsError(f"{path}: not a DINOv2 checkpoint keras-hub reads "
                            f"({str(error).splitlines()[0][:160]})") from None
     loaded = 0
     # Part by part (the same keras-hub layers, built alike): their variables come in one order,
@@ -249,7 +257,7 @@ def load_pretrained(features, path):
             if key.endswith("projection/kernel") and value.shape[2] != variable.shape[2]:
                 value = weights_lib.adapt_rgb_kernel(value, variable.shape[2])
             if tuple(value.shape) != tuple(variable.shape):
-                raise WeightsError(f"--backbone_weights={path}: {key} has shape {value.shape}, "
+                raise WeightsError(f"{path}: {key} has shape {value.shape}, "
                                    f"the network's {tuple(variable.shape)} (position embeddings "
                                    "for another image size?)")
             variable.assign(value)

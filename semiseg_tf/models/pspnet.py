@@ -8,7 +8,6 @@ Decoder convs start from kaiming normal and its batch norms with beta 1e-4, as t
 import keras
 
 from semiseg_tf.models import layers, resnet
-from semiseg_tf.models.registry import register
 
 POOL_BINS = (1, 2, 3, 6)
 
@@ -47,12 +46,10 @@ def pspnet(num_classes, blocks=resnet.RESNET101_BLOCKS, width=64, pool_channels=
     return keras.Model(inputs, logits, name=name)
 
 
-@register("pspnet_resnet101")
 def build_pspnet_resnet101(num_classes, freeze_bn=True):
     return pspnet(num_classes, freeze_bn=freeze_bn)
 
 
-@register("pspnet_small")
 def build_pspnet_small(num_classes, freeze_bn=True):
     """The same code at a CPU-test size: one block per stage, 1/8 of the channels."""
     return pspnet(num_classes, blocks=(1, 1, 1, 1), width=8, pool_channels=16, decoder_channels=32,

@@ -1,57 +1,37 @@
-"""Name -> constructor registry, so flags and flagfiles can pick a network by name."""
+"""Networks built by their catalog name (semiseg_tf/catalog.py), and what a built network
+records: its input multiple and, for UniMatch's feature perturbations, its encoder/decoder split."""
 import inspect
 
 import tensorflow as tf
 
+from semiseg_tf import catalog
 from semiseg_tf.models import layers
-
-_BUILDERS = {}
-_INPUT_MULTIPLES = {}
-_FEATURE_SPLITS = set()
-
-
-def register(name, input_multiple=1, feature_split=False):
-    """Decorator: registers `fn(num_classes, **kwargs) -> keras.Model` under `name`.
-
-    `input_multiple`: image heights and widths the network accepts must be multiples of this.
-    `feature_split`: the network attaches an encoder/decoder split (`attach_feature_split`).
-    """
-    def wrap(fn):
-        if name in _BUILDERS:
-            raise ValueError(f"network {name!r} is registered twice")
-        _BUILDERS[name] = fn
-        _INPUT_MULTIPLES[name] = input_multiple
-        if feature_split:
-            _FEATURE_SPLITS.add(name)
-        return fn
-    return wrap
 
 
 def input_multiple(name):
     """The multiple that image heights and widths must be for network `name`."""
-    return _INPUT_MULTIPLES[name]
+    return catalog.network(name).input_multiple
 
 
 def has_feature_split(name):
     """Whether network `name` exposes an encoder/decoder split (`feature_split`)."""
-    return name in _FEATURE_SPLITS
+    return catalog.network(name).feature_split
 
 
 def available():
-    """The names of the registered networks, sorted."""
-    return sorted(_BUILDERS)
+    """The names of the catalogued networks, sorted."""
+    return catalog.network_names()
 
 
 def build(name, num_classes, bands=3, **options):
     """Builds network `name` for images of `bands` channels; options it does not take (another
     network's flags) are left out."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(available())}")
-    accepted = inspect.signature(_BUILDERS[name]).parameters
+    entry = catalog.network(name)
+    builder = catalog.load(entry.builder)
+    accepted = inspect.signature(builder).parameters
     with layers.input_bands(bands):
-        network = _BUILDERS[name](num_classes,
-                                  **{k: v for k, v in options.items() if k in accepted})
-    network._semiseg_input_multiple = _INPUT_MULTIPLES[name]
+        network = builder(num_classes, **{k: v for k, v in options.items() if k in accepted})
+    network._semiseg_input_multiple = entry.input_multiple
     return network
 
 
@@ -100,6 +80,7 @@ def feature_split(network):
     """The network's `FeatureSplit`; ValueError naming the network if it has none."""
     split = getattr(network, "_semiseg_feature_split", None)
     if split is None:
+        have = ", ".join(n for n in available() if has_feature_split(n))
         raise ValueError(f"network {network.name!r} has no encoder/decoder split (the feature "
-                         f"perturbation needs one; these have it: {', '.join(sorted(_FEATURE_SPLITS))})")
+                         f"perturbation needs one; these have it: {have})")
     return split

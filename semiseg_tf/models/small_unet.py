@@ -3,7 +3,7 @@ import keras
 
 from semiseg_tf.models import layers
 from semiseg_tf.models.layers import ResizeLike, batch_norm
-from semiseg_tf.models.registry import attach_feature_split, register
+from semiseg_tf.models.registry import attach_feature_split
 
 
 def _conv_bn_relu(x, channels, name):
@@ -62,20 +62,15 @@ def _decoder(num_classes, base_channels, depth):
     return keras.Model([image, *skips, bottom], logits, name="decoder")
 
 
-def _input_multiple(depth):
-    """The stem and each level halve the resolution: sizes must divide by 2**(depth + 1)."""
-    return 2 ** (depth + 1)
-
-
+# The stem and each level halve the resolution: sizes must divide by 2 ** (depth + 1), the input
+# multiple of these networks' catalog entries.
 _SMALL_DEPTH, _TINY_DEPTH = 3, 1
 
 
-@register("small_unet", input_multiple=_input_multiple(_SMALL_DEPTH), feature_split=True)
 def build_small_unet(num_classes, **kwargs):
     return small_unet(num_classes, depth=_SMALL_DEPTH, **kwargs)
 
 
-@register("tiny_unet", input_multiple=_input_multiple(_TINY_DEPTH), feature_split=True)
 def build_tiny_unet(num_classes, **kwargs):
     """A still smaller net for unit tests (seconds per run)."""
     return small_unet(num_classes, base_channels=4, depth=_TINY_DEPTH, name="tiny_unet", **kwargs)

@@ -151,15 +151,16 @@ def adapt_rgb_kernel(kernel, bands, rgb_bands=None):
     return adapted * (3.0 / bands)
 
 
-def load_backbone_weights(network, path, rgb_mean, rgb_std):
+def load_backbone_weights(network, path, rgb_mean, rgb_std, kind="file"):
     """Loads a weights file into `network`'s backbone (see the module docstring); returns the count of
-    layers loaded. Raises `WeightsError` naming the file and the first layer that does not fit."""
+    layers loaded. Raises `WeightsError` naming the file and the first layer that does not fit.
+    `kind`: the network's catalog `weights`; "folder" hands `path` to the backbone's own
+    `load_pretrained(path)` (DINOv2's reads Hugging Face and keras-hub folders)."""
     backbone = registry.backbone_of(network)
     if backbone is None:
-        raise WeightsError(f"--backbone_weights={path}: network {network.name} has no pretrained "
+        raise WeightsError(f"{path}: network {network.name} has no pretrained "
                            "backbone to load")
-    if hasattr(backbone, "load_pretrained"):
-        # A backbone with a checkpoint format of its own (DINOv2: a Hugging Face or keras-hub folder).
+    if kind == "folder":
         return backbone.load_pretrained(path)
     weights = read_weight_file(path)
     if is_keras_applications_resnet(weights):

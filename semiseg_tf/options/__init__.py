@@ -160,8 +160,8 @@ def run_command(main, topics):
 
     absl's `--help` prints the main module's docstring and the flags that module defines or adopts;
     the commands define and adopt none, so the grouped text appended here is the whole list. The
-    help is printed before TensorFlow is loaded: a command names its heavy modules with
-    `semiseg_tf.lazy.module`, which `main` loads.
+    help is printed before TensorFlow is loaded: a command imports its heavy modules in the
+    functions that use them, which run after it.
     """
     module = sys.modules["__main__"]
     grouped = help_text(topics).replace("%", "%%")   # absl %-formats the docstring

@@ -54,3 +54,12 @@ class Augmentation(Section):
             self.require(getattr(self, field) >= 0, field, "must be >= 0")
         self.require(not self.hvflip or self.crop_size[0] == self.crop_size[1], "hvflip",
                      "diagonal flips need a square --crop_size")
+
+    def geometric_params(self):
+        """The semiseg_tf.augment.geometric.GeometricParams these flags describe."""
+        from semiseg_tf.augment import geometric   # TensorFlow: not for --help
+        return geometric.GeometricParams(
+            crop_size=self.crop_size, scale_hung=self.scale_hung, max_scale=self.max_scale,
+            scale_non_uniform=self.scale_non_uniform, rot_mag=self.rot_mag, hflip=self.hflip,
+            vflip=self.vflip, hvflip=self.hvflip, crop_offset=self.offset_range,
+            free_scale_rot=self.free_scale_rot)

@@ -37,3 +37,12 @@ class BoxMask(Section):
     def check(self):
         self.require_range("prop_range", 0, 1)
         self.require(self.n_boxes > 0, "n_boxes", "must be positive")
+
+    def mask_params(self):
+        """The semiseg_tf.augment.boxmask.BoxMaskParams these flags describe."""
+        from semiseg_tf.augment import boxmask   # TensorFlow: not for --help
+        return boxmask.BoxMaskParams(
+            prop_range=self.prop_range, n_boxes=self.n_boxes,
+            random_aspect_ratio=not self.fixed_aspect_ratio, by_size=self.by_size,
+            within_bounds=not self.outside_bounds, invert=not self.no_invert,
+            authors_outside_bounds=self.authors_outside_bounds)

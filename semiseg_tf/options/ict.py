@@ -1,4 +1,4 @@
-"""Flags of ICT, the mixup consistency (semiseg_tf/semisup/perturbations.py)."""
+"""Flags of ICT, the mixup consistency (semiseg_tf/semisup/methods/mixing.py)."""
 import dataclasses
 
 from semiseg_tf.options import Section, Topic

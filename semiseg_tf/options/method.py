@@ -3,7 +3,7 @@ from absl import flags
 
 import dataclasses
 
-from semiseg_tf import lazy
+from semiseg_tf import catalog
 from semiseg_tf.options import Section, Topic
 
 # semiseg_tf.semisup.losses.CONSISTENCY_LOSSES's names (a test holds them equal), named here so that
@@ -15,17 +15,12 @@ TOPIC = Topic("Method", __name__)
 TOPIC.define("enum", "model", "mean_teacher", ["mean_teacher", "pi"],
         "'mean_teacher': targets from an EMA teacher, which is what gets evaluated; 'pi': the "
         "student is its own teacher (targets without gradient), and the student is evaluated.")
-TOPIC.define("string", "perturbation", "cutmix", "Consistency perturbation: cutmix (two images "
-        "mixed by box masks), cutout (student sees a box-masked image), augment (teacher and "
-        "student see differently augmented crops), ict (mixup of two images by a Beta factor), vat "
-        "(virtual adversarial), fixmatch (hard pseudo-labels from the weak view train the strong "
-        "view, with UniMatch's CutMix box), unimatch (fixmatch with two strong views and a stream "
-        "of the weak view's encoder features with half their channels dropped; needs a network "
-        "with an encoder/decoder split), unimatch_v2 (two strong views whose encoder features are "
-        "dropped complementarily, targets from the teacher in inference mode; also needs the "
-        "split). Run fixmatch, unimatch and unimatch_v2 from a recipe "
-        "(flags/demo/, flags/beyond/): it sets the strong view, the loss and its averaging. Unused "
-        "when --cons_weight=0.")
+TOPIC.define("string", "perturbation", "cutmix", "Consistency perturbation: " + "; ".join(
+        f"{entry.name} ({entry.summary}"
+        + ("; needs a network with an encoder/decoder split)" if entry.needs_feature_split else ")")
+        for entry in map(catalog.method, catalog.method_names()))
+        + ". Run fixmatch, unimatch and unimatch_v2 from a recipe (flags/demo/, flags/beyond/): it "
+        "sets the strong view, the loss and its averaging. Unused when --cons_weight=0.")
 TOPIC.define("float", "cons_weight", 1.0, "Weight of the consistency loss; 0 trains the supervised "
         "baseline (through the same trainer, teacher still evaluated).")
 TOPIC.define("float", "sup_weight", 1.0, "Weight of the supervised loss (FixMatch and UniMatch "
@@ -72,10 +67,6 @@ ALIASES = {"pseudo_label_thresh": "conf_thresh"}
 for _alias, _flag in ALIASES.items():
     flags.DEFINE_alias(_alias, _flag, module_name=TOPIC.module)
 
-# Loaded on first use: --help does not import TensorFlow.
-perturbations = lazy.module("semiseg_tf.semisup.perturbations")
-
-
 @dataclasses.dataclass(frozen=True)
 class Method(Section):
     TOPIC = TOPIC
@@ -94,8 +85,8 @@ class Method(Section):
     teacher_alpha_warmup: bool
 
     def check(self):
-        self.require(self.perturbation in perturbations.available(), "perturbation",
-                     f"choose one of {', '.join(perturbations.available())}")
+        self.require(self.perturbation in catalog.method_names(), "perturbation",
+                     f"choose one of {', '.join(catalog.method_names())}")
         for field in ("cons_weight", "sup_weight", "rampup"):
             self.require(getattr(self, field) >= 0, field, "must be >= 0")
         for field in ("conf_thresh", "teacher_alpha"):

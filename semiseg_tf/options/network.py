@@ -2,19 +2,13 @@
 import dataclasses
 import os
 
-from semiseg_tf import lazy
+from semiseg_tf import catalog
 from semiseg_tf.options import Section, Topic, absolute_path
-
-# The registered networks (semiseg_tf.models.available(); a test holds the two equal), named here so
-# that --help does not import the networks and TensorFlow with them.
-ARCHS = ("deeplab2_resnet101", "deeplab2_small", "deeplab3plus_resnet101", "deeplab3plus_small",
-         "dense_unet_densenet161", "dense_unet_small", "dinov2_base", "dinov2_small", "dinov2_tiny",
-         "pspnet_resnet101", "pspnet_small", "small_unet", "tiny_unet")
 
 TOPIC = Topic("Network", __name__)
 
-TOPIC.define("string", "arch", "small_unet", "Network, by registered name: "
-        f"{', '.join(ARCHS)}. The *_small networks are the same code at CPU-test "
+TOPIC.define("string", "arch", "small_unet", "Network, by its name in the catalog: "
+        f"{', '.join(catalog.network_names())}. The *_small networks are the same code at CPU-test "
         "size; dinov2_small and dinov2_base are DINOv2 ViT-S/14 and ViT-B/14 encoders with "
         "UniMatch V2's DPT decoder (input sides multiples of 14), dinov2_tiny the same at test size.")
 TOPIC.define("string", "backbone_weights", None, "Pretrained backbone weights, a local file "
@@ -36,10 +30,6 @@ TOPIC.define("boolean", "deeplab2_aspp_two_branches", False, "DeepLab v2: sum on
         "and 12 classifier branches, as the authors' code does by mistake; default all "
         "four.")
 
-# Loaded on first use: --help does not import TensorFlow.
-models = lazy.module("semiseg_tf.models")
-
-
 @dataclasses.dataclass(frozen=True)
 class Network(Section):
     TOPIC = TOPIC
@@ -51,9 +41,10 @@ class Network(Section):
     deeplab2_aspp_two_branches: bool
 
     def check(self):
-        self.require(self.arch in models.available(), "arch",
-                     f"unknown network; choose one of {', '.join(models.available())}")
-        if self.arch.startswith("dinov2"):
+        self.require(self.arch in catalog.network_names(), "arch",
+                     f"unknown network; choose one of {', '.join(catalog.network_names())}")
+        weights = catalog.network(self.arch).weights
+        if weights == "folder":
             self.require(not self.backbone_weights or os.path.isdir(self.backbone_weights),
                          "backbone_weights", f"no such folder (--arch={self.arch} takes a Hugging "
                          "Face DINOv2 checkpoint folder or a keras-hub preset folder)")

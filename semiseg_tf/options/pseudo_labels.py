@@ -33,3 +33,9 @@ class PseudoLabels(Section):
         self.require(0 <= self.box_prob <= 1, "box_prob", "must lie in [0, 1]")
         self.require_range("box_area", 0, 1, open_low=True)
         self.require_range("box_ratio", 0, open_low=True)
+
+    def box_params(self):
+        """The semiseg_tf.augment.boxmask.PseudoLabelBoxParams these flags describe."""
+        from semiseg_tf.augment import boxmask   # TensorFlow: not for --help
+        return boxmask.PseudoLabelBoxParams(prob=self.box_prob, area_range=self.box_area,
+                                            ratio_range=self.box_ratio)

@@ -70,3 +70,13 @@ class StrongAugmentation(Section):
             return tuple(self.blur_sigma)
         scale = min(crop_size) / self.blur_reference_crop
         return tuple(sigma * scale for sigma in self.blur_sigma)
+
+    def colour_params(self):
+        """The student's semiseg_tf.augment.colour.ColourParams these flags describe; None
+        without --aug_strong_colour."""
+        if not self.colour:
+            return None
+        from semiseg_tf.augment import colour   # TensorFlow: not for --help
+        return colour.ColourParams(
+            brightness=self.brightness, contrast=self.contrast, saturation=self.saturation,
+            hue=self.hue, prob=self.colour_prob, greyscale_prob=self.greyscale_prob)

@@ -1,4 +1,4 @@
-"""Flags of virtual adversarial training (semiseg_tf/semisup/perturbations.py)."""
+"""Flags of virtual adversarial training (semiseg_tf/semisup/methods/vat.py)."""
 import dataclasses
 
 from semiseg_tf.options import Section, Topic

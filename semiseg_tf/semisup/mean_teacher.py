@@ -26,7 +26,7 @@ class MeanTeacher(keras.Model):
 
     Args:
       student, teacher: two networks of the same architecture; the teacher starts as a copy.
-      perturbation: a `perturbations.Perturbation`, or None for the supervised baseline.
+      perturbation: a `methods.base.Perturbation`, or None for the supervised baseline.
       cons_weight: weight of the consistency loss (0: supervised baseline).
       conf_thresh: teacher confidence threshold; 0 turns confidence weighting off.
       teacher_alpha: EMA decay of the teacher.

@@ -4,12 +4,11 @@ import sys
 
 import keras
 
-from semiseg_tf import models
-from semiseg_tf.errors import ConfigError
-from semiseg_tf.augment import boxmask, colour, geometric
+from semiseg_tf import catalog, models
+from semiseg_tf.errors import ConfigError, WeightsError
 from semiseg_tf.data import base, native, pipeline, prepared, synthetic
 from semiseg_tf.models import precision, weights
-from semiseg_tf.semisup import mean_teacher, optim, perturbations
+from semiseg_tf.semisup import mean_teacher, optim
 
 
 def build_source(cfg, out=sys.stderr):
@@ -28,55 +27,17 @@ def build_source(cfg, out=sys.stderr):
 
 
 def build_perturbation(cfg):
-    box, labels, vat = cfg.boxmask, cfg.pseudo_labels, cfg.vat
-    mask_params = boxmask.BoxMaskParams(
-        prop_range=box.prop_range, n_boxes=box.n_boxes,
-        random_aspect_ratio=not box.fixed_aspect_ratio, by_size=box.by_size,
-        within_bounds=not box.outside_bounds, invert=not box.no_invert,
-        authors_outside_bounds=box.authors_outside_bounds)
-    box_params = boxmask.PseudoLabelBoxParams(prob=labels.box_prob, area_range=labels.box_area,
-                                              ratio_range=labels.box_ratio)
-    pseudo_labels = dict(box_params=box_params, mix_source_inference=labels.mix_inference)
-    options = {
-        "cutmix": dict(mask_params=mask_params),
-        "fixmatch": pseudo_labels,
-        "unimatch": dict(pseudo_labels, dropout_rate=cfg.unimatch.dropout,
-                         weights=cfg.unimatch.weights),
-        "unimatch_v2": dict(box_params=box_params, complementary=cfg.unimatch.complementary,
-                            kept_share=cfg.unimatch.kept_share),
-        "cutout": dict(mask_params=mask_params),
-        "ict": dict(alpha=cfg.ict.alpha),
-        "vat": dict(radius=vat.radius, adaptive_radius=vat.adaptive_radius,
-                    dir_from_student=vat.dir_from_student, loss_fn=cfg.method.cons_loss_fn,
-                    authors_eval_mode=vat.authors_eval_mode, probe_scale=vat.probe_scale,
-                    authors_probe=vat.authors_probe),
-    }
-    name = cfg.method.perturbation
-    return perturbations.build(name, **options.get(name, {}))
-
-
-def geometric_params(cfg):
-    a = cfg.augmentation
-    return geometric.GeometricParams(
-        crop_size=a.crop_size, scale_hung=a.scale_hung, max_scale=a.max_scale,
-        scale_non_uniform=a.scale_non_uniform, rot_mag=a.rot_mag, hflip=a.hflip, vflip=a.vflip,
-        hvflip=a.hvflip, crop_offset=a.offset_range, free_scale_rot=a.free_scale_rot)
-
-
-def student_colour_params(cfg):
-    strong = cfg.strong_augmentation
-    if not strong.colour:
-        return None
-    return colour.ColourParams(
-        brightness=strong.brightness, contrast=strong.contrast, saturation=strong.saturation,
-        hue=strong.hue, prob=strong.colour_prob, greyscale_prob=strong.greyscale_prob)
+    """The consistency method of `cfg.method.perturbation`, made from the run's options."""
+    entry = catalog.method(cfg.method.perturbation)
+    return catalog.load(entry.builder).from_config(cfg)
 
 
 def pipeline_params(cfg):
     """The input pipeline's settings of a run: batch, seed, augmentation."""
     return pipeline.PipelineParams(
         batch_size=cfg.training.batch_size, seed=cfg.training.seed,
-        geometric=geometric_params(cfg), student_colour=student_colour_params(cfg),
+        geometric=cfg.augmentation.geometric_params(),
+        student_colour=cfg.strong_augmentation.colour_params(),
         unlabelled_batch_ratio=cfg.method.unsup_batch_ratio,
         student_blur_prob=cfg.strong_augmentation.blur_prob,
         student_blur_sigma=cfg.strong_augmentation.blur_sigma_for(cfg.augmentation.crop_size))
@@ -110,7 +71,12 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
         # Into the student only: `compile` makes the teacher its copy.
         fold_mean, fold_std = ((rgb_mean, rgb_std) if pixels.photo
                                else (base.IMAGENET_MEAN, base.IMAGENET_STD))
-        weights.load_backbone_weights(student, net.backbone_weights, fold_mean, fold_std)
+        try:
+            weights.load_backbone_weights(student, net.backbone_weights, fold_mean, fold_std,
+                                          kind=catalog.network(net.arch).weights)
+        except WeightsError as error:
+            # The library's message starts with the path; the flag that gave it goes first.
+            raise WeightsError(f"--backbone_weights={error}") from None
     if net.freeze_backbone:
         freeze_backbone(student, teacher, net.arch)
     model = mean_teacher.MeanTeacher(

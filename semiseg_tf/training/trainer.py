@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from semiseg_tf import checkpoints
 from semiseg_tf import config as config_lib
-from semiseg_tf import models, run_info
+from semiseg_tf import catalog, models, run_info
 from semiseg_tf.augment import colour_cue
 from semiseg_tf.data import pipeline
 from semiseg_tf.errors import WorkerLost
@@ -54,12 +54,6 @@ class RunResult:
     @property
     def miou(self):
         return self.scores["miou"]
-
-
-def is_test_size(arch):
-    """Whether `arch` is a network at CPU-test size, which has no pretrained weights: the paper's
-    *_small variants and dinov2_tiny (dinov2_small is DINOv2's ViT-S, a real one)."""
-    return arch == "dinov2_tiny" or (arch.endswith("_small") and not arch.startswith("dinov2"))
 
 
 class Trainer:
@@ -195,7 +189,7 @@ class Trainer:
     def _warn_colour_cue(self, labelled):
         """A warning when the student's colour jitter contradicts classes that colour tells apart
         (augment/colour_cue.py): measured on the labelled images, before any training."""
-        params = builders.student_colour_params(self.cfg)
+        params = self.cfg.strong_augmentation.colour_params()
         if params is None or self.cfg.method.cons_weight == 0:
             return
         result = colour_cue.check_source(self.source, labelled, params)
@@ -209,9 +203,9 @@ class Trainer:
         pretrained weights, and are meant to train without)."""
         cfg = self.cfg
         arch = cfg.network.arch
-        if (not cfg.network.backbone_weights and not is_test_size(arch)
-                and models.backbone_of(self.model.student) is not None):
-            pretrained = ("a DINOv2 checkpoint (--backbone_weights=FOLDER" if arch.startswith("dinov2")
+        network = catalog.network(arch)
+        if not cfg.network.backbone_weights and network.weights and not network.test_size:
+            pretrained = ("a DINOv2 checkpoint (--backbone_weights=FOLDER" if network.family == "dinov2"
                           else "an ImageNet-pretrained backbone (--backbone_weights=FILE")
             self.say(f"warning: --arch={arch} trains from random weights: its recipes start from "
                      f"{pretrained}, docs/methods.md 'Networks'); without one it needs far more "
