@@ -67,6 +67,7 @@ ALIASES = {"pseudo_label_thresh": "conf_thresh"}
 for _alias, _flag in ALIASES.items():
     flags.DEFINE_alias(_alias, _flag, module_name=TOPIC.module)
 
+
 @dataclasses.dataclass(frozen=True)
 class Method(Section):
     TOPIC = TOPIC
