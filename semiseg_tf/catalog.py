@@ -118,6 +118,11 @@ def method_names():
     return sorted(_METHODS)
 
 
+def split_network_names():
+    """The networks with an encoder/decoder split, sorted."""
+    return [name for name in network_names() if _NETWORKS[name].feature_split]
+
+
 def needs_feature_split(method_name, cfg):
     """Whether method `method_name`, with the options of Config `cfg`, needs the split."""
     need = method(method_name).needs_feature_split

@@ -76,12 +76,12 @@ class Config:
                                       for v in self.augmentation.crop_size),
                                   "crop_size", f"--arch={arch} needs sizes that are multiples of "
                                   f"{network.input_multiple}")
-        split = [n for n in catalog.network_names() if catalog.network(n).feature_split]
         self.method.require(self.method.cons_weight == 0 or network.feature_split
                             or not catalog.needs_feature_split(self.method.perturbation, self),
                             "perturbation",
                             f"its feature perturbation needs a network with an encoder/decoder split, "
-                            f"which --arch={arch} has not (these have one: {', '.join(split)})")
+                            f"which --arch={arch} has not (these have one: "
+                            f"{', '.join(catalog.split_network_names())})")
         self.optimiser.require(not self.optimiser.deeplab2_authors_repeated_updates
                                or network.family == "deeplab2", "deeplab2_authors_repeated_updates",
                                f"only DeepLab v2 (deeplab2_*) listed its backbone parameters "

@@ -16,6 +16,7 @@ import zipfile
 
 from semiseg_tf.data import native
 from semiseg_tf.data.native import DataError, FileRef, RawSample
+from semiseg_tf.files import write_in_folder
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -280,7 +281,6 @@ def dataset_palette(dataset, data_dir=None):
 def write_class_files(folder, class_names, palette):
     """classes.txt and palette.txt of a folder dataset (`folder_layout` reads them), written
     atomically into `folder` (created where missing)."""
-    from semiseg_tf.files import write_in_folder
     write_in_folder(os.path.join(folder, "classes.txt"),
                     "".join(f"{name}\n" for name in class_names).encode())
     write_in_folder(os.path.join(folder, "palette.txt"),

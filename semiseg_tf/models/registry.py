@@ -80,7 +80,7 @@ def feature_split(network):
     """The network's `FeatureSplit`; ValueError naming the network if it has none."""
     split = getattr(network, "_semiseg_feature_split", None)
     if split is None:
-        have = ", ".join(n for n in available() if has_feature_split(n))
         raise ValueError(f"network {network.name!r} has no encoder/decoder split (the feature "
-                         f"perturbation needs one; these have it: {have})")
+                         "perturbation needs one; these have it: "
+                         f"{', '.join(catalog.split_network_names())})")
     return split

@@ -205,7 +205,7 @@ class Trainer:
         arch = cfg.network.arch
         network = catalog.network(arch)
         if not cfg.network.backbone_weights and network.weights and not network.test_size:
-            pretrained = ("a DINOv2 checkpoint (--backbone_weights=FOLDER" if network.family == "dinov2"
+            pretrained = ("a DINOv2 checkpoint (--backbone_weights=FOLDER" if network.weights == "folder"
                           else "an ImageNet-pretrained backbone (--backbone_weights=FILE")
             self.say(f"warning: --arch={arch} trains from random weights: its recipes start from "
                      f"{pretrained}, docs/methods.md 'Networks'); without one it needs far more "
