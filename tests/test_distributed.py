@@ -10,12 +10,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 CONFIGURATIONS = {
-    "augment_colour": ["--perturbation=augment", "--aug_strong_colour=true", "--aug_offset_range=4"],
     "vat": ["--perturbation=vat", "--adaptive_vat_radius=true", "--cons_loss_fn=kld"],
     # CutMix on a paper network (frozen batch norm) with its backbone at a tenth of the learning
-    # rate, updated as many times a step as the authors' optimiser listed each weight.
-    "deeplab2_cutmix_lr_groups_repeated_updates": [
-        "--arch=deeplab2_small", "--backbone_lr_scale=0.1", "--deeplab2_authors_repeated_updates=true"],
+    # rate, updated as many times a step as the authors' optimiser listed each weight; its
+    # supervised loss class-weighted with OHEM (the weights' sum and the mining threshold are
+    # global, not per replica).
+    "deeplab2_cutmix_lr_groups_repeated_updates_class_weights_ohem": [
+        "--arch=deeplab2_small", "--backbone_lr_scale=0.1", "--deeplab2_authors_repeated_updates=true",
+        "--class_weights=median", "--ohem_thresh=0.05", "--ohem_min_kept=300"],
     # FixMatch with the student as its target (the Pi-model), its strong view (colour, blur) and
     # the valid-pixel average.
     "fixmatch_pi": ["--perturbation=fixmatch", "--model=pi", "--aug_strong_colour=true",
@@ -31,12 +33,11 @@ CONFIGURATIONS = {
                     "--teacher_alpha_warmup=true", "--opt_type=adamw", "--aug_strong_colour=true",
                     "--aug_strong_blur=0.5", "--cons_loss_fn=hard_ce", "--conf_per_pixel=true",
                     "--cons_average=valid", "--sup_weight=0.5", "--cons_weight=0.5"],
-    # Class-weighted OHEM: the weights' sum and the mining threshold are global, not per replica.
-    "class_weights_ohem": ["--cons_weight=0", "--class_weights=median", "--ohem_thresh=0.05",
-                           "--ohem_min_kept=300"],
-    # The records' reader (a positioned read inside tf.data) under MirroredStrategy.
-    "prepared_records": ["--dataset=camvid", "--data_dir={tmp}/camvid",
-                         "--prepared_dir={tmp}/prepared", "--n_sup=4"],
+    # Standard augmentation with its colour view, its images read from prepared records (a
+    # positioned read inside tf.data) under MirroredStrategy.
+    "augment_colour_prepared_records": [
+        "--perturbation=augment", "--aug_strong_colour=true", "--aug_offset_range=4",
+        "--dataset=camvid", "--data_dir={tmp}/camvid", "--prepared_dir={tmp}/prepared", "--n_sup=4"],
 }
 
 
@@ -44,7 +45,7 @@ CONFIGURATIONS = {
 def test_two_replicas_match_one_device(tmp_path, name):
     # A fresh process for each (logical devices can only be configured before TensorFlow starts,
     # and the collectives of two MirroredStrategy instances in one process can collide).
-    if name == "prepared_records":
+    if "prepared_records" in name:
         import dataset_fixtures
         dataset_fixtures.write_camvid(tmp_path / "camvid")
     flags = [flag.format(tmp=tmp_path) for flag in CONFIGURATIONS[name]]

@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 import dataset_fixtures as fx
-from conftest import TINY_RUN, one_error, parse_flags
+from conftest import TINY_RUN, one_error, parse_flags, run_main
 from semiseg_tf import config, training
 from semiseg_tf.data import prepared
 from semiseg_tf.data.native import DataError
@@ -28,8 +28,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_ARGS = [f"--{name}={value}" for name, value in TINY_RUN.items()]
 
 
-def train(*args, timeout=300):
-    """`python -m semiseg_tf.train` on the tiny run with `args`; the finished process."""
+def train(*args):
+    """`python -m semiseg_tf.train` on the tiny run with `args`, in this process (`run_main`)."""
+    return run_main("train", *TINY_ARGS, *args)
+
+
+def train_process(*args, timeout=300):
+    """The same in a process of its own; the finished process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "semiseg_tf.train", *TINY_ARGS, *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
@@ -343,13 +348,11 @@ def test_black_and_white_0_255_masks_are_refused_naming_mask_values(tmp_path):
               "add --mask_values=0,255")
     assert not (tmp_path / "run" / "checkpoints").exists()
     # The prepare command says the same, and takes the flag.
-    prepare = [sys.executable, "-m", "semiseg_tf.prepare", "--dataset=folder",
-               f"--data_dir={tmp_path}/data", f"--prepared_dir={tmp_path}/prepared"]
-    done = subprocess.run(prepare, cwd=REPO, capture_output=True, text=True)
+    prepare = ["--dataset=folder", f"--data_dir={tmp_path}/data", f"--prepared_dir={tmp_path}/prepared"]
+    done = run_main("prepare", *prepare)
     assert done.returncode == 2
     one_error(done, "add --mask_values=0,255")
-    done = subprocess.run(prepare + ["--mask_values=0,255"], cwd=REPO, capture_output=True,
-                          text=True)
+    done = run_main("prepare", *prepare, "--mask_values=0,255")
     assert done.returncode == 0 and "folder: 2 classes" in done.stdout, done.stderr[-2000:]
 
 
@@ -497,11 +500,11 @@ def checkpoint_tensors(workdir):
 def test_the_same_run_twice_one_beside_a_cpu_heavy_process_gives_bit_identical_checkpoints(
         tmp_path):
     args = ["--train_steps=6", "--checkpoint_every=6", "--eval_every=6"]
-    alone = train(f"--workdir={tmp_path}/alone", *args)
+    alone = train_process(f"--workdir={tmp_path}/alone", *args)
     assert alone.returncode == 0, alone.stderr[-2000:]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        loaded = train(f"--workdir={tmp_path}/loaded", *args)
+        loaded = train_process(f"--workdir={tmp_path}/loaded", *args)
     finally:
         for burner in burners:
             burner.kill()
@@ -516,26 +519,6 @@ def test_the_same_run_twice_one_beside_a_cpu_heavy_process_gives_bit_identical_c
 
 
 # --- signals -------------------------------------------------------------------------------------
-
-def test_sigterm_saves_at_the_step_boundary(tmp_path):
-    command = [sys.executable, "-m", "semiseg_tf.train", *TINY_ARGS, f"--workdir={tmp_path}/run",
-               "--train_steps=100000", "--log_every=10", "--checkpoint_every=100000",
-               "--eval_every=100000", "--image_every=0"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    for line in process.stdout:
-        if line.startswith("step 20/"):
-            break
-    process.send_signal(signal.SIGTERM)
-    rest = process.communicate(timeout=120)[0]
-    assert process.returncode == 128 + signal.SIGTERM, rest
-    assert "SIGTERM: stopping at the end of this step, with a checkpoint" in rest
-    stopped = [line for line in rest.splitlines() if line.startswith("stopped by SIGTERM")]
-    assert len(stopped) == 1 and "run the same command to continue" in stopped[0]
-    step = int(stopped[0].split("at step ")[1].split()[0])
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
-    assert checkpoint_finite(str(tmp_path / "run" / "checkpoints" / f"ckpt-{step}"))
-
 
 def test_progress_lines_come_after_the_first_step_and_at_least_every_minute(tmp_path,
                                                                           monkeypatch):
@@ -606,7 +589,9 @@ def test_sigterm_in_the_middle_of_a_long_step_is_acknowledged_at_once_and_saves_
     assert process.returncode == 128 + signal.SIGTERM, text
     assert time.monotonic() - sent > 3, text     # the step in progress was finished, not cut short
     stopped = [line for line in text.splitlines() if line.startswith("stopped by SIGTERM")]
-    assert len(stopped) == 1, text
+    assert len(stopped) == 1 and "run the same command to continue" in stopped[0], text
     step = int(stopped[0].split("at step ")[1].split()[0])
     assert step >= 2
+    # The checkpoint of the step it finished, the latest, with finite values only.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
+    assert checkpoint_finite(str(tmp_path / "run" / "checkpoints" / f"ckpt-{step}"))

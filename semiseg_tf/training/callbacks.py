@@ -4,7 +4,6 @@
 Each acts after a step (`on_train_batch_end`); the step's number is the model's step count. In
 the trainer's order: progress lines, the stop request, pictures, evaluation, checkpoints.
 """
-import sys
 import time
 
 import keras
@@ -211,8 +210,3 @@ class PeriodicCheckpoints(StepCallback):
         if step % self.every == 0 or step == self.end or self.model.stop_training:
             self.guard.check(step)               # nothing non-finite is ever saved
             self.store.save(step)
-
-
-def say_to(out=sys.stdout):
-    """A print function to `out` that flushes each line."""
-    return lambda text: print(text, file=out, flush=True)

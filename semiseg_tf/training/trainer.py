@@ -65,8 +65,9 @@ class Trainer:
     as TensorFlow's multi-worker guide requires (saving is collective), deleted at the end.
     """
 
-    def __init__(self, cfg, flagfile_text, out=sys.stdout):
-        self.cfg, self.out, self.workdir = cfg, out, cfg.run.workdir
+    def __init__(self, cfg, flagfile_text, out=None):
+        # sys.stdout when made, not when this module was imported: a caller's redirection holds.
+        self.cfg, self.out, self.workdir = cfg, out or sys.stdout, cfg.run.workdir
         # --- the devices: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything.
         self.strategy = devices.make_strategy(cfg)
         self.is_chief = self.strategy.extended.should_checkpoint
