@@ -10,6 +10,7 @@ Edges are read from every import statement (a function's too) with `ast`; the ca
 an edge.
 """
 import ast
+import importlib.util
 import pathlib
 import sys
 
@@ -44,13 +45,23 @@ def imports_of(path):
 
 
 def api_names():
-    """The public API's (module, attribute) pairs."""
-    import semiseg_tf
-    return set(semiseg_tf._API.values())
+    """The public API's (module, attribute) pairs: its `_API = {...}` statement run alone (data
+    only), since importing the package would load TensorFlow."""
+    path = ROOT / PACKAGE / "__init__.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    statement = next(node for node in tree.body if isinstance(node, ast.Assign)
+                     and [getattr(t, "id", None) for t in node.targets] == ["_API"])
+    namespace = {}
+    exec(compile(ast.Module([statement], []), str(path), "exec"), namespace)
+    return set(namespace["_API"].values())
 
 
 def catalog_edges():
-    from semiseg_tf import catalog
+    # The catalog imports nothing of the package: read from its file, the package (and with it
+    # TensorFlow) is not loaded.
+    spec = importlib.util.spec_from_file_location("catalog", ROOT / PACKAGE / "catalog.py")
+    catalog = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalog)
     entries = [catalog.network(n) for n in catalog.network_names()]
     entries += [catalog.method(n) for n in catalog.method_names()]
     return {entry.builder.split(":")[0] for entry in entries if isinstance(entry.builder, str)}

@@ -16,7 +16,7 @@ Variants (TensorFlow's converter, `tf.lite.TFLiteConverter`):
 """
 import tensorflow as tf
 
-from semiseg_tf.errors import ConfigError
+from semiseg_tf.errors import ConfigError, worded
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 
@@ -76,8 +76,8 @@ def interpreter(model_content):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ConfigError("--format=tflite: LiteRT's runtime is not installed, which checks the "
-                          "files: pip install -e .[litert]") from None
+        missing = "LiteRT's runtime is not installed, which checks the files: pip install -e .[litert]"
+        raise worded(ConfigError, f"LiteRT: {missing}", f"--format=tflite: {missing}") from None
     runner = Interpreter(model_content=model_content)
     runner.allocate_tensors()
     return runner

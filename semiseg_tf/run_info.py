@@ -11,6 +11,7 @@ import json
 import os
 
 from semiseg_tf import config as config_lib
+from semiseg_tf import errors
 from semiseg_tf import models, visualise
 from semiseg_tf.data import base, layouts, native, prepared, records, synthetic
 from semiseg_tf.data.native import DataError
@@ -178,8 +179,8 @@ def recompute(workdir):
     """The RunInfo of a run from its flags.txt: what run.json would hold."""
     path = os.path.join(workdir, FLAGS_FILE)
     if not os.path.isfile(path):
-        raise config_lib.ConfigError(f"--workdir={workdir}: no {RUN_INFO_FILE} or {FLAGS_FILE} there; "
-                                     "is it a training run's folder?")
+        raise errors.about(config_lib.ConfigError, "workdir", workdir, f"no {RUN_INFO_FILE} or "
+                           f"{FLAGS_FILE} there; is it a training run's folder?")
     flag_values = config_lib.read_run_flags(path)
     values = {name: flag_values[name].value for name in flag_values}
     dataset, arch = values["dataset"], values["arch"]

@@ -18,7 +18,7 @@ import tensorflow as tf
 import semiseg_tf
 from semiseg_tf import checkpoints, inference, run_files, run_info, trained
 from semiseg_tf.data import native, records
-from semiseg_tf.errors import ConfigError
+from semiseg_tf.errors import ConfigError, about, worded
 from semiseg_tf.options import limits as limit_flags
 
 ONNX_FILE = "model.onnx"
@@ -208,9 +208,11 @@ def check_agreement(name, agree, count, min_agreement):
     """ConfigError, one line, when a converted file labels fewer than `min_agreement` of the
     pixels of the run's `count` images as the SavedModel does (`agree`)."""
     if agree < min_agreement:
-        raise ConfigError(f"--min_agreement={min_agreement}: {name} labels {100 * agree:.2f}% of "
-                          f"the pixels of {count} of the run's images as the SavedModel does; the "
-                          "export is not written (--min_agreement=0 keeps such a file)")
+        problem = (f"{name} labels {100 * agree:.2f}% of the pixels of {count} of the run's "
+                   "images as the SavedModel does; the export is not written")
+        raise worded(ConfigError, f"min_agreement={min_agreement}: {problem} (min_agreement=0 "
+                     "keeps such a file)", f"--min_agreement={min_agreement}: {problem} "
+                     "(--min_agreement=0 keeps such a file)")
 
 
 def _write_litert(model, settings, folder, scratch, module, out, min_agreement):
@@ -287,8 +289,8 @@ def convert_to_onnx(saved_model_dir, onnx_path, images, options):
         import onnxruntime
         import tf2onnx  # noqa: F401
     except ImportError as error:
-        raise ConfigError(f"--format=onnx: needs tf2onnx and onnxruntime ({error}); "
-                                 "pip install -e '.[onnx]'") from None
+        needs = f"needs tf2onnx and onnxruntime ({error}); pip install -e '.[onnx]'"
+        raise worded(ConfigError, f"ONNX: {needs}", f"--format=onnx: {needs}") from None
     command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved_model_dir,
                "--signature_def", "serving_default", "--opset", str(ONNX_OPSET),
                "--output", onnx_path]
@@ -343,8 +345,8 @@ def export(model, export_dir=None, keras_file=True, onnx=None, out=None,
     chosen = export_dir
     export_dir = os.path.abspath(export_dir or default_export_dir(model.workdir))
     if os.path.exists(export_dir):
-        raise ConfigError(f"--export_dir={export_dir}: exists already; exports are never "
-                          "overwritten (give a new VERSION folder)")
+        raise about(ConfigError, "export_dir", export_dir, "exists already; exports are never "
+                    "overwritten (give a new VERSION folder)")
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
@@ -405,9 +407,9 @@ def _rename_into_place(folder, export_dir, chosen, model):
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             if chosen:
-                raise ConfigError(f"--export_dir={export_dir}: another export wrote it while this "
-                                  "one was being written; nothing was overwritten (give a new "
-                                  "VERSION folder)") from None
+                raise about(ConfigError, "export_dir", export_dir, "another export wrote it "
+                            "while this one was being written; nothing was overwritten (give a "
+                            "new VERSION folder)") from None
             export_dir = default_export_dir(model.workdir, os.path.dirname(
                 os.path.dirname(export_dir)))
     raise ConfigError(f"{os.path.dirname(export_dir)}: other exports keep taking the next "

@@ -10,7 +10,7 @@ import tensorflow as tf
 from semiseg_tf import inference, models, run_info
 from semiseg_tf.checkpoints import CHECKPOINTS_DIR, first_line
 from semiseg_tf.config import ConfigError
-from semiseg_tf.errors import DataError
+from semiseg_tf.errors import DataError, about, worded
 
 # What an export adds to the SavedModel's assets/ besides the run's own files.
 EXPORT_INFO_FILE = "export.json"
@@ -20,8 +20,8 @@ def latest_checkpoint(workdir):
     """The path of the run's latest checkpoint; ConfigError when it has none."""
     path = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINTS_DIR))
     if path is None:
-        raise ConfigError(f"--workdir={workdir}: no checkpoint in {workdir}/{CHECKPOINTS_DIR} "
-                          "(has the run trained a step?)")
+        raise about(ConfigError, "workdir", workdir, f"no checkpoint in {workdir}/{CHECKPOINTS_DIR} "
+                    "(has the run trained a step?)")
     return path
 
 
@@ -47,8 +47,8 @@ def load_network(workdir, info, which, checkpoint=None):
         path = checkpoint or latest_checkpoint(workdir)
         if not _complete(path):
             if checkpoint:
-                raise ConfigError(f"--checkpoint={path}: no such checkpoint (expected "
-                                  f"{path}.index and its data)")
+                raise about(ConfigError, "checkpoint", path, f"no such checkpoint (expected "
+                            f"{path}.index and its data)")
             continue
         try:
             tf.train.Checkpoint(**{which: network}).restore(path).expect_partial() \
@@ -61,9 +61,9 @@ def load_network(workdir, info, which, checkpoint=None):
                               f"{info.num_classes} classes that {workdir}/{run_info.RUN_INFO_FILE} "
                               f"describes ({first_line(error)})") from None
         return network, path, step
-    raise ConfigError(f"{path}: removed while it was being read, {attempt + 1} times (a training "
-                      "running in the run folder replaces its checkpoints); run again, or give "
-                      "--checkpoint")
+    removed = (f"{path}: removed while it was being read, {attempt + 1} times (a training running "
+               "in the run folder replaces its checkpoints); run again, or give ")
+    raise worded(ConfigError, removed + "checkpoint=", removed + "--checkpoint")
 
 
 def _complete(path):
@@ -109,8 +109,8 @@ class SavedModel:
 
     def __init__(self, path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise ConfigError(f"--saved_model={path}: not a SavedModel folder (no saved_model.pb); "
-                              "give the VERSION folder, e.g. saved_models/NAME/1")
+            raise about(ConfigError, "saved_model", path, "not a SavedModel folder (no "
+                        "saved_model.pb); give the VERSION folder, e.g. saved_models/NAME/1")
         self.path = path
         assets = os.path.join(path, "assets")
         # Only what describes the model is read from the export, and checked: its files may come
@@ -125,25 +125,25 @@ class SavedModel:
                     self.options, self.step = _export_options(contents)
                     export_info = contents
             except (OSError, ValueError) as error:
-                raise ConfigError(f"--saved_model={path}: {where}: not as semiseg_tf exports it "
-                                  f"({str(error)[:200]})") from None
+                raise about(ConfigError, "saved_model", path, f"{where}: not as semiseg_tf "
+                            f"exports it ({str(error)[:200]})") from None
         try:
             self.loaded = tf.saved_model.load(path)
             self.serve = self.loaded.signatures["serving_default"]
         except (tf.errors.OpError, KeyError, ValueError, OSError) as error:
-            raise ConfigError(f"--saved_model={path}: cannot be loaded as a SavedModel with a "
-                              f"serving_default signature ({first_line(error)})") from None
+            raise about(ConfigError, "saved_model", path, "cannot be loaded as a SavedModel "
+                        f"with a serving_default signature ({first_line(error)})") from None
         images = self.serve.structured_input_signature[1].get("images")
         pixels = self.info.pixels
         if images is None or images.shape[-1] != pixels.bands or images.dtype.name != pixels.dtype:
             takes = "no 'images'" if images is None else f"{images.dtype.name} {images.shape}"
-            raise ConfigError(f"--saved_model={path}: its serving signature takes {takes} images, "
-                              f"its run.json says images of {pixels}")
+            raise about(ConfigError, "saved_model", path, f"its serving signature takes {takes} "
+                        f"images, its run.json says images of {pixels}")
         classes = self.serve.structured_outputs.get("probabilities")
         classes = None if classes is None else classes.shape[-1]
         if classes != self.info.num_classes:
-            raise ConfigError(f"--saved_model={path}: its network has {classes} outputs, its "
-                              f"run.json {self.info.num_classes} classes")
+            raise about(ConfigError, "saved_model", path, f"its network has {classes} outputs, "
+                        f"its run.json {self.info.num_classes} classes")
         self.description = (f"the SavedModel {path} (the {str(export_info.get('network'))[:40]} "
                             f"of {str(export_info.get('workdir'))[:200]} at step {self.step}; "
                             f"{self.options.describe()})")
@@ -157,9 +157,11 @@ class SavedModel:
                 lambda chunk: self.serve(images=tf.convert_to_tensor(chunk, dtype)), images,
                 self.options)
         except ValueError as error:
-            raise DataError(f"{error}, which {self.path}'s serving_default takes (its "
-                            "--max_pass_pixels); predict with --workdir, which goes by tiles, or "
-                            "send the file to the encoded signature") from None
+            over = f"{error}, which {self.path}'s serving_default takes (its "
+            raise worded(DataError, over + "max_pass_pixels); predict with workdir=, which goes "
+                         "by tiles, or send the file to the encoded signature", over +
+                         "--max_pass_pixels); predict with --workdir, which goes by tiles, or "
+                         "send the file to the encoded signature") from None
 
     def label_maps(self, images, max_probability=True):
         """As RunModel.label_maps, from the signature's outputs (which hold the probabilities)."""
@@ -201,17 +203,20 @@ def open_model(workdir=None, saved_model=None, network=None, checkpoint=None,
     """The model a command was pointed at: `--workdir` (with --network, --checkpoint and the
     inference options) or `--saved_model`. ConfigError (one line) for a wrong combination."""
     if bool(workdir) == bool(saved_model):
-        raise ConfigError("give either --workdir (a training run) or --saved_model (an export)")
+        raise worded(ConfigError, "give either workdir (a training run) or saved_model (an export)",
+                     "give either --workdir (a training run) or --saved_model (an export)")
     if saved_model:
         if network or checkpoint:
-            raise ConfigError("--network and --checkpoint choose from a --workdir; a --saved_model "
-                              "holds one network")
+            raise worded(ConfigError, "network and checkpoint choose from a workdir; a saved_model "
+                         "holds one network", "--network and --checkpoint choose from a --workdir; "
+                         "a --saved_model holds one network")
         if options_given:
-            raise ConfigError("--flip, --scales, --tile_size, --tile_overlap and --max_pass_pixels "
-                              "are baked into a --saved_model at export; export again to change "
-                              "them")
+            raise worded(ConfigError, "the inference options are baked into a saved_model at "
+                         "export; export again to change them", "--flip, --scales, --tile_size, "
+                         "--tile_overlap and --max_pass_pixels are baked into a --saved_model at "
+                         "export; export again to change them")
         return SavedModel(os.path.abspath(os.path.expanduser(saved_model)))
     workdir = os.path.abspath(os.path.expanduser(workdir))
     if not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir={workdir}: no such folder")
+        raise about(ConfigError, "workdir", workdir, "no such folder")
     return RunModel(workdir, network, checkpoint, options)

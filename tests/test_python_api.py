@@ -192,3 +192,21 @@ def test_the_command_line_run_and_a_plain_fit_of_the_same_model_and_data_give_id
     # ...and training moved them.
     assert sum(not np.array_equal(a, b.numpy())
                for a, b in zip(initial, model.student.trainable_weights)) > len(initial) // 2
+
+
+def test_a_library_error_names_the_argument_to_python_and_the_flag_to_the_command(tmp_path,
+                                                                                   capsys):
+    from semiseg_tf import errors
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(errors.ConfigError) as raised:
+        semiseg_tf.open_model(workdir=missing)
+    assert str(raised.value) == f"workdir={missing!r}: no such folder"
+    (tmp_path / "run").mkdir()
+    with pytest.raises(errors.ConfigError) as second:
+        semiseg_tf.open_model(workdir=str(tmp_path / "run"), saved_model=str(tmp_path))
+    assert str(second.value).startswith("give either workdir")
+    # What the command prints for the same errors: the flags of the same names.
+    assert errors.report(raised.value) == 2 and errors.report(second.value) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --workdir={missing}: no such folder",
+        "error: give either --workdir (a training run) or --saved_model (an export)"]
