@@ -51,6 +51,15 @@ class Optimiser(Section):
     lr_step_gamma: float
     lr_poly_power: float
 
+    def build(self, steps):
+        """The semiseg_tf.semisup.optim optimiser these flags describe, its schedule over `steps`."""
+        from semiseg_tf.semisup import optim   # TensorFlow: not for --help
+        schedule = optim.AuthorsSchedule(self.lr_sched, self.learning_rate, steps,
+                                         self.lr_poly_power, self.lr_step_boundaries,
+                                         self.lr_step_gamma)
+        return optim.build_optimizer(self.opt_type, schedule, self.sgd_momentum, self.sgd_nesterov,
+                                     self.adamw_weight_decay)
+
     def check(self):
         self.require(self.learning_rate > 0, "learning_rate", "must be positive")
         for field in ("backbone_lr_scale", "adamw_weight_decay", "sgd_momentum",

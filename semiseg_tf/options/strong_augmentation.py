@@ -71,6 +71,12 @@ class StrongAugmentation(Section):
         scale = min(crop_size) / self.blur_reference_crop
         return tuple(sigma * scale for sigma in self.blur_sigma)
 
+    def student_view(self, crop_size):
+        """The student's strong view of a crop of `crop_size`, as PipelineParams' student_colour,
+        student_blur_prob and student_blur_sigma."""
+        return {"student_colour": self.colour_params(), "student_blur_prob": self.blur_prob,
+                "student_blur_sigma": self.blur_sigma_for(crop_size)}
+
     def colour_params(self):
         """The student's semiseg_tf.augment.colour.ColourParams these flags describe; None
         without --aug_strong_colour."""

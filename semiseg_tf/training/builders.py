@@ -8,7 +8,7 @@ from semiseg_tf import catalog, models
 from semiseg_tf.errors import ConfigError, WeightsError
 from semiseg_tf.data import base, native, pipeline, prepared, synthetic
 from semiseg_tf.models import precision, weights
-from semiseg_tf.semisup import mean_teacher, optim
+from semiseg_tf.semisup import mean_teacher
 
 
 def build_source(cfg, out=sys.stderr):
@@ -37,10 +37,8 @@ def pipeline_params(cfg):
     return pipeline.PipelineParams(
         batch_size=cfg.training.batch_size, seed=cfg.training.seed,
         geometric=cfg.augmentation.geometric_params(),
-        student_colour=cfg.strong_augmentation.colour_params(),
         unlabelled_batch_ratio=cfg.method.unsup_batch_ratio,
-        student_blur_prob=cfg.strong_augmentation.blur_prob,
-        student_blur_sigma=cfg.strong_augmentation.blur_sigma_for(cfg.augmentation.crop_size))
+        **cfg.strong_augmentation.student_view(cfg.augmentation.crop_size))
 
 
 def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAGENET_STD,
@@ -55,11 +53,7 @@ def build_model(cfg, num_classes, rgb_mean=base.IMAGENET_MEAN, rgb_std=base.IMAG
     """
     opt, net, method = cfg.optimiser, cfg.network, cfg.method
     precision_policy = cfg.distribution.mixed_precision
-    schedule = optim.AuthorsSchedule(opt.lr_sched, opt.learning_rate, cfg.training.steps,
-                                     opt.lr_poly_power, opt.lr_step_boundaries, opt.lr_step_gamma)
-    optimizer = optim.build_optimizer(opt.opt_type, schedule, opt.sgd_momentum, opt.sgd_nesterov,
-                                      opt.adamw_weight_decay)
-    grouped_optimizer = optimizer
+    optimizer = grouped_optimizer = opt.build(cfg.training.steps)
     if precision_policy == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     options = dict(freeze_bn=net.freeze_bn, deeplab2_aspp_two_branches=net.deeplab2_aspp_two_branches)
