@@ -268,7 +268,17 @@ TABLES = {
               # Why the adapted row gains less on this network than on the U-net: its two strong
               # views without the complementary dropout of a 32-channel encoder's features.
               Row("dinov2_unimatch_v2_nocomp", "flags/demo/dinov2_unimatch_v2.flags",
-                  extra=("--nocomp_dropout",), note="DINOv2 tiny")),
+                  extra=("--nocomp_dropout",), note="DINOv2 tiny"),
+              # Three more differences from the CutMix row, which gains on this network: UniMatch
+              # V2 keeps only the pixels where its teacher is 95% sure (CutMix scales by their
+              # share), it halves the supervised loss (CutMix keeps it whole), and it trains on
+              # the teacher's hard labels (CutMix on its probabilities, squared differences).
+              Row("dinov2_unimatch_v2_thresh0", "flags/demo/dinov2_unimatch_v2.flags",
+                  extra=("--conf_thresh=0",), note="DINOv2 tiny"),
+              Row("dinov2_unimatch_v2_sup1", "flags/demo/dinov2_unimatch_v2.flags",
+                  extra=("--sup_weight=1", "--cons_weight=1"), note="DINOv2 tiny"),
+              Row("dinov2_unimatch_v2_soft", "flags/demo/dinov2_unimatch_v2.flags",
+                  extra=("--cons_loss_fn=var",), note="DINOv2 tiny")),
         seeds=(0, 1, 2), renderers=(("BENCHMARKS.md", networks_table),)),
     # A class made rare on the embedded dataset: CutMix without and with class weights, with OHEM,
     # and with twice the labelled images.
