@@ -11,8 +11,7 @@ import json
 import os
 
 from semiseg_tf import config as config_lib
-from semiseg_tf import errors
-from semiseg_tf import models, visualise
+from semiseg_tf import errors, models, visualise
 from semiseg_tf.data import base, layouts, native, prepared, records, synthetic
 from semiseg_tf.data.native import DataError
 from semiseg_tf.files import atomic_write_bytes

@@ -158,8 +158,9 @@ class SavedModel:
                 self.options)
         except ValueError as error:
             over = f"{error}, which {self.path}'s serving_default takes (its "
-            raise worded(DataError, over + "max_pass_pixels); predict with workdir=, which goes "
-                         "by tiles, or send the file to the encoded signature", over +
+            raise worded(DataError, over + "max_pass_pixels); open the run's folder (workdir=) "
+                         "instead, which goes by tiles, or send the file to the encoded "
+                         "signature", over +
                          "--max_pass_pixels); predict with --workdir, which goes by tiles, or "
                          "send the file to the encoded signature") from None
 
@@ -200,8 +201,9 @@ def _read_json(path):
 
 def open_model(workdir=None, saved_model=None, network=None, checkpoint=None,
                options=NETWORK_OPTIONS, options_given=False):
-    """The model a command was pointed at: `--workdir` (with --network, --checkpoint and the
-    inference options) or `--saved_model`. ConfigError (one line) for a wrong combination."""
+    """The model at `workdir` (a training run, with its `network`, `checkpoint` and the inference
+    `options`) or `saved_model` (an export), as the commands open it. ConfigError (one line,
+    naming the argument; `errors.report` names the flag) for a wrong one or a wrong combination."""
     if bool(workdir) == bool(saved_model):
         raise worded(ConfigError, "give either workdir (a training run) or saved_model (an export)",
                      "give either --workdir (a training run) or --saved_model (an export)")
