@@ -365,7 +365,7 @@ def step_times(command):
     """The training step of each method of the dinov2 table, each run alone (one training at a
     time): steps/s, ms per step, and the step relative to its network's baseline."""
     rows = [row for row in TABLES["dinov2"].rows if not row.flagfile.startswith(PUBLISHED)]
-    rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, [])
+    rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, row.extra)
              for row in rows}
     baselines = network_baselines(rows)
     lines = [textwrap.fill(
