@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 
-from benchmarks import harness, labelling, litert, published, step_time
+from benchmarks import deeplab_step, harness, labelling, litert, published, step_time
 from semiseg_tf import compare_runs
 
 
@@ -390,6 +390,7 @@ MEASUREMENTS = {
     "demo_time": lambda command, args: ("README.md", demo_time(command)),
     "litert": lambda command, args: ("BENCHMARKS.md", litert.measure(command, args.runs)),
     "step_time": lambda command, args: ("BENCHMARKS.md", step_times(command)),
+    "deeplab_step": lambda command, args: ("BENCHMARKS.md", deeplab_step.measure(command)),
     # Runs of the labelling loop, where each round's training depends on the last's selection.
     "labelling": lambda command, args: labelling.table(command, args.runs, args.jobs),
 }
@@ -401,7 +402,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tables", nargs="*", metavar="TABLE",
                         help=f"which tables (default: all of {', '.join([*TABLES, *MEASUREMENTS])}; "
-                         "demo_time times the demo, so run it alone on the machine)")
+                             "demo_time, step_time and deeplab_step are timings: run them alone on "
+                             "the machine)")
     parser.add_argument("--runs", default="runs/results", help="folder of the run folders")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at a time (their numbers do not depend on it, their "
