@@ -4,22 +4,17 @@ string instead of imported.
   .venv/bin/python scripts/import_graph.py            # summary: modules, edges, string imports
   .venv/bin/python scripts/import_graph.py --edges    # also every edge, "importer -> imported"
 
-Edges are read from every import statement (a function's too) with `ast`; the catalog's entries
-("module:attribute", semiseg_tf/catalog.py) are edges from the catalog, and the public API's names
-(semiseg_tf/__init__.py) edges from the package. A string import anywhere else is listed: it hides
-an edge.
+Edges are read from every import statement (a function's too) with `ast`. A string import is
+listed: it hides an edge. (The catalog's "module:attribute" names are not imports: the modules they
+name are imported plainly by semiseg_tf/models/__init__.py and semiseg_tf/semisup/methods/__init__.py.)
 """
 import ast
-import importlib.util
 import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = "semiseg_tf"
-STRING_IMPORTS = {("lazy", "module"), ("importlib", "import_module")}
-# The modules whose string imports are data listed beside them: the catalog's entries and the
-# public API's names (semiseg_tf/__init__.py), both counted as edges.
-DECLARED = ("semiseg_tf/catalog.py", "semiseg_tf/__init__.py")
+STRING_IMPORTS = {("importlib", "import_module"), ("importlib", "__import__")}
 
 
 def module_name(path):
@@ -44,29 +39,6 @@ def imports_of(path):
     return found, strings
 
 
-def api_names():
-    """The public API's (module, attribute) pairs: its `_API = {...}` statement run alone (data
-    only), since importing the package would load TensorFlow."""
-    path = ROOT / PACKAGE / "__init__.py"
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    statement = next(node for node in tree.body if isinstance(node, ast.Assign)
-                     and [getattr(t, "id", None) for t in node.targets] == ["_API"])
-    namespace = {}
-    exec(compile(ast.Module([statement], []), str(path), "exec"), namespace)
-    return set(namespace["_API"].values())
-
-
-def catalog_edges():
-    # The catalog imports nothing of the package: read from its file, the package (and with it
-    # TensorFlow) is not loaded.
-    spec = importlib.util.spec_from_file_location("catalog", ROOT / PACKAGE / "catalog.py")
-    catalog = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(catalog)
-    entries = [catalog.network(n) for n in catalog.network_names()]
-    entries += [catalog.method(n) for n in catalog.method_names()]
-    return {entry.builder.split(":")[0] for entry in entries if isinstance(entry.builder, str)}
-
-
 def main(argv):
     sys.path.insert(0, str(ROOT))
     files = sorted((ROOT / PACKAGE).rglob("*.py"))
@@ -75,12 +47,9 @@ def main(argv):
     for name, path in modules.items():
         found, strings = imports_of(path)
         edges.update((name, target) for target in found if target in modules and target != name)
-        if str(path.relative_to(ROOT)) not in DECLARED:
-            hidden.extend(f"{path.relative_to(ROOT)}:{line}" for line in strings)
-    edges.update((f"{PACKAGE}.catalog", target) for target in catalog_edges())
-    edges.update((PACKAGE, target) for target, _ in api_names())
+        hidden.extend(f"{path.relative_to(ROOT)}:{line}" for line in strings)
     print(f"{len(modules)} modules, {len(edges)} import edges")
-    print(f"string imports other than the catalog's and the public API's: {len(hidden)}")
+    print(f"string imports: {len(hidden)}")
     for place in hidden:
         print(f"  {place}")
     if "--edges" in argv:

@@ -23,14 +23,13 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def load():
-    """Imports TensorFlow without its start-up notices, then every module whose classes Keras may
-    meet in a saved file (each registers its classes when imported), so that
-    `keras.saving.load_model("network.keras")` works after a plain `import semiseg_tf`."""
+    """Imports TensorFlow without its start-up notices, then the public API (semiseg_tf/api.py)
+    into this package's namespace. Its modules register their classes with Keras when imported,
+    so that `keras.saving.load_model("network.keras")` works after a plain `import semiseg_tf`."""
     from semiseg_tf import quiet_start
     quiet_start.import_tensorflow()
-    from semiseg_tf import models
-    from semiseg_tf.semisup import optim
-    models.available(), optim.__name__      # loaded even where a command named them lazily
+    from semiseg_tf import api
+    globals().update({name: getattr(api, name) for name in api.__all__}, __all__=api.__all__)
 
 
 # The commands started through semiseg_tf.options.run_command, which calls load() once it has
@@ -50,53 +49,3 @@ def _started_as_command_that_loads_later():
 
 if not _started_as_command_that_loads_later():
     load()
-
-
-# The public API: name -> (module, attribute), imported on first use, so that a command's --help
-# (which imports this package) need not load TensorFlow.
-_API = {
-    # networks
-    "build_network": ("semiseg_tf.models", "build"),
-    "available_networks": ("semiseg_tf.models", "available"),
-    "input_multiple": ("semiseg_tf.models", "input_multiple"),
-    # training
-    "MeanTeacher": ("semiseg_tf.semisup.mean_teacher", "MeanTeacher"),
-    "Perturbation": ("semiseg_tf.semisup.methods.base", "Perturbation"),
-    **{name: ("semiseg_tf.semisup.methods.mixing", name) for name in ("CutMix", "Cutout", "ICT")},
-    "StandardAugmentation": ("semiseg_tf.semisup.methods.augmentation", "StandardAugmentation"),
-    "VAT": ("semiseg_tf.semisup.methods.vat", "VAT"),
-    **{name: ("semiseg_tf.semisup.methods.pseudo_labels", name)
-       for name in ("FixMatch", "UniMatch", "UniMatchV2")},
-    "build_perturbation": ("semiseg_tf.semisup.methods.base", "build"),
-    "BoxMaskParams": ("semiseg_tf.augment.boxmask", "BoxMaskParams"),
-    "build_optimizer": ("semiseg_tf.semisup.optim", "build_optimizer"),
-    "AuthorsSchedule": ("semiseg_tf.semisup.optim", "AuthorsSchedule"),
-    # data
-    "training_batches": ("semiseg_tf.data.user_datasets", "training_batches"),
-    "evaluation_batches": ("semiseg_tf.data.user_datasets", "evaluation_batches"),
-    "GeometricParams": ("semiseg_tf.augment.geometric", "GeometricParams"),
-    "ColourParams": ("semiseg_tf.augment.colour", "ColourParams"),
-    "check_colour_cue": ("semiseg_tf.augment.colour_cue", "check"),
-    # inference and scores
-    "Segmenter": ("semiseg_tf.inference", "Segmenter"),
-    "InferenceOptions": ("semiseg_tf.inference", "InferenceOptions"),
-    "open_model": ("semiseg_tf.trained", "open_model"),
-    "MeanIoU": ("semiseg_tf.metrics", "MeanIoU"),
-    "PixelAccuracy": ("semiseg_tf.metrics", "PixelAccuracy"),
-    "scores": ("semiseg_tf.metrics", "scores"),
-}
-__all__ = sorted(_API)
-
-
-def __getattr__(name):
-    if name not in _API:
-        raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
-    import importlib
-    module, attribute = _API[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_API))

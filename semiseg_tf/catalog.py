@@ -1,13 +1,15 @@
 """Every network and every consistency method the toolkit knows, as data, in one place.
 
 `--help`, the config checks, the trainer and the tests read the catalog without importing
-TensorFlow: an entry names where its implementation lives ("module:attribute"), which is imported
-only when a run builds it (`load`). Adding a network or a method is its module, its test and one
+TensorFlow: an entry names where its implementation lives ("module:attribute"). The catalog never
+imports it: the package imports each of its networks in semiseg_tf/models/__init__.py and each of
+its methods in semiseg_tf/semisup/methods/__init__.py, plainly, and `load` finds the name there.
+Adding a network or a method is its module, its test and one
 `register` line here; code outside the package registers its own the same way, with the object
 itself as `builder` (docs/layout.md, "Adding a method", "Adding a network").
 """
 import dataclasses
-import importlib
+import sys
 
 NETWORK_WEIGHTS = ("file", "folder", "")
 
@@ -130,12 +132,16 @@ def needs_feature_split(method_name, cfg):
 
 
 def load(builder):
-    """An entry's builder: the object itself, or the attribute its "module:attribute" names
-    (imported here: the one place a name becomes code)."""
+    """An entry's builder: the object itself, or the attribute its "module:attribute" names in
+    that module, which the package has imported (see above; a name here is never a module's only
+    import, so the import graph shows every dependency)."""
     if callable(builder):
         return builder
     module, attribute = builder.split(":")
-    return getattr(importlib.import_module(module), attribute)
+    if module not in sys.modules:
+        raise ValueError(f"catalog entry {builder!r}: {module} is not imported; a module's own "
+                         "entries are registered with the object itself, or imported first")
+    return getattr(sys.modules[module], attribute)
 
 
 # Networks (semiseg_tf/models/; docs/methods.md, "Networks").

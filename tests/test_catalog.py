@@ -83,6 +83,19 @@ def test_register_refuses_an_incomplete_entry(own_catalog, entry, message):
         catalog.register(entry)
 
 
+def test_every_entry_names_a_module_the_package_imports_itself():
+    """The catalog imports nothing: each of the package's entries is found in a module that
+    semiseg_tf/models/__init__.py or semiseg_tf/semisup/methods/__init__.py imports (a name alone
+    is refused, so no dependency hides in a string)."""
+    entries = [*map(catalog.network, catalog.network_names()),
+               *map(catalog.method, catalog.method_names())]
+    for entry in entries:
+        module, attribute = entry.builder.split(":")
+        assert catalog.load(entry.builder) is getattr(__import__(module, fromlist=["_"]), attribute)
+    with pytest.raises(ValueError, match="semiseg_tf.not_a_module is not imported"):
+        catalog.load("semiseg_tf.not_a_module:build")
+
+
 def test_an_unknown_name_is_refused_with_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown network 'unet'; choose one of .*small_unet"):
         catalog.network("unet")
