@@ -1,5 +1,6 @@
 """Benchmark: input-pipeline throughput of the Pascal VOC recipe, in images per second per core.
 
+  .venv/bin/python -m benchmarks.tables input_pipeline       # the harness's table, alone
   .venv/bin/python -m benchmarks.input --data_dir=/tmp/bench_input_data --threads 1 2
 
 Reads a prepared dataset through the real `InputPipeline` with the Pascal recipe's settings (321x321
@@ -12,6 +13,7 @@ turn; the first `--warmup` steps are not timed.
 """
 import argparse
 import os
+import textwrap
 import time
 
 import numpy as np
@@ -68,6 +70,28 @@ def measure(source, threads, steps, warmup):
         next(iterator)
     seconds = time.perf_counter() - start
     return steps * 30 / seconds, seconds / steps
+
+
+def table(command, runs_folder="runs/results", threads=(1, 2), steps=30, warmup=5):
+    """Markdown for the results harness: the stand-in (1000 images, under `runs_folder`) read at
+    each tf.data thread count."""
+    from benchmarks import harness
+    from semiseg_tf.data import prepared
+    data_dir = os.path.join(runs_folder, "input_stand_in")
+    write_stand_in(data_dir, 1000)
+    source = prepared.build_prepared_source("folder", data_dir, n_sup=106)
+    lines = [textwrap.fill(
+        f"Code at commit {harness.code_commit()}; measured {time.strftime('%Y-%m-%d')} on "
+        f"{harness.describe_machine(harness.machine())}, alone on the machine: 1000 JPEGs of "
+        "Pascal's size (500x375) and their PNG masks, read as the Pascal recipe reads them (crops "
+        f"of 321, Hung et al.'s scaling, flips, CutMix's three batches of 10 a step), {steps} "
+        f"steps after {warmup}. Regenerate: `{command}`.", 100), "",
+        "| tf.data threads | images/s | images/s per thread | ms per step (30 images) |",
+        "|---|---|---|---|"]
+    for count in threads:
+        rate, step = measure(source, count, steps, warmup)
+        lines.append(f"| {count} | {rate:.1f} | {rate / count:.1f} | {1000 * step:.0f} |")
+    return "\n".join(lines)
 
 
 def main():

@@ -19,6 +19,7 @@ import textwrap
 import time
 
 from benchmarks import deeplab_step, harness, labelling, litert, published, step_time
+from benchmarks import input as input_pipeline
 from semiseg_tf import compare_runs
 
 
@@ -391,6 +392,8 @@ MEASUREMENTS = {
     "litert": lambda command, args: ("BENCHMARKS.md", litert.measure(command, args.runs)),
     "step_time": lambda command, args: ("BENCHMARKS.md", step_times(command)),
     "deeplab_step": lambda command, args: ("BENCHMARKS.md", deeplab_step.measure(command)),
+    "input_pipeline": lambda command, args: ("BENCHMARKS.md",
+                                             input_pipeline.table(command, args.runs)),
     # Runs of the labelling loop, where each round's training depends on the last's selection.
     "labelling": lambda command, args: labelling.table(command, args.runs, args.jobs),
 }
