@@ -4,7 +4,7 @@
 TensorFlow: an entry names where its implementation lives ("module:attribute"). The catalog never
 imports it: the package imports each of its networks in semiseg_tf/models/__init__.py and each of
 its methods in semiseg_tf/semisup/methods/__init__.py, plainly, and `load` finds the name there.
-Adding a network or a method is its module, its test and one
+Adding a network or a method is its module (named in that import line), its test and one
 `register` line here; code outside the package registers its own the same way, with the object
 itself as `builder` (docs/layout.md, "Adding a method", "Adding a network").
 """
