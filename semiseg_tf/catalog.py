@@ -139,8 +139,9 @@ def load(builder):
         return builder
     module, attribute = builder.split(":")
     if module not in sys.modules:
-        raise ValueError(f"catalog entry {builder!r}: {module} is not imported; a module's own "
-                         "entries are registered with the object itself, or imported first")
+        raise ValueError(f"catalog entry {builder!r}: {module} is not imported; name it in its "
+                         "package's import line (docs/layout.md, 'Adding a network'), or register "
+                         "the object itself")
     return getattr(sys.modules[module], attribute)
 
 
