@@ -9,7 +9,9 @@ chooses BUDGET more from the images not labelled yet (the pool, linked into a fo
 their masks join the labelled list (`--split_file`), and the recipe trains again from the start.
 `random` is `select --select_by=random`. The table gives the validation mIoU after each round, mean
 and std over the seeds, per strategy; the plot (docs/labelling/curves.png) the curves with their
-spread. Runs are kept and reused as the other tables' are (benchmarks/harness.py).
+spread. A last row trains the demo's supervised baseline on random's first and last labelled lists:
+what more random labels give without the unlabelled images. Runs are kept and reused as the other
+tables' are (benchmarks/harness.py).
 """
 import concurrent.futures
 import os
@@ -22,6 +24,7 @@ import textwrap
 from benchmarks import harness
 
 RECIPE = "flags/demo/cutmix.flags"
+SUPERVISED = "flags/demo/baseline.flags"
 START, BUDGET, ROUNDS = 10, 10, 3
 SEEDS = (0, 1, 2)
 TRAIN_IMAGES, VAL_IMAGES = 1000, 200
@@ -66,11 +69,14 @@ class Chain:
             return start_file(self.root, self.seed)
         return os.path.join(self.folder, f"labelled_{START + BUDGET * round_}.txt")
 
-    def run(self, round_):
+    def run(self, round_, supervised=False):
+        """Round `round_`'s training: the CutMix recipe, or the supervised baseline's."""
         labelled = START + BUDGET * round_
         # Round 0 is the same training for every strategy: one run, under its own name.
         name = "start" if round_ == 0 else f"{self.strategy}_{labelled}"
-        return harness.Run(self.root, name, RECIPE, self.seed,
+        if supervised:
+            name = f"supervised_{self.strategy}_{labelled}"
+        return harness.Run(self.root, name, SUPERVISED if supervised else RECIPE, self.seed,
                            extra=("--dataset=folder", f"--data_dir={self.data}",
                                   f"--prepared_dir={self.prepared}",
                                   f"--split_file={self.split_file(round_)}",
@@ -151,7 +157,12 @@ def table(command, runs="runs/results", jobs=1):
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         done = {(c.strategy, c.seed): pool.submit(c.go) for c in chains}
         results = {key: future.result() for key, future in done.items()}
-    all_runs = [c.run(r) for c in chains for r in range(ROUNDS + 1)]
+    # The supervised baseline on random's first and last lists.
+    supervised = {(chain.seed, r): chain.run(r, supervised=True)
+                  for chain in chains if chain.strategy == "random" for r in (0, ROUNDS)}
+    trained = harness.train_all(list(supervised.values()), jobs)
+    supervised_metrics = {key: trained[run.name, run.seed] for key, run in supervised.items()}
+    all_runs = [c.run(r) for c in chains for r in range(ROUNDS + 1)] + list(supervised.values())
     counts = [START + BUDGET * r for r in range(ROUNDS + 1)]
     curves = {strategy: [harness.mean_std([100 * results[strategy, s][n]["miou"] for s in SEEDS])
                          for n in counts] for strategy in STRATEGIES}
@@ -163,6 +174,15 @@ def table(command, runs="runs/results", jobs=1):
     for strategy, points in curves.items():
         lines.append(f"| {strategy} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in points)
                      + " |")
+    cells = []
+    for r in range(ROUNDS + 1):
+        if r in (0, ROUNDS):
+            values = [100 * supervised_metrics[seed, r]["miou"] for seed in SEEDS]
+            cells.append("{:.2f} ± {:.2f}".format(*harness.mean_std(values)))
+        else:
+            cells.append("")
+    lines.append("| random, supervised baseline (no unlabelled images) | " + " | ".join(cells)
+                 + " |")
     # Each seed's chains share their start, so a strategy is compared with random seed by seed.
     lines += ["", textwrap.fill("Gain over random selection after each round, seed by seed (each "
                                 "seed's chains start from the same images), mean ± std (per "
