@@ -168,7 +168,7 @@ def table(command, runs="runs/results", jobs=1):
                          for n in counts] for strategy in STRATEGIES}
     os.makedirs(os.path.dirname(os.path.join(harness.REPO, PLOT)), exist_ok=True)
     draw(curves, counts, os.path.join(harness.REPO, PLOT))
-    lines = [harness.provenance(all_runs, command), "",
+    lines = [textwrap.fill(harness.provenance(all_runs, command), 100), "",
              "| strategy | " + " | ".join(f"{n} labelled" for n in counts) + " |",
              "|---|" + "---|" * len(counts)]
     for strategy, points in curves.items():
