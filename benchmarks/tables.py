@@ -371,9 +371,15 @@ STEP_TIME_STEPS = 200
 
 
 def step_times(command):
-    """The training step of each method of the dinov2 table, each run alone (one training at a
-    time): steps/s, ms per step, and the step relative to its network's baseline."""
+    """The training step of each method of the dinov2 table and of the precision table's bfloat16
+    rows, each run alone (one training at a time): steps/s, ms per step, and the step relative to
+    its network's baseline (in float32)."""
     rows = [row for row in TABLES["dinov2"].rows if not row.flagfile.startswith(PUBLISHED)]
+    # The demo's two U-net rows in bfloat16 (the precision table's), after the U-net's rows.
+    bfloat16 = [dataclasses.replace(row, note="U-net") for row in TABLES["precision"].rows
+                if row.note == "bfloat16"]
+    unet = sum(row.note == "U-net" for row in rows)
+    rows = rows[:unet] + bfloat16 + rows[unet:]
     rates = {row.name: step_time.steps_per_second(row.flagfile, STEP_TIME_STEPS, row.extra)
              for row in rows}
     baselines = network_baselines(rows)
