@@ -35,6 +35,8 @@ STRATEGIES = {
     "margin": ("--select_by=margin",),
     "disagreement": ("--select_by=disagreement",),
     "entropy_no_diversity": ("--select_by=entropy", "--nodiversity"),
+    "unsure": ("--select_by=unsure",),
+    "entropy_rare_classes": ("--select_by=entropy", "--rare_classes"),
 }
 PLOT = "docs/labelling/curves.png"     # from the repository's root, as BENCHMARKS.md links it
 
@@ -229,7 +231,8 @@ def draw(curves, counts, path, size=(640, 400)):
             pen.text((x - 30, y - 6), str(step), fill="black")
     pen.text((left, height - 16), "labelled images", fill="black")
     pen.text((4, 4), "mIoU (%)", fill="black")
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+               (140, 86, 75), (227, 119, 194)]
     for k, (strategy, points) in enumerate(curves.items()):
         colour = colours[k % len(colours)]
         band = ([at(n, m + s) for n, (m, s) in zip(counts, points)]
