@@ -23,13 +23,13 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def load():
-    """Imports TensorFlow without its start-up notices, then the public API (semiseg_tf/api.py)
-    into this package's namespace. Its modules register their classes with Keras when imported,
-    so that `keras.saving.load_model("network.keras")` works after a plain `import semiseg_tf`."""
+    """Imports TensorFlow without its start-up notices, then the networks and the optimiser's
+    schedule, which register their classes with Keras when imported, so that
+    `keras.saving.load_model("network.keras")` works after a plain `import semiseg_tf`."""
     from semiseg_tf import quiet_start
     quiet_start.import_tensorflow()
-    from semiseg_tf import api
-    globals().update({name: getattr(api, name) for name in api.__all__}, __all__=api.__all__)
+    from semiseg_tf import models  # noqa: F401
+    from semiseg_tf.semisup import optim  # noqa: F401
 
 
 # The commands started through semiseg_tf.options.run_command, which calls load() once it has
@@ -49,3 +49,27 @@ def _started_as_command_that_loads_later():
 
 if not _started_as_command_that_loads_later():
     load()
+
+
+def __getattr__(name):
+    """The public API (semiseg_tf/api.py), imported on first use: it brings in the commands'
+    options, which define absl's global flags, and a plain `import semiseg_tf` must leave a
+    program's own flag names free."""
+    # `from semiseg_tf import submodule` asks here first: a submodule's name is not the API's.
+    here = _os.path.dirname(__file__)
+    if ((name.startswith("__") and name != "__all__") or _os.path.isdir(_os.path.join(here, name))
+            or _os.path.exists(_os.path.join(here, f"{name}.py"))):
+        raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
+    import semiseg_tf.api  # noqa: F401  (a plain import statement: no attribute looked up)
+    api = _sys.modules["semiseg_tf.api"]
+    names = getattr(api, "__all__", [])     # [] while api.py itself is being imported
+    if name == "__all__":
+        return names
+    if name not in names:
+        raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
+    return getattr(api, name)
+
+
+def __dir__():
+    import semiseg_tf.api  # noqa: F401
+    return sorted(set(globals()) | set(_sys.modules["semiseg_tf.api"].__all__))

@@ -1,8 +1,7 @@
 """The public API (docs/python.md): what `import semiseg_tf` puts in the package's namespace.
 
-Plain imports, so that a reader or a tool follows each name to its module; the package loads this
-module when it is imported, or, when a command started it, once the command has answered --help
-(semiseg_tf/__init__.py).
+Plain imports, so that a reader or a tool follows each name to its module; the package imports
+this module when one of its names is first used (semiseg_tf/__init__.py says why not before).
 """
 # networks
 from semiseg_tf.models import available as available_networks, build as build_network
