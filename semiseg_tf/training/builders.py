@@ -9,6 +9,8 @@ from semiseg_tf.errors import ConfigError, WeightsError
 from semiseg_tf.data import base, native, pipeline, prepared, synthetic
 from semiseg_tf.models import precision, weights
 from semiseg_tf.semisup import mean_teacher
+# Imports every method that the catalog names (build_perturbation finds them there).
+from semiseg_tf.semisup import methods  # noqa: F401
 
 
 def build_source(cfg, out=sys.stderr):
