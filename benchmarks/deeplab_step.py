@@ -45,9 +45,8 @@ def child_command(config, batch, crop, steps, extra=()):
 def measure_once(config, batch, crop, steps, extra=()):
     """{seconds, first, rss_gib} of one configuration in its own process."""
     name, _, isa = config.partition("/")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(os.cpu_count()),
-           "PYTHONPATH": os.pathsep.join(filter(None, [harness.REPO, os.environ.get("PYTHONPATH")])),
-           **(AVX2_ONLY if isa == "avx2" else {})}
+    env = harness.child_env(OMP_NUM_THREADS=str(os.cpu_count()),
+                            **(AVX2_ONLY if isa == "avx2" else {}))
     done = subprocess.run(child_command(name, batch, crop, steps, extra), env=env,
                           cwd=harness.REPO, capture_output=True, text=True)
     if done.returncode != 0:

@@ -77,6 +77,14 @@ def machine():
             "tensorflow": version("tensorflow")}
 
 
+def child_env(**variables):
+    """The environment of a measuring child process: this one's, TensorFlow's notices below errors,
+    the repository first on PYTHONPATH (so `-m benchmarks.NAME` finds it from any folder), and
+    `variables`."""
+    path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path, **variables}
+
+
 def threads(env=None):
     """TensorFlow's intra-op thread count of a run: TF_NUM_INTRAOP_THREADS, else one per core."""
     return int({**os.environ, **(env or {})}.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count())

@@ -14,7 +14,6 @@ out-of-memory killer.
 """
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -119,9 +118,7 @@ def main():
     print("| network | crop | batch | supervised s/step | CutMix s/step | CutMix / supervised "
           "| peak RSS supervised / CutMix (GiB) |")
     print("|---|---|---|---|---|---|---|")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = harness.child_env()
     for network in args.networks:
         arch, crop = network.split(":")
         results = {}

@@ -22,8 +22,6 @@ import time
 
 from benchmarks import harness
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def build_step(flagfile, config, batch_size, extra):
     """The recipe's compiled training step and one batch: (train_step, batch, model). Call once
@@ -85,14 +83,13 @@ def main():
     if args.child:
         print(json.dumps(measure(args.flagfile, args.child, args.batch_size, args.steps, extra)))
         return
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+    env = harness.child_env()
     rows = []
     for config in args.configs:
         done = subprocess.run([sys.executable, "-m", "benchmarks.recipe_step", args.flagfile,
                                f"--child={config}", f"--batch_size={args.batch_size}",
                                f"--steps={args.steps}", "--", *extra],
-                              env=env, cwd=REPO, capture_output=True, text=True)
+                              env=env, cwd=harness.REPO, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{config}: failed\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
             rows.append((config, None))
