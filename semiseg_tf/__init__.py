@@ -51,6 +51,11 @@ if not _started_as_command_that_loads_later():
     load()
 
 
+def _api():
+    import semiseg_tf.api  # noqa: F401  (a plain import statement: no attribute looked up)
+    return _sys.modules["semiseg_tf.api"]
+
+
 def __getattr__(name):
     """The public API (semiseg_tf/api.py), imported on first use: it brings in the commands'
     options, which define absl's global flags, and a plain `import semiseg_tf` must leave a
@@ -60,16 +65,12 @@ def __getattr__(name):
     if ((name.startswith("__") and name != "__all__") or _os.path.isdir(_os.path.join(here, name))
             or _os.path.exists(_os.path.join(here, f"{name}.py"))):
         raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
-    import semiseg_tf.api  # noqa: F401  (a plain import statement: no attribute looked up)
-    api = _sys.modules["semiseg_tf.api"]
-    names = getattr(api, "__all__", [])     # [] while api.py itself is being imported
-    if name == "__all__":
-        return names
-    if name not in names:
+    api = _api()
+    if name != "__all__" and name not in api.__all__:
         raise AttributeError(f"module 'semiseg_tf' has no attribute {name!r}")
-    return getattr(api, name)
+    value = globals()[name] = getattr(api, name)    # found here from now on
+    return value
 
 
 def __dir__():
-    import semiseg_tf.api  # noqa: F401
-    return sorted(set(globals()) | set(_sys.modules["semiseg_tf.api"].__all__))
+    return sorted(set(globals()) | set(_api().__all__))
